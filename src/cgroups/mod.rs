@@ -1,0 +1,231 @@
+//! cgroups: one leaf per container under an absolute parent, limits in cgroup v2 meanings, two backends.
+//! Knows nothing about containers or the CLI; never touches a cgroup outside the leaves it creates and
+//! the parent path it is given (beyond enabling missing v2 controllers on the way down).
+
+mod fs;
+mod v1;
+mod v2;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+pub use fs::CgroupError;
+
+/// The cgroup hierarchies mounted on this host, read from /proc/self/mountinfo.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hierarchies {
+    /// cgroup v1 hierarchies: mount point and the controllers bound to it.
+    pub v1: Vec<(PathBuf, Vec<String>)>,
+    /// The cgroup2 mount: the whole tree on a pure v2 host, `/sys/fs/cgroup/unified` on hybrid ones.
+    pub unified: Option<PathBuf>,
+}
+
+const V1_CONTROLLERS: [&str; 14] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "hugetlb",
+    "rdma",
+    "misc",
+];
+
+impl Hierarchies {
+    pub fn detect() -> Result<Self, CgroupError> {
+        let path = Path::new("/proc/self/mountinfo");
+        let text =
+            std::fs::read_to_string(path).map_err(|e| CgroupError::io("read", path, "", e))?;
+        Ok(Self::parse_mountinfo(&text))
+    }
+
+    pub fn parse_mountinfo(text: &str) -> Self {
+        let mut found = Hierarchies::default();
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            // A mount of a sub-tree (another cgroup namespace's view) is not a hierarchy root.
+            if left.len() < 5 || right.len() < 3 || left[3] != "/" {
+                continue;
+            }
+            let mount_point = PathBuf::from(left[4]);
+            match right[0] {
+                "cgroup2" => found.unified = Some(mount_point),
+                "cgroup" => {
+                    let controllers: Vec<String> = right[2]
+                        .split(',')
+                        .filter(|o| V1_CONTROLLERS.contains(o))
+                        .map(String::from)
+                        .collect();
+                    if !controllers.is_empty() {
+                        found.v1.push((mount_point, controllers));
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+/// Which backend a host needs: v1 (legacy or hybrid) whenever v1 controllers are mounted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "version", rename_all = "lowercase")]
+pub enum Manager {
+    V1(v1::V1Manager),
+    V2(v2::V2Manager),
+}
+
+impl Manager {
+    /// The manager for the cgroup `path` (absolute, e.g. `/poc/<id>`) on this host.
+    pub fn for_path(hierarchies: &Hierarchies, path: &str) -> Result<Self, CgroupError> {
+        let relative = relative_path(path)?;
+        if !hierarchies.v1.is_empty() {
+            return Ok(Manager::V1(v1::V1Manager::new(hierarchies, &relative)));
+        }
+        match &hierarchies.unified {
+            Some(root) => Ok(Manager::V2(v2::V2Manager::new(root, &relative))),
+            None => Err(CgroupError::NoCgroupFs),
+        }
+    }
+
+    /// Creates the leaf (and its parents), ready to receive limits and processes.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        match self {
+            Manager::V1(m) => m.create(),
+            Manager::V2(m) => m.create(),
+        }
+    }
+
+    /// Writes the limits in `resources` to the leaf.
+    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        match self {
+            Manager::V1(m) => m.apply(resources),
+            Manager::V2(m) => m.apply(resources),
+        }
+    }
+
+    /// A directory fd of a cgroup2 leaf for `clone3(CLONE_INTO_CGROUP)`: the process is born inside it.
+    pub fn clone_into_fd(&self) -> Option<OwnedFd> {
+        match self {
+            Manager::V1(m) => m.unified_leaf().and_then(|leaf| fs::open_dir(&leaf)),
+            Manager::V2(m) => fs::open_dir(m.leaf()),
+        }
+    }
+
+    /// Moves `pid` into the leaf; `born_in_unified` skips the cgroup2 leaf it was cloned into.
+    pub fn add_task(&self, pid: i32, born_in_unified: bool) -> Result<(), CgroupError> {
+        match self {
+            Manager::V1(m) => m.add_task(pid, born_in_unified),
+            Manager::V2(_) if born_in_unified => Ok(()),
+            Manager::V2(m) => fs::add_pid(m.leaf(), pid),
+        }
+    }
+
+    /// Kills whatever is left in the leaf and removes it. Missing leaves are fine: remove is idempotent.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        self.leaf_dirs()
+            .iter()
+            .try_for_each(|dir| fs::remove_leaf(dir))
+    }
+
+    /// Every directory this container owns, one per hierarchy.
+    pub fn leaf_dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Manager::V1(m) => m.leaf_dirs(),
+            Manager::V2(m) => vec![m.leaf().to_path_buf()],
+        }
+    }
+}
+
+/// `/poc/abc` -> `poc/abc`, refusing anything that could climb out of the hierarchy.
+fn relative_path(path: &str) -> Result<PathBuf, CgroupError> {
+    let trimmed = path.trim_start_matches('/');
+    let bad = trimmed.is_empty()
+        || !path.starts_with('/')
+        || trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(CgroupError::BadPath(path.to_string()));
+    }
+    Ok(PathBuf::from(trimmed))
+}
+
+/// cgroup v1 `cpu.shares` (2..262144) to v2 `cpu.weight` (1..10000), the mapping runc and crun use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 100;
+    }
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 30 0:23 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755
+26 25 0:24 / /sys/fs/cgroup/cpu rw,relatime shared:2 - cgroup cgroup rw,cpu
+27 25 0:25 / /sys/fs/cgroup/memory rw,relatime shared:3 - cgroup cgroup rw,memory
+28 25 0:26 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+29 25 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+30 25 0:28 /nested /mnt/other rw,relatime - cgroup cgroup rw,pids
+";
+
+    #[test]
+    fn mountinfo_finds_v1_controllers_and_unified() {
+        let h = Hierarchies::parse_mountinfo(HYBRID);
+        assert_eq!(
+            h.v1,
+            vec![
+                (PathBuf::from("/sys/fs/cgroup/cpu"), vec!["cpu".to_string()]),
+                (
+                    PathBuf::from("/sys/fs/cgroup/memory"),
+                    vec!["memory".to_string()]
+                ),
+            ]
+        );
+        assert_eq!(h.unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let m = Manager::for_path(&h, "/poc/abc").unwrap();
+        assert!(matches!(m, Manager::V1(_)));
+        assert!(m
+            .leaf_dirs()
+            .contains(&PathBuf::from("/sys/fs/cgroup/unified/poc/abc")));
+    }
+
+    #[test]
+    fn pure_v2_is_detected() {
+        let h = Hierarchies::parse_mountinfo(
+            "29 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n",
+        );
+        let m = Manager::for_path(&h, "/poc/abc").unwrap();
+        assert_eq!(m.leaf_dirs(), vec![PathBuf::from("/sys/fs/cgroup/poc/abc")]);
+    }
+
+    #[test]
+    fn cgroup_paths_cannot_escape() {
+        for bad in ["poc/x", "/", "/poc/../x", "/poc//x", ""] {
+            assert!(relative_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(relative_path("/poc/x").unwrap(), PathBuf::from("poc/x"));
+    }
+
+    #[test]
+    fn shares_map_to_weight() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1024), 39);
+    }
+}

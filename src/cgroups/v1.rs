@@ -1,0 +1,258 @@
+//! cgroup v1 (legacy and hybrid hosts): one directory per hierarchy, limits translated from v2 meanings,
+//! plus a leaf in the unified hierarchy so BPF programs can filter by cgroup id as on v2 hosts.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use super::fs::{self, CgroupError};
+use super::Hierarchies;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct V1Manager {
+    /// (leaf directory, controllers of its hierarchy)
+    leaves: Vec<(PathBuf, Vec<String>)>,
+    /// The cgroup2 root on a hybrid host (the unified leaf is `unified_root/relative`).
+    unified_root: Option<PathBuf>,
+    relative: PathBuf,
+}
+
+impl V1Manager {
+    pub fn new(hierarchies: &Hierarchies, relative: &Path) -> Self {
+        V1Manager {
+            leaves: hierarchies
+                .v1
+                .iter()
+                .map(|(mount, controllers)| (mount.join(relative), controllers.clone()))
+                .collect(),
+            unified_root: hierarchies.unified.clone(),
+            relative: relative.to_path_buf(),
+        }
+    }
+
+    pub fn unified_leaf(&self) -> Option<PathBuf> {
+        self.unified_root
+            .as_ref()
+            .map(|root| root.join(&self.relative))
+    }
+
+    pub fn leaf_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.leaves.iter().map(|(dir, _)| dir.clone()).collect();
+        dirs.extend(self.unified_leaf());
+        dirs
+    }
+
+    fn leaf_of(&self, controller: &str) -> Option<&Path> {
+        self.leaves
+            .iter()
+            .find(|(_, controllers)| controllers.iter().any(|c| c == controller))
+            .map(|(dir, _)| dir.as_path())
+    }
+
+    fn require(&self, controller: &'static str, what: &'static str) -> Result<&Path, CgroupError> {
+        self.leaf_of(controller)
+            .ok_or(CgroupError::MissingController { controller, what })
+    }
+
+    pub fn create(&self) -> Result<(), CgroupError> {
+        for dir in self.leaf_dirs() {
+            fs::create_dir(&dir)?;
+        }
+        if let Some(leaf) = self.leaf_of("cpuset") {
+            init_cpuset(leaf, &self.relative)?;
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        if let Some(memory) = resources.memory() {
+            if let Some(limit) = memory.limit() {
+                let dir = self.require("memory", "memory")?;
+                fs::write(dir, "memory.limit_in_bytes", &limit.to_string())?;
+            }
+            if let Some(soft) = memory.reservation() {
+                let dir = self.require("memory", "memory")?;
+                fs::write(dir, "memory.soft_limit_in_bytes", &soft.to_string())?;
+            }
+        }
+        if let Some(cpu) = resources.cpu() {
+            if let Some(quota) = cpu.quota() {
+                let dir = self.require("cpu", "CPU time")?;
+                // The period first: the kernel checks the quota against the period already set.
+                if let Some(period) = cpu.period() {
+                    fs::write(dir, "cpu.cfs_period_us", &period.to_string())?;
+                }
+                fs::write(dir, "cpu.cfs_quota_us", &quota.to_string())?;
+            }
+            if let Some(shares) = cpu.shares() {
+                fs::write(
+                    self.require("cpu", "CPU shares")?,
+                    "cpu.shares",
+                    &shares.to_string(),
+                )?;
+            }
+            if let Some(cpus) = cpu.cpus() {
+                fs::write(self.require("cpuset", "CPUs")?, "cpuset.cpus", cpus)?;
+            }
+            if let Some(mems) = cpu.mems() {
+                fs::write(self.require("cpuset", "memory nodes")?, "cpuset.mems", mems)?;
+            }
+        }
+        if let Some(pids) = resources.pids() {
+            fs::write(
+                self.require("pids", "processes")?,
+                "pids.max",
+                &pids.limit().to_string(),
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn add_task(&self, pid: i32, born_in_unified: bool) -> Result<(), CgroupError> {
+        for (dir, _) in &self.leaves {
+            fs::add_pid(dir, pid)?;
+        }
+        match self.unified_leaf() {
+            Some(leaf) if !born_in_unified => fs::add_pid(&leaf, pid),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and refuses tasks until both are
+/// set: copy them down from the parent at every level poc created.
+fn init_cpuset(leaf: &Path, relative: &Path) -> Result<(), CgroupError> {
+    let depth = relative.components().count();
+    let mut levels: Vec<&Path> = leaf.ancestors().take(depth + 1).collect();
+    levels.reverse();
+    for pair in levels.windows(2) {
+        let (parent, dir) = (pair[0], pair[1]);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if fs::read(dir, file)?.is_empty() {
+                fs::write(dir, file, &fs::read(parent, file)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+
+    /// A fake v1 tree: cpu, memory, cpuset and pids hierarchies under a temp dir, files pre-created.
+    fn fake_tree() -> (tempfile::TempDir, V1Manager) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut h = Hierarchies::default();
+        for c in ["cpu", "memory", "cpuset", "pids"] {
+            h.v1.push((tmp.path().join(c), vec![c.to_string()]));
+        }
+        h.unified = Some(tmp.path().join("unified"));
+        let m = V1Manager::new(&h, Path::new("poc/leaf"));
+        std::fs::create_dir_all(tmp.path().join("cpuset/poc/leaf")).unwrap();
+        for dir in ["cpuset", "cpuset/poc", "cpuset/poc/leaf"] {
+            let (cpus, mems) = if dir == "cpuset" {
+                ("0-1", "0")
+            } else {
+                ("", "")
+            };
+            std::fs::write(tmp.path().join(dir).join("cpuset.cpus"), cpus).unwrap();
+            std::fs::write(tmp.path().join(dir).join("cpuset.mems"), mems).unwrap();
+        }
+        (tmp, m)
+    }
+
+    fn touch(dir: &Path, files: &[&str]) {
+        for f in files {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn create_initialises_cpuset_down_the_path() {
+        let (tmp, m) = fake_tree();
+        m.create().unwrap();
+        for dir in ["cpuset/poc", "cpuset/poc/leaf"] {
+            assert_eq!(
+                std::fs::read_to_string(tmp.path().join(dir).join("cpuset.cpus")).unwrap(),
+                "0-1"
+            );
+            assert_eq!(
+                std::fs::read_to_string(tmp.path().join(dir).join("cpuset.mems")).unwrap(),
+                "0"
+            );
+        }
+        assert!(tmp.path().join("unified/poc/leaf").is_dir());
+        assert_eq!(m.leaf_dirs().len(), 5);
+    }
+
+    #[test]
+    fn limits_are_translated_to_v1_files() {
+        let (tmp, m) = fake_tree();
+        m.create().unwrap();
+        let root = tmp.path();
+        touch(
+            &root.join("memory/poc/leaf"),
+            &["memory.limit_in_bytes", "memory.soft_limit_in_bytes"],
+        );
+        touch(
+            &root.join("cpu/poc/leaf"),
+            &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.shares"],
+        );
+        touch(&root.join("pids/poc/leaf"), &["pids.max"]);
+        let resources = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .reservation(32i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(50_000i64)
+                    .period(200_000u64)
+                    .shares(512u64)
+                    .cpus("1")
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(20i64).build().unwrap())
+            .build()
+            .unwrap();
+        m.apply(&resources).unwrap();
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        assert_eq!(
+            read("memory/poc/leaf/memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            read("memory/poc/leaf/memory.soft_limit_in_bytes"),
+            (32u64 << 20).to_string()
+        );
+        assert_eq!(read("cpu/poc/leaf/cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("cpu/poc/leaf/cpu.cfs_period_us"), "200000");
+        assert_eq!(read("cpu/poc/leaf/cpu.shares"), "512");
+        assert_eq!(read("cpuset/poc/leaf/cpuset.cpus"), "1");
+        assert_eq!(read("pids/poc/leaf/pids.max"), "20");
+    }
+
+    #[test]
+    fn a_missing_controller_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Hierarchies {
+            v1: vec![(tmp.path().join("cpu"), vec!["cpu".into()])],
+            unified: None,
+        };
+        let m = V1Manager::new(&h, Path::new("poc/x"));
+        let resources = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(5i64).build().unwrap())
+            .build()
+            .unwrap();
+        let err = m.apply(&resources).unwrap_err().to_string();
+        assert!(err.contains("pids controller"), "{err}");
+    }
+}

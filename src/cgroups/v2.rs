@@ -1,0 +1,192 @@
+//! cgroup v2 (pure unified hosts): one leaf directory, controllers enabled on the way down, v2 files.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use super::fs::{self, CgroupError};
+
+/// Controllers a container's limits may need, in the order the kernel lists them.
+const WANTED: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct V2Manager {
+    root: PathBuf,
+    leaf: PathBuf,
+}
+
+impl V2Manager {
+    pub fn new(root: &Path, relative: &Path) -> Self {
+        V2Manager {
+            root: root.to_path_buf(),
+            leaf: root.join(relative),
+        }
+    }
+
+    pub fn leaf(&self) -> &Path {
+        &self.leaf
+    }
+
+    /// Creates the path down to the leaf and enables, in each inner node's `cgroup.subtree_control`,
+    /// the wanted controllers its parent offers that are not enabled yet. Inner nodes hold no processes
+    /// (the "no internal processes" rule), so only leaves get tasks.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        fs::create_dir(&self.leaf)?;
+        let mut inner: Vec<&Path> = self
+            .leaf
+            .ancestors()
+            .skip(1)
+            .take_while(|p| p.starts_with(&self.root))
+            .collect();
+        inner.reverse();
+        for dir in inner {
+            let available = fs::read(dir, "cgroup.controllers")?;
+            let enabled = fs::read(dir, "cgroup.subtree_control")?;
+            let missing: Vec<String> = WANTED
+                .iter()
+                .filter(|c| {
+                    available.split(' ').any(|a| a == **c) && !enabled.split(' ').any(|e| e == **c)
+                })
+                .map(|c| format!("+{c}"))
+                .collect();
+            if !missing.is_empty() {
+                fs::write(dir, "cgroup.subtree_control", &missing.join(" "))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        let leaf = &self.leaf;
+        if let Some(memory) = resources.memory() {
+            if let Some(limit) = memory.limit() {
+                fs::write(leaf, "memory.max", &limit.to_string())?;
+            }
+            if let Some(soft) = memory.reservation() {
+                fs::write(leaf, "memory.high", &soft.to_string())?;
+            }
+        }
+        if let Some(cpu) = resources.cpu() {
+            if let Some(quota) = cpu.quota() {
+                let period = cpu.period().unwrap_or(crate::spec::DEFAULT_CPU_PERIOD);
+                fs::write(leaf, "cpu.max", &format!("{quota} {period}"))?;
+            }
+            if let Some(shares) = cpu.shares() {
+                fs::write(
+                    leaf,
+                    "cpu.weight",
+                    &super::shares_to_weight(shares).to_string(),
+                )?;
+            }
+            if let Some(cpus) = cpu.cpus() {
+                fs::write(leaf, "cpuset.cpus", cpus)?;
+            }
+            if let Some(mems) = cpu.mems() {
+                fs::write(leaf, "cpuset.mems", mems)?;
+            }
+        }
+        if let Some(pids) = resources.pids() {
+            fs::write(leaf, "pids.max", &pids.limit().to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+
+    /// A fake cgroup2 tree: the root offers every controller and has only cpu enabled below it.
+    fn fake_tree() -> (tempfile::TempDir, V2Manager) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("cgroup.subtree_control"), "cpu\n").unwrap();
+        std::fs::create_dir_all(root.join("poc/leaf")).unwrap();
+        std::fs::write(
+            root.join("poc/cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("poc/cgroup.subtree_control"), "").unwrap();
+        for f in [
+            "memory.max",
+            "memory.high",
+            "cpu.max",
+            "cpu.weight",
+            "pids.max",
+            "cpuset.cpus",
+            "cgroup.procs",
+        ] {
+            std::fs::write(root.join("poc/leaf").join(f), "").unwrap();
+        }
+        let m = V2Manager::new(root, Path::new("poc/leaf"));
+        (tmp, m)
+    }
+
+    #[test]
+    fn create_enables_only_missing_controllers_on_inner_nodes() {
+        let (tmp, m) = fake_tree();
+        m.create().unwrap();
+        let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();
+        assert_eq!(read("cgroup.subtree_control"), "+cpuset +io +memory +pids");
+        assert_eq!(
+            read("poc/cgroup.subtree_control"),
+            "+cpuset +cpu +io +memory +pids"
+        );
+    }
+
+    #[test]
+    fn limits_are_written_in_v2_files() {
+        let (tmp, m) = fake_tree();
+        let resources = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .reservation(48i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .shares(1024u64)
+                    .cpus("0")
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(30i64).build().unwrap())
+            .build()
+            .unwrap();
+        m.apply(&resources).unwrap();
+        let read = |f: &str| std::fs::read_to_string(tmp.path().join("poc/leaf").join(f)).unwrap();
+        assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("memory.high"), (48u64 << 20).to_string());
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("cpu.weight"), "39");
+        assert_eq!(read("pids.max"), "30");
+        assert_eq!(read("cpuset.cpus"), "0");
+        super::super::fs::add_pid(m.leaf(), 42).unwrap();
+        assert_eq!(read("cgroup.procs"), "42");
+    }
+
+    #[test]
+    fn a_refused_write_names_file_and_value() {
+        let (tmp, m) = fake_tree();
+        std::fs::remove_file(tmp.path().join("poc/leaf/pids.max")).unwrap();
+        let resources = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(7i64).build().unwrap())
+            .build()
+            .unwrap();
+        let err = m.apply(&resources).unwrap_err().to_string();
+        assert!(err.contains("pids.max") && err.contains("\"7\""), "{err}");
+    }
+}

@@ -1,0 +1,128 @@
+//! The command line: clap definitions and dispatch. Errors become one line on stderr and Docker's
+//! exit codes (125 for poc's own errors); anyhow lives only here.
+
+mod images;
+mod init;
+mod rmi;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Paths, DEFAULT_CGROUP_PARENT, DEFAULT_STATE_ROOT, DEFAULT_STORE_ROOT};
+
+#[derive(Parser)]
+#[command(
+    name = "poc",
+    version,
+    about = "A container runtime that tells you what containers cost"
+)]
+struct Cli {
+    /// Where container state lives.
+    #[arg(long, global = true, env = "POC_STATE_ROOT", default_value = DEFAULT_STATE_ROOT)]
+    state_root: PathBuf,
+    /// Where images and containers' writable layers live.
+    #[arg(long, global = true, env = "POC_STORE", default_value = DEFAULT_STORE_ROOT)]
+    store: PathBuf,
+    /// Absolute cgroup path under which each container gets its own leaf.
+    #[arg(long, global = true, env = "POC_CGROUP_PARENT", default_value = DEFAULT_CGROUP_PARENT)]
+    cgroup_parent: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an image: alpine (default, downloaded and verified), busybox, debian, or --from a tarball.
+    Init(init::Args),
+    /// List images.
+    Images(images::Args),
+    /// Remove an image.
+    Rmi(rmi::Args),
+    /// Run a command in a new container.
+    Run(run::Args),
+}
+
+/// Failures a command wants reported with a specific exit code.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Exit {
+    fn from(e: E) -> Self {
+        Exit {
+            code: 125,
+            error: e.into(),
+        }
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let paths = Paths {
+        state_root: cli.state_root,
+        store_root: cli.store,
+        cgroup_parent: cli.cgroup_parent,
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&paths, args),
+        Command::Images(args) => images::run(&paths, args),
+        Command::Rmi(args) => rmi::run(&paths, args),
+        Command::Run(args) => run::run(&paths, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(exit) => {
+            eprintln!("poc: {}", one_line(&exit.error));
+            exit.code
+        }
+    }
+}
+
+/// The whole chain of causes on one line, without repeating a cause already in its parent's message.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text.replace('\n', " ")
+}
+
+/// clap's errors, reduced to their first line (help and version print as usual).
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                125
+            } else {
+                0
+            }
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "poc: {} (see poc --help)",
+                first.trim_start_matches("error: ")
+            );
+            125
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `poc run [flags] IMAGE [CMD...]`: flags become a RunRequest; the container module does the rest.
+
+use std::path::PathBuf;
+
+use crate::config::Paths;
+use crate::network::NetworkMode;
+use crate::spec::{self, CpuQuota, Limits, RunRequest, Volume, DEFAULT_CPU_PERIOD};
+
+#[derive(clap::Args)]
+#[command(trailing_var_arg = true)]
+pub struct Args {
+    /// Give the container a name.
+    #[arg(long, value_parser = spec::parse_name)]
+    name: Option<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Keep stdin open and connected to the container.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a terminal for the container.
+    #[arg(short, long)]
+    tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy poc's own).
+    #[arg(short, long, value_parser = spec::parse_env)]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_parser = spec::parse_workdir)]
+    workdir: Option<PathBuf>,
+    /// Bind mount HOST:CONTAINER[:ro].
+    #[arg(short, long, value_parser = spec::parse_volume)]
+    volume: Vec<Volume>,
+    /// Container host name (default: the short id).
+    #[arg(long, value_parser = spec::parse_hostname)]
+    hostname: Option<String>,
+    /// Memory limit (memory.max; v1 memory.limit_in_bytes), e.g. 64M, 1.5G.
+    #[arg(short, long = "mem", visible_alias = "memory", value_name = "SIZE", value_parser = spec::parse_memory)]
+    mem: Option<u64>,
+    /// Soft memory limit (memory.high; v1 memory.soft_limit_in_bytes).
+    #[arg(long, visible_alias = "memory-reservation", value_name = "SIZE", value_parser = spec::parse_memory)]
+    mem_soft: Option<u64>,
+    /// CPUs the container may use, e.g. 1.5 (quota = N x 100000 us per 100000 us).
+    #[arg(long, value_parser = spec::parse_cpus, conflicts_with = "cpu")]
+    cpus: Option<f64>,
+    /// CPU quota in microseconds per period (cpu.max; v1 cpu.cfs_quota_us).
+    #[arg(long, value_name = "QUOTA_US", value_parser = spec::parse_cpu_quota)]
+    cpu: Option<u64>,
+    /// CPU period in microseconds (default 100000).
+    #[arg(long, value_name = "US", value_parser = spec::parse_cpu_period, requires = "cpu")]
+    cpu_period: Option<u64>,
+    /// Relative CPU weight, in cgroup v1 shares (cpu.weight on v2).
+    #[arg(short = 'c', long, value_parser = spec::parse_cpu_shares)]
+    cpu_shares: Option<u64>,
+    /// Most processes the container may hold (pids.max).
+    #[arg(long, visible_alias = "pids-limit", value_parser = spec::parse_pids)]
+    pids: Option<u64>,
+    /// CPUs the container may run on, e.g. 0-1 or 0,2.
+    #[arg(long, visible_alias = "cpuset-cpus", value_parser = spec::parse_cpuset)]
+    cpuset: Option<String>,
+    /// Nice value of the container's process (-20 to 19).
+    #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_nice)]
+    nice: Option<i32>,
+    /// none: loopback only (default); host: the host's network.
+    #[arg(long, value_enum, default_value_t = NetworkMode::None)]
+    network: NetworkMode,
+    /// Image to run.
+    image: String,
+    /// Command and arguments (default: the image's, /bin/sh).
+    command: Vec<String>,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    let cpu = match (args.cpus, args.cpu) {
+        (Some(cpus), _) => Some(CpuQuota::from_cpus(cpus)),
+        (None, Some(quota)) => Some(CpuQuota {
+            quota,
+            period: args.cpu_period.unwrap_or(DEFAULT_CPU_PERIOD),
+        }),
+        (None, None) => None,
+    };
+    let request = RunRequest {
+        name: args.name,
+        remove: args.rm,
+        interactive: args.interactive,
+        tty: args.tty,
+        env: args.env,
+        workdir: args.workdir,
+        volumes: args.volume,
+        hostname: args.hostname,
+        limits: Limits {
+            memory: args.mem,
+            memory_soft: args.mem_soft,
+            cpu,
+            cpu_shares: args.cpu_shares,
+            pids: args.pids,
+            cpuset: args.cpuset,
+        },
+        nice: args.nice,
+        network: args.network,
+        image: args.image,
+        command: args.command,
+    };
+    crate::container::run(paths, &request).map_err(|e| super::Exit {
+        code: e.exit_code(),
+        error: e.into(),
+    })
+}

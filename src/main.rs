@@ -1,0 +1,17 @@
+//! poc: a container runtime small enough to read, built to measure what containers cost.
+//! This file only parses the command line and dispatches; every command lives in `cli/`.
+
+mod cgroups;
+mod cli;
+mod config;
+mod container;
+mod image;
+mod network;
+mod process;
+mod rootfs;
+mod security;
+mod spec;
+
+fn main() {
+    std::process::exit(cli::main());
+}

@@ -1,0 +1,226 @@
+//! The container's first process: clone3 into new namespaces (and straight into its cgroup where the
+//! kernel allows), a sync channel to the parent, the init sequence, exec. Owns no host state.
+
+mod init;
+mod supervise;
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+pub use supervise::Supervisor;
+
+use crate::network::NetworkMode;
+use crate::rootfs::RootSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("clone of the container's init: {0}")]
+    Clone(nix::Error),
+    #[error("sync channel with the container's init: {0}")]
+    Sync(nix::Error),
+    /// The init reported a failure before exec; `code` follows Docker (125, 126, 127).
+    #[error("{message}")]
+    Init { code: i32, message: String },
+    #[error("{op}: {source}")]
+    Terminal {
+        op: &'static str,
+        source: nix::Error,
+    },
+}
+
+impl ProcessError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ProcessError::Init { code, .. } => *code,
+            _ => 125,
+        }
+    }
+}
+
+/// What the init needs besides the Spec.
+pub struct InitConfig<'a> {
+    pub spec: &'a Spec,
+    pub root: RootSource,
+    pub network: NetworkMode,
+    /// Keep poc's stdin (`-i`); otherwise the process reads /dev/null.
+    pub interactive: bool,
+}
+
+/// A cloned init, waiting for `release`.
+pub struct Child {
+    pub pid: Pid,
+    /// True when clone3 placed it in the cgroup given to `spawn`.
+    pub born_in_cgroup: bool,
+    sock: OwnedFd,
+}
+
+/// The container's process after exec.
+pub struct Running {
+    pub pid: Pid,
+    /// The pty master when the Spec asks for a terminal.
+    pub pty_master: Option<OwnedFd>,
+}
+
+// Message tags on the sync channel (init -> parent). EOF means the init exec'd (the socket is CLOEXEC).
+const MSG_PTY: u8 = b'P';
+const MSG_ERROR: u8 = b'E';
+
+/// Clones the init into the Spec's namespaces; it waits until `release`. `cgroup_dir` is a cgroup2
+/// directory to be born in (CLONE_INTO_CGROUP), so not even the init runs outside its cgroup.
+pub fn spawn(cfg: &InitConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, ProcessError> {
+    let (parent_sock, child_sock) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(ProcessError::Sync)?;
+    let flags = namespace_flags(cfg.spec);
+    let (pid, born_in_cgroup) =
+        clone_child(flags, cgroup_dir.map(|fd| fd.as_raw_fd())).map_err(ProcessError::Clone)?;
+    if pid == 0 {
+        drop(parent_sock);
+        init::run(cfg, child_sock);
+    }
+    drop(child_sock);
+    Ok(Child {
+        pid: Pid::from_raw(pid),
+        born_in_cgroup,
+        sock: parent_sock,
+    })
+}
+
+impl Child {
+    /// Lets the init go on: it sets up its root, drops privileges and execs. Returns once the exec
+    /// happened, or with the init's own error (command not found, mount refused...).
+    pub fn release(self) -> Result<Running, ProcessError> {
+        nix::unistd::write(&self.sock, b"G").map_err(ProcessError::Sync)?;
+        let mut pty_master = None;
+        loop {
+            let mut buf = [0u8; 4096];
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+            let msg = recvmsg::<()>(
+                self.sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(ProcessError::Sync)?;
+            let mut fds = Vec::new();
+            for c in msg.cmsgs().map_err(ProcessError::Sync)? {
+                if let ControlMessageOwned::ScmRights(received) = c {
+                    // SAFETY: the kernel just installed these descriptors for us.
+                    fds.extend(
+                        received
+                            .into_iter()
+                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                    );
+                }
+            }
+            let len = msg.bytes;
+            match buf[..len].first() {
+                None => break,
+                Some(&MSG_PTY) => pty_master = fds.pop(),
+                Some(&MSG_ERROR) if len >= 2 => {
+                    return Err(ProcessError::Init {
+                        code: buf[1] as i32,
+                        message: String::from_utf8_lossy(&buf[2..len]).into_owned(),
+                    })
+                }
+                Some(_) => return Err(ProcessError::Sync(nix::Error::EBADMSG)),
+            }
+        }
+        Ok(Running {
+            pid: self.pid,
+            pty_master,
+        })
+    }
+}
+
+fn namespace_flags(spec: &Spec) -> u64 {
+    let mut flags = 0u64;
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    for ns in namespaces {
+        flags |= match ns.typ() {
+            LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+            LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+            LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+            LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+            // The cgroup namespace is unshared by the init once it is inside its cgroups (v1 moves
+            // happen after clone), so that its cgroup root is the container's leaf.
+            _ => 0,
+        } as u64;
+    }
+    flags
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Fork-like clone3 (no new stack): returns 0 in the child. Falls back to plain clone3 when the kernel
+/// refuses CLONE_INTO_CGROUP, and to clone(2) on kernels without clone3.
+fn clone_child(flags: u64, cgroup: Option<RawFd>) -> nix::Result<(i32, bool)> {
+    let call = |flags: u64, cgroup: Option<RawFd>| -> nix::Result<i32> {
+        let mut args = CloneArgs {
+            flags,
+            exit_signal: libc::SIGCHLD as u64,
+            ..Default::default()
+        };
+        if let Some(fd) = cgroup {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = fd as u64;
+        }
+        // SAFETY: clone3 without CLONE_VM duplicates the process like fork; the args outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        nix::Error::result(ret).map(|pid| pid as i32)
+    };
+    if let Some(fd) = cgroup {
+        match call(flags, Some(fd)) {
+            Ok(pid) => return Ok((pid, true)),
+            Err(nix::Error::ENOSYS) => {}
+            Err(_) => return call(flags, None).map(|pid| (pid, false)),
+        }
+    }
+    match call(flags, None) {
+        Err(nix::Error::ENOSYS) => {
+            // SAFETY: clone(2) with a null stack behaves like fork.
+            let ret =
+                unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0, 0, 0, 0) };
+            nix::Error::result(ret).map(|pid| (pid as i32, false))
+        }
+        other => other.map(|pid| (pid, false)),
+    }
+}
