@@ -57,10 +57,12 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
                 packages: args.with.clone(),
             }),
         ),
-        (None, Some(other)) => return Err(anyhow::anyhow!(
+        (None, Some(other)) => {
+            return Err(anyhow::anyhow!(
             "unknown image source {other:?}: use alpine, busybox, debian or --from TARBALL {other}"
         )
-        .into()),
+            .into())
+        }
     };
     let name = args.name.clone().unwrap_or(name);
     crate::spec::parse_name(&name).map_err(anyhow::Error::msg)?;

@@ -116,11 +116,17 @@ fn usage_error(e: clap::Error) -> i32 {
             }
         }
         _ => {
+            // Everything clap says before its usage block, on one line.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
             eprintln!(
                 "poc: {} (see poc --help)",
-                first.trim_start_matches("error: ")
+                message.join(" ").trim_start_matches("error: ")
             );
             125
         }

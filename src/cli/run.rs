@@ -34,25 +34,25 @@ pub struct Args {
     #[arg(long, value_parser = spec::parse_hostname)]
     hostname: Option<String>,
     /// Memory limit (memory.max; v1 memory.limit_in_bytes), e.g. 64M, 1.5G.
-    #[arg(short, long = "mem", visible_alias = "memory", value_name = "SIZE", value_parser = spec::parse_memory)]
+    #[arg(short, long = "mem", visible_alias = "memory", value_name = "SIZE", allow_hyphen_values = true, value_parser = spec::parse_memory)]
     mem: Option<u64>,
     /// Soft memory limit (memory.high; v1 memory.soft_limit_in_bytes).
-    #[arg(long, visible_alias = "memory-reservation", value_name = "SIZE", value_parser = spec::parse_memory)]
+    #[arg(long, visible_alias = "memory-reservation", value_name = "SIZE", allow_hyphen_values = true, value_parser = spec::parse_memory)]
     mem_soft: Option<u64>,
     /// CPUs the container may use, e.g. 1.5 (quota = N x 100000 us per 100000 us).
-    #[arg(long, value_parser = spec::parse_cpus, conflicts_with = "cpu")]
+    #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_cpus, conflicts_with = "cpu")]
     cpus: Option<f64>,
     /// CPU quota in microseconds per period (cpu.max; v1 cpu.cfs_quota_us).
-    #[arg(long, value_name = "QUOTA_US", value_parser = spec::parse_cpu_quota)]
+    #[arg(long, value_name = "QUOTA_US", allow_hyphen_values = true, value_parser = spec::parse_cpu_quota)]
     cpu: Option<u64>,
     /// CPU period in microseconds (default 100000).
-    #[arg(long, value_name = "US", value_parser = spec::parse_cpu_period, requires = "cpu")]
+    #[arg(long, value_name = "US", allow_hyphen_values = true, value_parser = spec::parse_cpu_period, requires = "cpu")]
     cpu_period: Option<u64>,
     /// Relative CPU weight, in cgroup v1 shares (cpu.weight on v2).
-    #[arg(short = 'c', long, value_parser = spec::parse_cpu_shares)]
+    #[arg(short = 'c', long, allow_hyphen_values = true, value_parser = spec::parse_cpu_shares)]
     cpu_shares: Option<u64>,
     /// Most processes the container may hold (pids.max).
-    #[arg(long, visible_alias = "pids-limit", value_parser = spec::parse_pids)]
+    #[arg(long, visible_alias = "pids-limit", allow_hyphen_values = true, value_parser = spec::parse_pids)]
     pids: Option<u64>,
     /// CPUs the container may run on, e.g. 0-1 or 0,2.
     #[arg(long, visible_alias = "cpuset-cpus", value_parser = spec::parse_cpuset)]

@@ -135,6 +135,9 @@ mod tests {
         h.set_entry_type(kind);
         h.set_size(size);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_cksum();
         h
     }

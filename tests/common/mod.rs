@@ -1,0 +1,224 @@
+//! Shared fixture for the integration tests: each `Env` has its own image store, state root and
+//! cgroup parent, so tests run in parallel and never touch real containers; dropping it removes all.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub cgroup_parent: String,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the integration tests run containers: run them as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("poc-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let cgroup_parent = format!("/poc-test-{}-{n}", std::process::id());
+        Env { dir, cgroup_parent }
+    }
+
+    /// An Env with the busybox image installed.
+    pub fn with_busybox() -> Self {
+        let env = Env::new();
+        let out = env.poc(&["init", "busybox"]);
+        assert!(out.status.success(), "poc init busybox: {}", stderr(&out));
+        env
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn state_root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_poc"));
+        cmd.args(args)
+            .env("POC_STORE", self.store())
+            .env("POC_STATE_ROOT", self.state_root())
+            .env("POC_CGROUP_PARENT", &self.cgroup_parent)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn poc(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("poc runs")
+    }
+
+    /// The state files of the containers that exist now.
+    pub fn container_ids(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.state_root().join("containers")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Waits until exactly one container is running and returns its state as JSON.
+    pub fn wait_running(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for id in self.container_ids() {
+                let path = self
+                    .state_root()
+                    .join("containers")
+                    .join(&id)
+                    .join("state.json");
+                if let Ok(text) = std::fs::read_to_string(path) {
+                    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    if state["status"] == "running" {
+                        return state;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no container reached running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The leaf directories of this Env's containers, in every cgroup hierarchy.
+    pub fn cgroup_leaves(&self) -> Vec<PathBuf> {
+        cgroup_mounts()
+            .iter()
+            .map(|m| m.join(self.cgroup_parent.trim_start_matches('/')))
+            .filter_map(|parent| std::fs::read_dir(parent).ok())
+            .flat_map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path())
+            })
+            .collect()
+    }
+
+    /// Nothing of a container may remain: no mount, cgroup leaf, state or writable layer.
+    pub fn assert_clean(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&dir)).collect();
+        assert!(leaked.is_empty(), "mounts left: {leaked:?}");
+        assert_eq!(self.cgroup_leaves(), Vec::<PathBuf>::new(), "cgroups left");
+        assert_eq!(self.container_ids(), Vec::<String>::new(), "state left");
+        let names = self.state_root().join("names");
+        let names_left: Vec<_> = std::fs::read_dir(&names)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(names_left.is_empty(), "names left: {names_left:?}");
+        let layers = self.store().join("containers");
+        let layers_left: Vec<_> = std::fs::read_dir(&layers)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(layers_left.is_empty(), "layers left: {layers_left:?}");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Remove what a failed test may have left, then the parent: leaves first, killing stragglers.
+        for leaf in self.cgroup_leaves() {
+            for _ in 0..100 {
+                if let Ok(procs) = std::fs::read_to_string(leaf.join("cgroup.procs")) {
+                    for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+                if std::fs::remove_dir(&leaf).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for mount in cgroup_mounts() {
+            let _ = std::fs::remove_dir(mount.join(self.cgroup_parent.trim_start_matches('/')));
+        }
+    }
+}
+
+/// Mount points of every cgroup hierarchy on this host.
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            (matches!(fstype, "cgroup" | "cgroup2") && fields.get(3) == Some(&"/"))
+                .then(|| PathBuf::from(fields[4]))
+        })
+        .collect()
+}
+
+/// True on hosts with cgroup v1 controllers (legacy or hybrid).
+pub fn is_cgroup_v1() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" - cgroup cgroup ") && l.contains("memory"))
+}
+
+/// The directory of the hierarchy holding `controller` (v1), or the unified root (v2).
+pub fn hierarchy_of(controller: &str) -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in mounts.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if is_cgroup_v1() {
+            if right[0] == "cgroup" && right[2].split(',').any(|o| o == controller) {
+                return PathBuf::from(fields[4]);
+            }
+        } else if right[0] == "cgroup2" {
+            return PathBuf::from(fields[4]);
+        }
+    }
+    panic!("no cgroup hierarchy for {controller}");
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a poc error: exit status `code` and exactly one line on stderr containing `needle`.
+pub fn assert_error(out: &Output, code: i32, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err:?}"
+    );
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+}
+
+pub fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
