@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Container start time, side by side in one run: `poc run --rm busybox true` (loopback-only network)
+# against `runc run` and `crun run` of the same rootfs. crun 1.8 refuses hybrid cgroups, so it runs in a
+# private mount namespace with the unified mount detached (see ../shared/ENVIRONMENT.md).
+# Usage: scripts/bench-start.sh [RUNS]      Output: a table of medians and ratios, JSON in $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-200}
+poc=${POC_BIN:-$PWD/target/release/poc}
+work=$(mktemp -d /var/tmp/poc-bench-XXXXXX)
+out=${OUT:-$work/results.json}
+export POC_STORE=$work/store POC_STATE_ROOT=$work/state POC_CGROUP_PARENT=/poc-bench-$$
+cleanup() {
+  for h in /sys/fs/cgroup/*/; do
+    for parent in "$h"poc-bench-$$ "$h"runc-bench-$$ "$h"crun-bench-$$; do
+      [ -d "$parent" ] && find "$parent" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null; rmdir "$parent" 2>/dev/null || true
+    done
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+scripts/setup.sh --bench
+[ -x "$poc" ] || cargo build --release
+"$poc" init busybox >/dev/null 2>&1
+
+# One OCI bundle for runc and crun, with the same busybox rootfs poc runs.
+bundle=$work/bundle
+mkdir -p "$bundle"
+cp -a "$POC_STORE/images/busybox/rootfs" "$bundle/rootfs"
+(cd "$bundle" && runc spec)
+python3 - "$bundle/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["true"]
+spec["root"]["readonly"] = False
+json.dump(spec, open(path, "w"))
+PY
+
+hyperfine --style basic --warmup 10 --runs "$runs" -N --export-json "$work/poc.json" \
+  -n poc "$poc run --rm busybox true" >/dev/null
+cfg=$bundle/config.json
+python3 - "$cfg" "/runc-bench-$$/c" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1])); spec["linux"]["cgroupsPath"] = sys.argv[2]; json.dump(spec, open(sys.argv[1], "w"))
+PY
+hyperfine --style basic --warmup 10 --runs "$runs" -N --export-json "$work/runc.json" \
+  -n runc "runc --root $work/runc run -b $bundle bench-runc" >/dev/null
+python3 - "$cfg" "/crun-bench-$$/c" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1])); spec["linux"]["cgroupsPath"] = sys.argv[2]; json.dump(spec, open(sys.argv[1], "w"))
+PY
+unshare -m sh -c "umount /sys/fs/cgroup/unified 2>/dev/null; hyperfine --style basic --warmup 10 --runs $runs -N \
+  --export-json $work/crun.json -n crun 'crun --root $work/crun run -b $bundle bench-crun'" >/dev/null
+
+python3 - "$work" "$out" <<'PY'
+import json, sys, os
+work, out = sys.argv[1], sys.argv[2]
+rows = {}
+for name in ["poc", "runc", "crun"]:
+    r = json.load(open(os.path.join(work, name + ".json")))["results"][0]
+    times = sorted(r["times"])
+    rows[name] = {"median_ms": r["median"] * 1e3, "mean_ms": r["mean"] * 1e3,
+                  "p90_ms": times[int(len(times) * 0.9)] * 1e3, "runs": len(times)}
+print(f"{'runtime':<8} {'median ms':>10} {'p90 ms':>8} {'poc/x':>7}")
+for name, row in rows.items():
+    print(f"{name:<8} {row['median_ms']:>10.2f} {row['p90_ms']:>8.2f} {rows['poc']['median_ms'] / row['median_ms']:>7.2f}")
+json.dump(rows, open(out, "w"), indent=2)
+PY
+[ -n "${OUT:-}" ] && echo "results: $out"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sets up poc on a fresh Debian/Ubuntu machine, as root: system packages, build, install to
+# /usr/local/bin, the default image (Alpine; busybox when there is no internet) and a demo container.
+#   scripts/setup.sh            everything
+#   scripts/setup.sh --deps     only the system packages the build and the tests need
+#   scripts/setup.sh --bench    only the packages of the benchmarks (peers and timing tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What each package is for (also in README.md):
+build_packages=(gcc libc6-dev)            # the C compiler some crates need (ring, for TLS downloads)
+runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline image, tests); `poc init debian`
+bench_packages=(runc crun hyperfine)        # peers measured beside poc; the timing tool
+
+install_packages() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (poc creates namespaces, cgroups and mounts)" >&2
+  exit 1
+fi
+
+case "${1:-}" in
+  --deps) install_packages "${build_packages[@]}" "${runtime_packages[@]}"; exit 0 ;;
+  --bench) install_packages "${bench_packages[@]}"; exit 0 ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--deps|--bench]" >&2; exit 2 ;;
+esac
+
+install_packages "${build_packages[@]}" "${runtime_packages[@]}"
+if ! command -v cargo >/dev/null; then
+  echo "setup.sh: no Rust toolchain found; install one with rustup (stable, 1.95 or newer) and re-run" >&2
+  exit 1
+fi
+cargo build --release
+install -m 0755 target/release/poc /usr/local/bin/poc
+
+image=alpine
+if ! poc init; then
+  echo "setup.sh: the Alpine mirror is unreachable; using the offline busybox image instead"
+  image=busybox
+  poc init busybox
+fi
+poc images
+echo "demo: poc run --rm --mem 64M $image ..."
+poc run --rm --mem 64M --hostname demo "$image" sh -c \
+  'echo "hello from $(hostname): PID $$, $(ls /proc | grep -c "^[0-9]") processes visible, root is $(grep " / " /proc/mounts | cut -d" " -f3)"'
