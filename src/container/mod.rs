@@ -149,9 +149,9 @@ fn create_and_wait(
         interactive: req.interactive,
     };
     let child = process::spawn(&cfg, cgroup_fd.as_ref())?;
+    // Not saved yet: if poc dies before release, the waiting init sees its channel close and exits.
     state.pid = Some(child.pid.as_raw());
     state.status = Status::Created;
-    state::save(paths, state)?;
     state
         .cgroup
         .add_task(child.pid.as_raw(), child.born_in_cgroup)?;
