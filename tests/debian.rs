@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_error, stderr, stdout, Env};
+use common::{assert_error, closed_port, stderr, stdout, Env};
 
 #[test]
 fn init_debian_with_packages_makes_a_runnable_image() {
@@ -32,11 +32,7 @@ fn init_debian_with_packages_makes_a_runnable_image() {
 #[test]
 fn a_failed_debootstrap_leaves_no_image() {
     let env = Env::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let out = env.poc(&[
         "init",
         "debian",

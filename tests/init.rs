@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::{assert_error, stderr, stdout, Env};
+use common::{assert_error, closed_port, stderr, stdout, Env};
 use sha2::{Digest, Sha256};
 
 /// A file the mirror serves; `short_by` bytes fewer than it announces simulate a cut connection.
@@ -212,12 +212,7 @@ fn a_truncated_download_is_an_error_and_leaves_no_image() {
 #[test]
 fn an_unreachable_mirror_names_the_offline_alternatives() {
     let env = Env::new();
-    // A port nothing listens on: bind, learn the port, close.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let out = env.poc(&[
         "init",
         "--mirror",

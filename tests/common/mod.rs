@@ -196,6 +196,15 @@ pub fn hierarchy_of(controller: &str) -> PathBuf {
     panic!("no cgroup hierarchy for {controller}");
 }
 
+/// A loopback port nothing listens on: bound, learned, closed.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
