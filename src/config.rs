@@ -23,9 +23,9 @@ impl Paths {
         self.store_root.join("images")
     }
 
-    /// A container's writable layer (overlay upper and work dirs) lives beside the images, on disk,
-    /// so that file I/O inside a container is measured against the same device as the host's.
-    pub fn layer_dir(&self, id: &str) -> PathBuf {
+    /// A container's writable layer (overlay upper and work dirs) and its log live beside the images,
+    /// on disk, so that file I/O inside a container is measured against the same device as the host's.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
         self.store_root.join("containers").join(id)
     }
 

@@ -288,7 +288,7 @@ pub fn parse_volume(text: &str) -> Result<Volume, String> {
 }
 
 /// CPU bandwidth: `quota` microseconds of CPU time per `period`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CpuQuota {
     pub quota: u64,
     pub period: u64,
@@ -304,7 +304,7 @@ impl CpuQuota {
 }
 
 /// The resource limits a user can ask for, in cgroup v2 meanings.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub memory: Option<u64>,
     pub memory_soft: Option<u64>,
@@ -318,6 +318,7 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub name: Option<String>,
+    pub detach: bool,
     pub remove: bool,
     pub interactive: bool,
     pub tty: bool,
@@ -514,7 +515,7 @@ pub fn build_spec(
 }
 
 /// Sets or replaces `KEY=VALUE` in an environment list.
-fn set_env(env: &mut Vec<String>, var: &str) {
+pub fn set_env(env: &mut Vec<String>, var: &str) {
     let key = var.split('=').next().unwrap_or(var);
     env.retain(|existing| existing.split('=').next() != Some(key));
     env.push(var.to_string());
@@ -725,6 +726,7 @@ mod tests {
     fn request() -> RunRequest {
         RunRequest {
             name: None,
+            detach: false,
             remove: true,
             interactive: false,
             tty: false,

@@ -261,7 +261,7 @@ fn init_from_a_tarball_makes_a_runnable_image() {
     std::fs::write(&path, rootfs_tarball("from-file")).unwrap();
     let out = env.poc(&["init", "--from", path.to_str().unwrap(), "myimage"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = env.poc(&["run", "myimage", "cat", "/etc/alpine-release"]);
+    let out = env.poc(&["run", "--rm", "myimage", "cat", "/etc/alpine-release"]);
     assert_eq!(stdout(&out), "from-file");
     let out = env.poc(&["init", "--from", path.to_str().unwrap()]);
     assert_error(&out, 125, "needs the new image's name");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::{assert_error, hierarchy_of, is_cgroup_v1, read_trimmed, stderr, stdout, Env};
 
 fn run_sh(env: &Env, flags: &[&str], script: &str) -> std::process::Output {
-    let mut args = vec!["run"];
+    let mut args = vec!["run", "--rm"];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["busybox", "sh", "-c", script]);
     env.poc(&args)
@@ -186,7 +186,7 @@ fn stdin_is_piped_with_i_and_empty_without() {
     use std::io::Write;
     let env = Env::with_busybox();
     let mut child = env
-        .command(&["run", "-i", "busybox", "cat"])
+        .command(&["run", "--rm", "-i", "busybox", "cat"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -200,7 +200,7 @@ fn stdin_is_piped_with_i_and_empty_without() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "hello through stdin\n");
     let mut child = env
-        .command(&["run", "busybox", "cat"])
+        .command(&["run", "--rm", "busybox", "cat"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -231,14 +231,14 @@ fn missing_and_unexecutable_commands_exit_127_and_126() {
 fn a_container_killed_by_a_signal_exits_128_plus_n_and_is_cleaned_up() {
     let env = Env::with_busybox();
     let child = env
-        .command(&["run", "--name", "victim", "busybox", "sleep", "60"])
+        .command(&["run", "--rm", "--name", "victim", "busybox", "sleep", "60"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let state = env.wait_running();
     assert_eq!(state["name"], "victim");
-    let pid = state["pid"].as_i64().unwrap() as i32;
+    let pid = state["init"]["pid"].as_i64().unwrap() as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -255,6 +255,7 @@ fn signals_sent_to_poc_reach_the_container() {
     let child = env
         .command(&[
             "run",
+            "--rm",
             "busybox",
             "sh",
             "-c",
@@ -280,13 +281,13 @@ fn signals_sent_to_poc_reach_the_container() {
 fn duplicate_names_are_refused() {
     let env = Env::with_busybox();
     let child = env
-        .command(&["run", "--name", "web", "busybox", "sleep", "60"])
+        .command(&["run", "--rm", "--name", "web", "busybox", "sleep", "60"])
         .spawn()
         .unwrap();
     let state = env.wait_running();
     let out = env.poc(&["run", "--name", "web", "busybox", "true"]);
     assert_error(&out, 125, "already in use");
-    let pid = state["pid"].as_i64().unwrap() as i32;
+    let pid = state["init"]["pid"].as_i64().unwrap() as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -302,6 +303,7 @@ fn limits_are_visible_in_the_cgroup_files_while_the_container_runs() {
     let child = env
         .command(&[
             "run",
+            "--rm",
             "--mem",
             "64M",
             "--mem-soft",
@@ -322,7 +324,7 @@ fn limits_are_visible_in_the_cgroup_files_while_the_container_runs() {
         .unwrap();
     let state = env.wait_running();
     let id = state["id"].as_str().unwrap();
-    let pid = state["pid"].as_i64().unwrap().to_string();
+    let pid = state["init"]["pid"].as_i64().unwrap().to_string();
     let leaf = |controller: &str| {
         hierarchy_of(controller)
             .join(env.cgroup_parent.trim_start_matches('/'))

@@ -124,7 +124,7 @@ fn run_it_gives_a_real_terminal_with_size_and_ctrl_c_reaches_the_container() {
 #[test]
 fn the_window_size_follows_a_resize() {
     let env = Env::with_busybox();
-    let mut cmd = env.command(&["run", "-it", "busybox", "sh"]);
+    let mut cmd = env.command(&["run", "--rm", "-it", "busybox", "sh"]);
     let (mut pty, mut child) = Pty::spawn(&mut cmd, 24, 80);
     pty.send("stty size\n");
     pty.expect("24 80");
@@ -141,5 +141,41 @@ fn the_window_size_follows_a_resize() {
     pty.expect("50 132");
     pty.send("exit\n");
     assert_eq!(wait_exit(&mut child), 0);
+    env.assert_clean();
+}
+
+#[test]
+fn exec_it_gives_a_terminal_inside_a_running_container() {
+    let env = Env::with_busybox();
+    let out = env.poc(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "ttybox",
+        "busybox",
+        "sh",
+        "-c",
+        "tty; exec sleep 60",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // A detached -t container's terminal output is in its log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::stdout(&env.poc(&["logs", "ttybox"])).contains("/dev/pts/0") {
+        assert!(
+            Instant::now() < deadline,
+            "the detached terminal's output never reached the log"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut cmd = env.command(&["exec", "-it", "ttybox", "sh"]);
+    let (mut pty, mut child) = Pty::spawn(&mut cmd, 40, 120);
+    pty.send("tty; stty size; echo pid1=$(cat /proc/1/comm)\n");
+    pty.expect("pid1=sleep");
+    let seen = pty.expect("40 120");
+    assert!(seen.contains("/dev/pts/1"), "{seen}");
+    pty.send("exit 3\n");
+    assert_eq!(wait_exit(&mut child), 3);
+    assert!(env.poc(&["rm", "-f", "ttybox"]).status.success());
     env.assert_clean();
 }

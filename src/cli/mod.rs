@@ -1,8 +1,13 @@
 //! The command line: clap definitions and dispatch. Errors become one line on stderr and Docker's
 //! exit codes (125 for poc's own errors); anyhow lives only here.
 
+mod exec;
+mod format;
 mod images;
 mod init;
+mod logs;
+mod manage;
+mod ps;
 mod rmi;
 mod run;
 
@@ -42,6 +47,20 @@ enum Command {
     Rmi(rmi::Args),
     /// Run a command in a new container.
     Run(run::Args),
+    /// List containers.
+    Ps(ps::Args),
+    /// Print a container's output.
+    Logs(logs::Args),
+    /// Run a command in a running container.
+    Exec(exec::Args),
+    /// Stop containers: SIGTERM, then SIGKILL after a grace period.
+    Stop(manage::StopArgs),
+    /// Send a signal to containers.
+    Kill(manage::KillArgs),
+    /// Remove containers.
+    Rm(manage::RmArgs),
+    /// Show everything about containers, as JSON.
+    Inspect(manage::InspectArgs),
 }
 
 /// Failures a command wants reported with a specific exit code.
@@ -75,6 +94,13 @@ pub fn main() -> i32 {
         Command::Images(args) => images::run(&paths, args),
         Command::Rmi(args) => rmi::run(&paths, args),
         Command::Run(args) => run::run(&paths, args),
+        Command::Ps(args) => ps::run(&paths, args),
+        Command::Logs(args) => logs::run(&paths, args),
+        Command::Exec(args) => exec::run(&paths, args),
+        Command::Stop(args) => manage::stop(&paths, args),
+        Command::Kill(args) => manage::kill(&paths, args),
+        Command::Rm(args) => manage::rm(&paths, args),
+        Command::Inspect(args) => manage::inspect(&paths, args),
     };
     match result {
         Ok(code) => code,

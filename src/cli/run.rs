@@ -12,6 +12,9 @@ pub struct Args {
     /// Give the container a name.
     #[arg(long, value_parser = spec::parse_name)]
     name: Option<String>,
+    /// Run in the background: print the container's id and return; a monitor stays with it.
+    #[arg(short, long)]
+    detach: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
@@ -80,6 +83,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     };
     let request = RunRequest {
         name: args.name,
+        detach: args.detach,
         remove: args.rm,
         interactive: args.interactive,
         tty: args.tty,
@@ -100,7 +104,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         image: args.image,
         command: args.command,
     };
-    crate::container::run(paths, &request).map_err(|e| super::Exit {
+    crate::container::run(paths, request).map_err(|e| super::Exit {
         code: e.exit_code(),
         error: e.into(),
     })

@@ -1,24 +1,33 @@
-//! Container lifecycle: create (state, layer, cgroup, init, network), start, wait, destroy.
+//! Container lifecycle: create (state, layer, cgroup, init, network), start, monitor, stop, remove.
 //! The state record is written before any resource exists and names every resource, so `destroy`
 //! undoes a half-made container exactly as it removes a finished one.
 
+mod exec;
+pub mod logs;
+mod ops;
 pub mod state;
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
+
+pub use exec::{exec, ExecRequest};
+pub use ops::{inspect, kill as kill_container, observed_name, remove, stop};
 
 use crate::cgroups::{CgroupError, Hierarchies, Manager};
 use crate::config::Paths;
 use crate::image::{now_secs, ImageError, Store};
 use crate::network::{self, NetworkError};
-use crate::process::{self, InitConfig, ProcessError, Supervisor};
+use crate::process::{
+    self, Attach, ChildConfig, ChildStdio, ParentIo, ProcessError, Role, Running, Stream,
+    Supervisor,
+};
 use crate::rootfs::RootSource;
 use crate::spec::{build_spec, RunRequest, SpecError};
-use state::{State, StateError, Status};
+use state::{ProcessRef, State, StateError, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -40,6 +49,8 @@ pub enum ContainerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Refused(String),
     #[error("{cause} (and cleaning up failed too: {cleanup})")]
     Cleanup {
         cause: Box<ContainerError>,
@@ -56,6 +67,16 @@ impl ContainerError {
             _ => 125,
         }
     }
+
+    fn with_cleanup(self, cleanup: Result<(), ContainerError>) -> Self {
+        match cleanup {
+            Ok(()) => self,
+            Err(e) => ContainerError::Cleanup {
+                cause: Box::new(self),
+                cleanup: Box::new(e),
+            },
+        }
+    }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
@@ -66,26 +87,49 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Co
     }
 }
 
-/// `poc run` in the foreground: create, start, wait, remove. Returns the container's exit code.
-pub fn run(paths: &Paths, req: &RunRequest) -> Result<i32, ContainerError> {
+const CONFIG_FILE: &str = "config.json";
+
+/// A container's configuration, ready to create.
+struct Prepared {
+    spec: Spec,
+    state: State,
+    root: RootSource,
+    req: RunRequest,
+}
+
+/// `poc run`: in the foreground poc itself is the monitor and returns the container's exit code;
+/// with `-d` a detached monitor takes over and poc prints the id.
+pub fn run(paths: &Paths, req: RunRequest) -> Result<i32, ContainerError> {
+    let prepared = prepare(paths, req)?;
+    if prepared.req.detach {
+        run_detached(paths, prepared)
+    } else {
+        run_attached(paths, prepared)
+    }
+}
+
+/// Everything that can be checked before anything is created: image, cgroup hierarchy, Spec.
+fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     let image = Store::new(paths.images_dir()).get(&req.image)?;
     let hierarchies = Hierarchies::detect()?;
     let id = new_id();
-    let layer_dir = paths.layer_dir(&id);
+    let container_dir = paths.container_dir(&id);
     let etc_dir = paths.container_state_dir(&id).join("etc");
     let cgroup_path = format!("{}/{}", paths.cgroup_parent.trim_end_matches('/'), id);
     let spec = build_spec(
-        req,
+        &req,
         &image.meta.defaults,
         &id,
-        &layer_dir.join("merged"),
+        &container_dir.join("merged"),
         &etc_dir,
         &cgroup_path,
     )?;
-    let cgroup = Manager::for_path(&hierarchies, &cgroup_path)?;
-
-    state::reserve(paths, &id, req.name.as_deref())?;
-    let mut state = State {
+    let root = RootSource::Overlay {
+        lower: image.rootfs.clone(),
+        upper: container_dir.join("upper"),
+        work: container_dir.join("work"),
+    };
+    let state = State {
         id: id.clone(),
         name: req.name.clone(),
         image: req.image.clone(),
@@ -95,76 +139,244 @@ pub fn run(paths: &Paths, req: &RunRequest) -> Result<i32, ContainerError> {
             .and_then(|p| p.args().clone())
             .unwrap_or_default(),
         status: Status::Creating,
-        pid: None,
-        owner_pid: std::process::id() as i32,
+        init: None,
+        monitor: None,
         created: now_secs(),
         started: None,
-        cgroup,
+        finished: None,
+        exit_code: None,
+        cgroup: Manager::for_path(&hierarchies, &cgroup_path)?,
         cgroup_path,
-        layer_dir,
+        container_dir,
         auto_remove: req.remove,
+        tty: req.tty,
+        limits: req.limits.clone(),
     };
-    let root = RootSource::Overlay {
-        lower: image.rootfs.clone(),
-        upper: state.layer_dir.join("upper"),
-        work: state.layer_dir.join("work"),
+    Ok(Prepared {
+        spec,
+        state,
+        root,
+        req,
+    })
+}
+
+fn run_attached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
+    let mut supervisor = Supervisor::new()?;
+    let (running, io) = match create_and_start(paths, &mut p) {
+        Ok(started) => started,
+        Err(e) => return Err(e.with_cleanup(destroy(paths, &p.state))),
     };
-    let outcome = create_and_wait(paths, req, &spec, root, &mut state);
-    let cleanup = destroy(paths, &state);
-    match (outcome, cleanup) {
-        (Ok(code), Ok(())) => Ok(code),
-        (Err(cause), Ok(())) => Err(cause),
-        (Ok(_), Err(cleanup)) => Err(cleanup),
-        (Err(cause), Err(cleanup)) => Err(ContainerError::Cleanup {
-            cause: Box::new(cause),
-            cleanup: Box::new(cleanup),
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut to_terminal = |stream: Stream, data: &[u8]| match stream {
+        Stream::Stdout => process::write_all(stdout.as_fd(), data),
+        Stream::Stderr => process::write_all(stderr.as_fd(), data),
+    };
+    monitor(
+        paths,
+        &p.state,
+        &mut supervisor,
+        running,
+        io,
+        Some(Attach {
+            stdin: p.req.interactive,
         }),
+        &mut to_terminal,
+    )
+}
+
+/// Forks the monitor, which creates the container as its own child, reports on a pipe whether it
+/// started, and stays to log, reap and record. The CLI prints the id and returns.
+fn run_detached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| io("pipe", Path::new("report"))(e.into()))?;
+    // SAFETY: poc is single-threaded here; the child only runs poc's own code and exits.
+    match unsafe { nix::unistd::fork() }.map_err(|e| io("fork", Path::new("monitor"))(e.into()))? {
+        nix::unistd::ForkResult::Child => {
+            drop(report_r);
+            become_monitor(&report_w);
+            let code = match start_detached(paths, &mut p) {
+                Ok((mut supervisor, running, io)) => {
+                    let _ = nix::unistd::write(&report_w, b"OK");
+                    drop(report_w);
+                    let _ = monitor(
+                        paths,
+                        &p.state,
+                        &mut supervisor,
+                        running,
+                        io,
+                        None,
+                        &mut |_, _| {},
+                    );
+                    0
+                }
+                Err(e) => {
+                    let message = format!("{}{e}", e.exit_code() as u8 as char);
+                    let _ = nix::unistd::write(&report_w, message.as_bytes());
+                    1
+                }
+            };
+            // SAFETY: the monitor's work is done; skip the CLI's exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(report_w);
+            let mut report = Vec::new();
+            let mut file = std::fs::File::from(report_r);
+            let _ = std::io::Read::read_to_end(&mut file, &mut report);
+            match report.as_slice() {
+                b"OK" => {
+                    println!("{}", p.state.id);
+                    Ok(0)
+                }
+                [code, message @ ..] => Err(ContainerError::Process(ProcessError::Init {
+                    code: *code as i32,
+                    message: String::from_utf8_lossy(message).into_owned(),
+                })),
+                [] => Err(ContainerError::Refused(
+                    "the container's monitor died while starting it".into(),
+                )),
+            }
+        }
     }
 }
 
-fn create_and_wait(
+fn start_detached(
     paths: &Paths,
-    req: &RunRequest,
-    spec: &Spec,
-    root: RootSource,
-    state: &mut State,
-) -> Result<i32, ContainerError> {
+    p: &mut Prepared,
+) -> Result<(Supervisor, Running, ParentIo), ContainerError> {
+    let supervisor = Supervisor::new()?;
+    match create_and_start(paths, p) {
+        Ok((running, io)) => Ok((supervisor, running, io)),
+        Err(e) => Err(e.with_cleanup(destroy(paths, &p.state))),
+    }
+}
+
+/// The detached monitor leaves the user's session and terminal, and keeps no descriptor of the
+/// caller's: whoever reads poc's output sees it end when the CLI exits.
+fn become_monitor(report: &OwnedFd) {
+    let _ = nix::unistd::setsid();
+    let _ = nix::unistd::chdir("/");
+    let _ = nix::sys::prctl::set_name(c"poc-monitor");
+    if let Ok(null) = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors of this process.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let keep = report.as_raw_fd() as u32;
+    // SAFETY: closes descriptors this process inherited and does not use.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+    }
+}
+
+/// The create path, one step after another; each step's resource is named in the state first.
+fn create_and_start(
+    paths: &Paths,
+    p: &mut Prepared,
+) -> Result<(Running, ParentIo), ContainerError> {
+    let state = &mut p.state;
+    state::reserve(paths, &state.id, state.name.as_deref())?;
+    state.monitor = ProcessRef::of(std::process::id() as i32);
     state::save(paths, state)?;
-    write_etc_files(paths, spec, state, req)?;
-    let RootSource::Overlay { upper, work, .. } = &root;
-    for dir in [upper, work, &state.layer_dir.join("merged")] {
+    write_config(paths, &p.spec, state)?;
+    write_etc_files(paths, &p.spec, state, p.req.network)?;
+    let RootSource::Overlay { upper, work, .. } = &p.root;
+    for dir in [upper, work, &state.container_dir.join("merged")] {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
     state.cgroup.create()?;
-    if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+    if let Some(resources) = p.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         state.cgroup.apply(resources)?;
     }
 
-    let mut supervisor = Supervisor::new()?;
-    let cgroup_fd = state.cgroup.clone_into_fd();
-    let cfg = InitConfig {
-        spec,
-        root,
-        network: req.network,
-        interactive: req.interactive,
+    let (stdio, parent_io) = if p.req.tty {
+        (ChildStdio::Terminal, ParentIo::default())
+    } else {
+        process::pipes(p.req.interactive)?
     };
-    let child = process::spawn(&cfg, cgroup_fd.as_ref())?;
+    let cgroup_fd = state.cgroup.clone_into_fd();
+    let cfg = ChildConfig {
+        spec: &p.spec,
+        role: Role::Init {
+            root: p.root.clone(),
+            network: p.req.network,
+        },
+        stdio,
+    };
+    let child = process::spawn(cfg, cgroup_fd.as_ref())?;
     // Not saved yet: if poc dies before release, the waiting init sees its channel close and exits.
-    state.pid = Some(child.pid.as_raw());
-    state.status = Status::Created;
+    state.init = ProcessRef::of(child.pid.as_raw());
     state
         .cgroup
         .add_task(child.pid.as_raw(), child.born_in_cgroup)?;
-    network::attach(req.network, child.pid.as_raw())?;
+    network::attach(p.req.network, child.pid.as_raw())?;
 
     let running = child.release()?;
     state.status = Status::Running;
     state.started = Some(now_secs());
     state::save(paths, state)?;
-    let code = supervisor.wait(running, req.interactive)?;
-    state.pid = None;
-    state.status = Status::Stopped;
+    Ok((running, parent_io))
+}
+
+/// Logs the container's output (and hands it to `sink`), waits for its end and records it.
+fn monitor(
+    paths: &Paths,
+    state: &State,
+    supervisor: &mut Supervisor,
+    running: Running,
+    parent_io: ParentIo,
+    attach: Option<Attach>,
+    sink: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<i32, ContainerError> {
+    let log_path = state.log_path();
+    let mut log = logs::Writer::create(&log_path).map_err(io("create", &log_path))?;
+    let mut record = |stream: Stream, data: &[u8]| {
+        // A full disk must not stop the container's output from reaching the user.
+        let _ = log.append(stream, data);
+        sink(stream, data);
+    };
+    let code = supervisor.wait(running, parent_io, attach, &mut record)?;
+    record_exit(paths, &state.id, code)?;
     Ok(code)
+}
+
+/// After the init exited and its output is in the log: remove an `--rm` container, or record the
+/// exit and release the cgroup. A container removed meanwhile (`rm -f`) needs nothing more.
+fn record_exit(paths: &Paths, id: &str, code: i32) -> Result<(), ContainerError> {
+    let (_lock, mut state) = match state::load_locked(paths, id) {
+        Ok(found) => found,
+        Err(StateError::NoSuchContainer(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if state.auto_remove {
+        return destroy(paths, &state);
+    }
+    state.status = Status::Exited;
+    state.exit_code = Some(code);
+    state.finished = Some(now_secs());
+    state.cgroup.remove()?;
+    state::save(paths, &state)?;
+    Ok(())
+}
+
+fn write_config(paths: &Paths, spec: &Spec, state: &State) -> Result<(), ContainerError> {
+    let path = paths.container_state_dir(&state.id).join(CONFIG_FILE);
+    let text = serde_json::to_vec_pretty(spec).map_err(|e| io("write", &path)(e.into()))?;
+    std::fs::write(&path, text).map_err(io("write", &path))
+}
+
+/// The Spec a container was created with.
+pub fn load_config(paths: &Paths, id: &str) -> Result<Spec, ContainerError> {
+    let path = paths.container_state_dir(id).join(CONFIG_FILE);
+    let text = std::fs::read(&path).map_err(io("read", &path))?;
+    serde_json::from_slice(&text).map_err(|e| io("read", &path)(e.into()))
 }
 
 /// hostname, hosts and resolv.conf, bound read-write into the container from its state directory.
@@ -172,7 +384,7 @@ fn write_etc_files(
     paths: &Paths,
     spec: &Spec,
     state: &State,
-    req: &RunRequest,
+    mode: network::NetworkMode,
 ) -> Result<(), ContainerError> {
     let dir = paths.container_state_dir(&state.id).join("etc");
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
@@ -181,10 +393,7 @@ fn write_etc_files(
     for (file, text) in [
         ("hostname", format!("{hostname}\n")),
         ("hosts", network::hosts_file(&hostname)),
-        (
-            "resolv.conf",
-            network::resolv_conf(&host_resolv, req.network),
-        ),
+        ("resolv.conf", network::resolv_conf(&host_resolv, mode)),
     ] {
         let path = dir.join(file);
         std::fs::write(&path, text).map_err(io("write", &path))?;
@@ -193,23 +402,35 @@ fn write_etc_files(
 }
 
 /// Removes everything `state` names, in reverse order of creation; safe to call on a half-made
-/// container and to call twice.
+/// container, on one whose monitor died, and twice.
 pub fn destroy(paths: &Paths, state: &State) -> Result<(), ContainerError> {
-    if let Some(pid) = state.pid {
-        let pid = Pid::from_raw(pid);
-        if kill(pid, Signal::SIGKILL).is_ok() && state.owner_pid == std::process::id() as i32 {
-            let _ = waitpid(pid, None);
-        }
+    if let Some(init) = state.init {
+        kill_and_wait(init);
     }
     state.cgroup.remove()?;
-    match std::fs::remove_dir_all(&state.layer_dir) {
+    match std::fs::remove_dir_all(&state.container_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(io("remove", &state.layer_dir)(e))
+            return Err(io("remove", &state.container_dir)(e))
         }
         _ => {}
     }
     state::remove(paths, &state.id, state.name.as_deref())?;
     Ok(())
+}
+
+/// SIGKILLs a container's init and waits until it is gone (reaped by its monitor, or by us when it
+/// is our own child).
+fn kill_and_wait(init: ProcessRef) {
+    if !init.is_alive() {
+        return;
+    }
+    let pid = Pid::from_raw(init.pid);
+    let _ = kill(pid, Signal::SIGKILL);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while init.is_alive() && std::time::Instant::now() < deadline {
+        let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// 64 hex digits from the kernel's random pool.

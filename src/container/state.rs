@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroups::Manager;
 use crate::config::Paths;
+use crate::spec::Limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -13,6 +14,10 @@ pub enum StateError {
         "the name {0:?} is already in use by another container; choose another or remove that one"
     )]
     NameInUse(String),
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error("{0:?} matches several containers: {1}; give more of the id")]
+    Ambiguous(String, String),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -38,9 +43,43 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> St
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Creating,
-    Created,
     Running,
-    Stopped,
+    Exited,
+}
+
+/// A process identified beyond its pid: the start time (clock ticks after boot, from
+/// /proc/PID/stat) tells a live process from a later one that reused the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessRef {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessRef {
+    pub fn of(pid: i32) -> Option<Self> {
+        start_time(pid).map(|start_time| ProcessRef { pid, start_time })
+    }
+
+    /// True while the process exists and has not been reaped (a zombie counts as gone).
+    pub fn is_alive(&self) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        let fields = stat_fields(&stat);
+        fields.first() != Some(&"Z")
+            && fields.get(19).and_then(|t| t.parse().ok()) == Some(self.start_time)
+    }
+}
+
+/// The fields of /proc/PID/stat after the command name (which may contain spaces): state is [0].
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect())
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat).get(19)?.parse().ok()
 }
 
 /// Everything poc records about a container.
@@ -52,16 +91,61 @@ pub struct State {
     pub command: Vec<String>,
     pub status: Status,
     /// The container's init, as seen from the host.
-    pub pid: Option<i32>,
-    /// The poc process that created it and waits for it.
-    pub owner_pid: i32,
+    pub init: Option<ProcessRef>,
+    /// The process that reaps the init and records its exit: poc itself in the foreground, the
+    /// detached monitor otherwise.
+    pub monitor: Option<ProcessRef>,
+    /// Seconds since the Unix epoch.
     pub created: u64,
     pub started: Option<u64>,
+    pub finished: Option<u64>,
+    /// Docker's convention: the status, or 128 + N after signal N.
+    pub exit_code: Option<i32>,
     pub cgroup: Manager,
     pub cgroup_path: String,
-    /// The writable layer (overlay upper, work and mount point).
-    pub layer_dir: PathBuf,
+    /// The writable layer (overlay upper, work, mount point) and the log.
+    pub container_dir: PathBuf,
     pub auto_remove: bool,
+    pub tty: bool,
+    pub limits: Limits,
+}
+
+/// What a container is doing, as far as the host can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    Creating,
+    Running,
+    Exited(i32),
+    /// Recorded as running, but its init is gone and nobody recorded how it ended.
+    Dead,
+}
+
+impl State {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+
+    pub fn observed(&self) -> Observed {
+        match self.status {
+            Status::Exited => Observed::Exited(self.exit_code.unwrap_or(-1)),
+            Status::Creating => match self.monitor {
+                Some(m) if m.is_alive() => Observed::Creating,
+                _ => Observed::Dead,
+            },
+            Status::Running => match self.init {
+                Some(init) if init.is_alive() => Observed::Running,
+                _ => match self.monitor {
+                    // The monitor is recording the exit right now.
+                    Some(m) if m.is_alive() => Observed::Running,
+                    _ => Observed::Dead,
+                },
+            },
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.container_dir.join("container.log")
+    }
 }
 
 const STATE_FILE: &str = "state.json";
@@ -117,6 +201,64 @@ pub fn load(paths: &Paths, id: &str) -> Result<State, StateError> {
     serde_json::from_slice(&text).map_err(|source| StateError::Corrupt { path, source })
 }
 
+/// Holds a container's lock: an flock on its state directory. Commands that change a container take
+/// it, then re-read the state, so racing commands act one after the other on what is really there.
+pub struct Lock {
+    _dir: nix::fcntl::Flock<std::fs::File>,
+}
+
+pub fn lock(paths: &Paths, id: &str) -> Result<Lock, StateError> {
+    let dir = paths.container_state_dir(id);
+    let file = std::fs::File::open(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StateError::NoSuchContainer(id.to_string()),
+        _ => io("open", &dir)(e),
+    })?;
+    let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io("lock", &dir)(e.into()))?;
+    Ok(Lock { _dir: locked })
+}
+
+/// Loads the state under its lock; a container removed while we waited is reported as missing.
+pub fn load_locked(paths: &Paths, id: &str) -> Result<(Lock, State), StateError> {
+    let lock = lock(paths, id)?;
+    match load(paths, id) {
+        Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(StateError::NoSuchContainer(id.to_string()))
+        }
+        other => other.map(|state| (lock, state)),
+    }
+}
+
+/// The id of the container a user means: its name, its full id, or a unique prefix of the id.
+pub fn resolve(paths: &Paths, query: &str) -> Result<String, StateError> {
+    if let Ok(id) = std::fs::read_to_string(paths.names_dir().join(query)) {
+        if !query.contains('/') && !query.is_empty() {
+            return Ok(id);
+        }
+    }
+    let dir = paths.state_root.join("containers");
+    let matches: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|id| !query.is_empty() && id.starts_with(query))
+                .collect()
+        })
+        .unwrap_or_default();
+    match matches.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => Err(StateError::NoSuchContainer(query.to_string())),
+        many => Err(StateError::Ambiguous(
+            query.to_string(),
+            many.iter()
+                .map(|id| &id[..12])
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
 /// Every container with a readable state file.
 pub fn list(paths: &Paths) -> Vec<State> {
     let dir = paths.state_root.join("containers");
@@ -165,14 +307,18 @@ mod tests {
             image: "busybox".into(),
             command: vec!["sh".into()],
             status: Status::Running,
-            pid: Some(42),
-            owner_pid: 41,
+            init: ProcessRef::of(std::process::id() as i32),
+            monitor: None,
             created: 1,
             started: Some(2),
+            finished: None,
+            exit_code: None,
             cgroup: Manager::for_path(&h, "/poc-test/x").unwrap(),
             cgroup_path: "/poc-test/x".into(),
-            layer_dir: "/tmp/x".into(),
+            container_dir: "/tmp/x".into(),
             auto_remove: true,
+            tty: false,
+            limits: Limits::default(),
         }
     }
 
@@ -192,13 +338,49 @@ mod tests {
     }
 
     #[test]
+    fn names_ids_and_prefixes_resolve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = paths(tmp.path());
+        let a = format!("abc{}", "0".repeat(61));
+        let b = format!("abd{}", "0".repeat(61));
+        reserve(&p, &a, Some("web")).unwrap();
+        reserve(&p, &b, None).unwrap();
+        assert_eq!(resolve(&p, "web").unwrap(), a);
+        assert_eq!(resolve(&p, "abc").unwrap(), a);
+        assert_eq!(resolve(&p, &b).unwrap(), b);
+        assert!(matches!(resolve(&p, "ab"), Err(StateError::Ambiguous(..))));
+        assert!(matches!(
+            resolve(&p, "zz"),
+            Err(StateError::NoSuchContainer(_))
+        ));
+        assert!(matches!(
+            resolve(&p, ""),
+            Err(StateError::NoSuchContainer(_))
+        ));
+    }
+
+    #[test]
+    fn a_dead_init_is_observed_as_dead_and_pid_reuse_is_detected() {
+        let mut s = state("d4", None);
+        s.init = Some(ProcessRef {
+            pid: std::process::id() as i32,
+            start_time: 1,
+        });
+        assert_eq!(s.observed(), Observed::Dead);
+        s.status = Status::Exited;
+        s.exit_code = Some(137);
+        assert_eq!(s.observed(), Observed::Exited(137));
+    }
+
+    #[test]
     fn state_round_trips_atomically() {
         let tmp = tempfile::tempdir().unwrap();
         let p = paths(tmp.path());
         reserve(&p, "c3", None).unwrap();
         save(&p, &state("c3", None)).unwrap();
         let loaded = load(&p, "c3").unwrap();
-        assert_eq!(loaded.pid, Some(42));
+        assert_eq!(loaded.init, ProcessRef::of(std::process::id() as i32));
+        assert_eq!(loaded.observed(), Observed::Running);
         assert_eq!(loaded.cgroup, state("c3", None).cgroup);
         assert_eq!(list(&p).len(), 1);
         let leftovers: Vec<_> = std::fs::read_dir(p.container_state_dir("c3"))

@@ -1,5 +1,6 @@
-//! The container's init, from clone to exec, in the order the kernel needs: cgroup namespace, hostname,
-//! network, root filesystem, terminal, working directory, scheduling, privileges, exec.
+//! A container process from clone to exec, in the order the kernel needs. An init: cgroup namespace,
+//! hostname, network, root filesystem; an exec'd process: the init's namespaces. Then both: terminal or
+//! stdio, working directory, scheduling, privileges, user, exec.
 //! Runs in the cloned child only; it never returns into poc's own code.
 
 use std::convert::Infallible;
@@ -13,7 +14,7 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::{InitConfig, MSG_ERROR, MSG_PTY};
+use super::{ChildConfig, ChildStdio, Role, MSG_ERROR, MSG_PTY};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -44,7 +45,7 @@ fn setup_err(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> InitError + '
 }
 
 /// Entry point in the child. Reports any failure on the sync channel and exits with Docker's code.
-pub fn run(cfg: &InitConfig, sock: OwnedFd) -> ! {
+pub fn run(cfg: &ChildConfig, sock: OwnedFd) -> ! {
     // A panic must not unwind into the parent's frames, which this forked child still has.
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_and_exec(cfg, &sock)));
@@ -61,32 +62,54 @@ pub fn run(cfg: &InitConfig, sock: OwnedFd) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn setup_and_exec(cfg: &InitConfig, sock: &OwnedFd) -> Result<Infallible, InitError> {
+fn setup_and_exec(cfg: &ChildConfig, sock: &OwnedFd) -> Result<Infallible, InitError> {
     let spec = cfg.spec;
     wait_for_release(sock)?;
-    if has_namespace(spec, LinuxNamespaceType::Cgroup) {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| setup_err("cgroup namespace")(&e))?;
-    }
-    if has_namespace(spec, LinuxNamespaceType::Uts) {
-        if let Some(hostname) = spec.hostname() {
-            nix::unistd::sethostname(hostname).map_err(|e| setup_err("hostname")(&e))?;
-        }
-    }
-    crate::network::setup_in_namespace(cfg.network).map_err(|e| setup_err("network")(&e))?;
-
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| InitError::Setup("the spec has no process".into()))?;
     let tty = process.terminal().unwrap_or(false);
-    crate::rootfs::prepare(spec, &cfg.root, tty).map_err(|e| setup_err("root filesystem")(&e))?;
+    match &cfg.role {
+        Role::Init { root, network } => {
+            if has_namespace(spec, LinuxNamespaceType::Cgroup) {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                    .map_err(|e| setup_err("cgroup namespace")(&e))?;
+            }
+            if has_namespace(spec, LinuxNamespaceType::Uts) {
+                if let Some(hostname) = spec.hostname() {
+                    nix::unistd::sethostname(hostname).map_err(|e| setup_err("hostname")(&e))?;
+                }
+            }
+            crate::network::setup_in_namespace(*network).map_err(|e| setup_err("network")(&e))?;
+            crate::rootfs::prepare(spec, root, tty)
+                .map_err(|e| setup_err("root filesystem")(&e))?;
+        }
+        Role::Exec { namespaces, .. } => {
+            for (fd, kind) in namespaces {
+                nix::sched::setns(fd, *kind)
+                    .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
+            }
+        }
+    }
 
     nix::unistd::setsid().map_err(|e| setup_err("setsid")(&e))?;
-    if tty {
-        attach_terminal(sock)?;
-    } else if !cfg.interactive {
-        redirect_stdin_to_null()?;
+    match &cfg.stdio {
+        ChildStdio::Terminal => attach_terminal(sock, matches!(cfg.role, Role::Init { .. }))?,
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            match stdin {
+                Some(fd) => dup_onto_stdio(fd, &[0])?,
+                None => redirect_stdin_to_null()?,
+            }
+            dup_onto_stdio(stdout, &[1])?;
+            dup_onto_stdio(stderr, &[2])?;
+        }
+        ChildStdio::Inherit { stdin: true } => {}
+        ChildStdio::Inherit { stdin: false } => redirect_stdin_to_null()?,
     }
 
     let cwd = process.cwd();
@@ -101,6 +124,12 @@ fn setup_and_exec(cfg: &InitConfig, sock: &OwnedFd) -> Result<Infallible, InitEr
             return Err(setup_err("nice")(&nix::Error::last()));
         }
     }
+    let user = match &cfg.role {
+        Role::Exec {
+            user: Some(user), ..
+        } => Some(resolve_user(user)?),
+        _ => None,
+    };
 
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args: Vec<String> = process.args().clone().unwrap_or_default();
@@ -115,9 +144,62 @@ fn setup_and_exec(cfg: &InitConfig, sock: &OwnedFd) -> Result<Infallible, InitEr
     if let Some(caps) = process.capabilities() {
         crate::security::apply_capabilities(caps).map_err(|e| setup_err("capabilities")(&e))?;
     }
+    // Last: a non-root uid loses the capabilities needed to change it.
+    if let Some((uid, gid)) = user {
+        let gid = nix::unistd::Gid::from_raw(gid);
+        nix::unistd::setgroups(&[gid]).map_err(|e| setup_err("groups")(&e))?;
+        nix::unistd::setgid(gid).map_err(|e| setup_err("gid")(&e))?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(|e| setup_err("uid")(&e))?;
+    }
     close_inherited_fds();
     reset_signals();
     exec(command, &path, &args, &env)
+}
+
+/// `-u user[:group]` with names looked up in the container's /etc/passwd and /etc/group.
+fn resolve_user(spec: &str) -> Result<(u32, u32), InitError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && (f[0] == user || f[2] == user));
+    let (uid, default_gid) = match (user.parse::<u32>(), &entry) {
+        (Ok(uid), _) => (
+            uid,
+            entry
+                .as_ref()
+                .and_then(|f| f[3].parse().ok())
+                .unwrap_or(uid),
+        ),
+        (Err(_), Some(f)) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0)),
+        (Err(_), None) => {
+            return Err(InitError::Setup(format!(
+                "unable to find user {user}: no matching entry in /etc/passwd"
+            )))
+        }
+    };
+    let gid = match group {
+        None => default_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => std::fs::read_to_string("/etc/group")
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    InitError::Setup(format!(
+                        "unable to find group {g}: no matching entry in /etc/group"
+                    ))
+                })?,
+        },
+    };
+    Ok((uid, gid))
 }
 
 fn wait_for_release(sock: &OwnedFd) -> Result<(), InitError> {
@@ -138,7 +220,7 @@ fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
 
 /// Allocates the terminal from the container's own devpts (so it is /dev/pts/0 inside), makes it the
 /// controlling terminal and stdio, binds it over /dev/console and hands the master to the parent.
-fn attach_terminal(sock: &OwnedFd) -> Result<(), InitError> {
+fn attach_terminal(sock: &OwnedFd, bind_console: bool) -> Result<(), InitError> {
     use nix::fcntl::OFlag;
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     let err = setup_err("terminal");
@@ -153,7 +235,9 @@ fn attach_terminal(sock: &OwnedFd) -> Result<(), InitError> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| setup_err("terminal")(&e))?;
-    crate::rootfs::bind_console(Path::new(&name)).map_err(|e| setup_err("terminal")(&e))?;
+    if bind_console {
+        crate::rootfs::bind_console(Path::new(&name)).map_err(|e| setup_err("terminal")(&e))?;
+    }
 
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];

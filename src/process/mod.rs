@@ -1,5 +1,6 @@
-//! The container's first process: clone3 into new namespaces (and straight into its cgroup where the
-//! kernel allows), a sync channel to the parent, the init sequence, exec. Owns no host state.
+//! Processes in containers: the init (clone3 into new namespaces, straight into its cgroup where the
+//! kernel allows) and exec'd processes (joining an init's namespaces), each with a sync channel to the
+//! parent, its stdio plan and the setup sequence up to exec. Owns no host state.
 
 mod init;
 mod supervise;
@@ -13,7 +14,7 @@ use nix::sys::socket::{
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-pub use supervise::Supervisor;
+pub use supervise::{write_all, Attach, Supervisor};
 
 use crate::network::NetworkMode;
 use crate::rootfs::RootSource;
@@ -43,13 +44,81 @@ impl ProcessError {
     }
 }
 
-/// What the init needs besides the Spec.
-pub struct InitConfig<'a> {
+/// Which process is being started.
+pub enum Role {
+    /// A container's first process: new namespaces, its root filesystem, its network.
+    Init {
+        root: RootSource,
+        network: NetworkMode,
+    },
+    /// A process joining a running container (`poc exec`): its namespaces, opened from the init's
+    /// /proc/PID/ns (the pid namespace is joined by the parent before cloning), and an optional
+    /// user (`name`, `uid`, `uid:gid`, `name:group`) resolved in the container's /etc files.
+    Exec {
+        namespaces: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+        user: Option<String>,
+    },
+}
+
+/// Where the process's stdin, stdout and stderr go.
+pub enum ChildStdio {
+    /// The child's ends of pipes the parent reads and writes; no stdin pipe means /dev/null.
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// The parent's own descriptors; stdin only if `stdin`, /dev/null otherwise.
+    Inherit { stdin: bool },
+    /// A pty allocated inside the container; the master is sent to the parent.
+    Terminal,
+}
+
+/// The parent's ends of the child's pipes.
+#[derive(Default)]
+pub struct ParentIo {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Pipes for a container's stdio: the child's ends and the parent's.
+pub fn pipes(with_stdin: bool) -> Result<(ChildStdio, ParentIo), ProcessError> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ProcessError::Sync);
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (stdin_child, stdin_parent) = if with_stdin {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    Ok((
+        ChildStdio::Pipes {
+            stdin: stdin_child,
+            stdout: out_w,
+            stderr: err_w,
+        },
+        ParentIo {
+            stdin: stdin_parent,
+            stdout: Some(out_r),
+            stderr: Some(err_r),
+        },
+    ))
+}
+
+/// Which of a container's output streams a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+/// What the child needs besides the Spec, whose `process` it runs.
+pub struct ChildConfig<'a> {
     pub spec: &'a Spec,
-    pub root: RootSource,
-    pub network: NetworkMode,
-    /// Keep poc's stdin (`-i`); otherwise the process reads /dev/null.
-    pub interactive: bool,
+    pub role: Role,
+    pub stdio: ChildStdio,
 }
 
 /// A cloned init, waiting for `release`.
@@ -71,9 +140,10 @@ pub struct Running {
 const MSG_PTY: u8 = b'P';
 const MSG_ERROR: u8 = b'E';
 
-/// Clones the init into the Spec's namespaces; it waits until `release`. `cgroup_dir` is a cgroup2
-/// directory to be born in (CLONE_INTO_CGROUP), so not even the init runs outside its cgroup.
-pub fn spawn(cfg: &InitConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, ProcessError> {
+/// Clones the child (an init into the Spec's new namespaces); it waits until `release`. `cgroup_dir`
+/// is a cgroup2 directory to be born in (CLONE_INTO_CGROUP), so not even the init runs outside its
+/// cgroup. The child's ends of its stdio are closed here, in the parent, once it exists.
+pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, ProcessError> {
     let (parent_sock, child_sock) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -81,14 +151,18 @@ pub fn spawn(cfg: &InitConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, Pr
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(ProcessError::Sync)?;
-    let flags = namespace_flags(cfg.spec);
+    let flags = match cfg.role {
+        Role::Init { .. } => namespace_flags(cfg.spec),
+        Role::Exec { .. } => 0,
+    };
     let (pid, born_in_cgroup) =
         clone_child(flags, cgroup_dir.map(|fd| fd.as_raw_fd())).map_err(ProcessError::Clone)?;
     if pid == 0 {
         drop(parent_sock);
-        init::run(cfg, child_sock);
+        init::run(&cfg, child_sock);
     }
     drop(child_sock);
+    drop(cfg);
     Ok(Child {
         pid: Pid::from_raw(pid),
         born_in_cgroup,

@@ -1,7 +1,9 @@
-//! The parent's side while a foreground container runs: forwards signals to it, relays its terminal
-//! (raw mode, window size, resize), reaps it and turns its end into an exit code.
+//! The parent's side while a container process runs: moves its output to a sink (the log, the user's
+//! terminal), the user's input to it, forwards signals when attached, reaps it, and drains its output
+//! to the end before reporting how it exited. One poll loop, no threads, no async runtime.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -10,7 +12,7 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{ProcessError, Running};
+use super::{ParentIo, ProcessError, Running, Stream};
 
 const FORWARDED: [Signal; 7] = [
     Signal::SIGINT,
@@ -22,6 +24,9 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGCONT,
 ];
 
+/// How long output may keep arriving after the process exited (something else holding its pipes).
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// Docker's convention: the status itself, or 128 + N when killed by signal N.
 fn exit_code(status: WaitStatus) -> Option<i32> {
     match status {
@@ -29,6 +34,13 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
         WaitStatus::Signaled(_, signal, _) => Some(128 + signal as i32),
         _ => None,
     }
+}
+
+/// A user's terminal and signals joined to the process (foreground `run`, `exec`).
+#[derive(Debug, Clone, Copy)]
+pub struct Attach {
+    /// Relay poc's stdin to the process (`-i`).
+    pub stdin: bool,
 }
 
 /// Owns the signals poc handles for its container. Create it before cloning, so nothing sent in
@@ -58,44 +70,59 @@ impl Supervisor {
         Ok(Supervisor { signals, old_mask })
     }
 
-    /// Runs until the container's init exits; returns its exit code.
-    pub fn wait(&mut self, running: Running, interactive: bool) -> Result<i32, ProcessError> {
+    /// Runs until the process has exited and its output is drained; returns its exit code.
+    /// Output goes to `sink`; with `attach`, signals are forwarded and the terminal is relayed.
+    pub fn wait(
+        &mut self,
+        running: Running,
+        io: ParentIo,
+        attach: Option<Attach>,
+        sink: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<i32, ProcessError> {
         let pid = running.pid;
-        let stdin = std::io::stdin();
-        let mut terminal = running
-            .pty_master
-            .map(|master| Terminal::attach(master, stdin.as_fd(), interactive));
+        let mut relay = Relay::new(running.pty_master, io, attach);
+        let mut exit: Option<(i32, Instant)> = None;
         loop {
-            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            if let Some(t) = &terminal {
-                fds.extend(t.poll_fds(stdin.as_fd()));
-            }
-            match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::Error::EINTR) => continue,
-                Err(source) => return Err(ProcessError::Terminal { op: "poll", source }),
-                Ok(_) => {}
-            }
-            let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
-            drop(fds);
-            if let Some(t) = terminal.as_mut() {
-                t.pump(&ready[1..], stdin.as_fd());
-            }
-            if ready[0] {
-                if let Some(code) = self.handle_signals(pid, terminal.as_ref())? {
-                    if let Some(t) = terminal.as_mut() {
-                        t.drain_output();
-                    }
+            if let Some((code, at)) = exit {
+                if relay.outputs_closed() || at.elapsed() > DRAIN_LIMIT {
                     return Ok(code);
+                }
+            }
+            let timeout = match exit {
+                Some((_, at)) => PollTimeout::try_from(DRAIN_LIMIT.saturating_sub(at.elapsed()))
+                    .unwrap_or(PollTimeout::ZERO),
+                None => PollTimeout::NONE,
+            };
+            let stdin = std::io::stdin();
+            let (ready, signals_ready) = {
+                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+                let slots = relay.poll_fds(stdin.as_fd(), &mut fds);
+                match poll(&mut fds, timeout) {
+                    Err(nix::Error::EINTR) => continue,
+                    Err(source) => return Err(ProcessError::Terminal { op: "poll", source }),
+                    Ok(_) => {}
+                }
+                let ready: Vec<(Slot, PollFlags)> = slots
+                    .into_iter()
+                    .zip(
+                        fds[1..]
+                            .iter()
+                            .map(|f| f.revents().unwrap_or(PollFlags::empty())),
+                    )
+                    .collect();
+                (ready, fds[0].any().unwrap_or(false))
+            };
+            relay.pump(&ready, stdin.as_fd(), sink);
+            if signals_ready {
+                if let Some(code) = self.handle_signals(pid, &relay)? {
+                    exit = Some((code, Instant::now()));
                 }
             }
         }
     }
 
-    fn handle_signals(
-        &mut self,
-        pid: Pid,
-        terminal: Option<&Terminal>,
-    ) -> Result<Option<i32>, ProcessError> {
+    fn handle_signals(&mut self, pid: Pid, relay: &Relay) -> Result<Option<i32>, ProcessError> {
+        let mut exited = None;
         while let Ok(Some(info)) = self.signals.read_signal() {
             let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
@@ -103,20 +130,18 @@ impl Supervisor {
             match signal {
                 Signal::SIGCHLD => {
                     if let Some(code) = reap(pid)? {
-                        return Ok(Some(code));
+                        exited = Some(code);
                     }
                 }
-                Signal::SIGWINCH => {
-                    if let Some(t) = terminal {
-                        t.copy_window_size();
-                    }
-                }
-                other => {
+                Signal::SIGWINCH => relay.copy_window_size(),
+                other if relay.attached => {
                     let _ = nix::sys::signal::kill(pid, other);
                 }
+                // A detached monitor ignores signals: the container is stopped with `poc stop`/`kill`.
+                _ => {}
             }
         }
-        Ok(None)
+        Ok(exited)
     }
 }
 
@@ -137,106 +162,191 @@ fn reap(pid: Pid) -> Result<Option<i32>, ProcessError> {
     }
 }
 
-/// The user's terminal joined to the container's pty. Raw mode lasts as long as this value.
-struct Terminal {
-    master: Option<OwnedFd>,
-    stdin_open: bool,
-    saved: Option<Termios>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Stdout,
+    Stderr,
+    Pty,
+    UserStdin,
+    ContainerStdin,
 }
 
-impl Terminal {
-    fn attach(master: OwnedFd, stdin: BorrowedFd, interactive: bool) -> Self {
-        let mut saved = None;
-        if interactive {
-            if let Ok(original) = tcgetattr(stdin) {
+/// The descriptors between the user, poc and the process.
+struct Relay {
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    pty: Option<OwnedFd>,
+    /// The write end of the container's stdin pipe.
+    container_stdin: Option<OwnedFd>,
+    /// Input read from the user, not yet accepted by the container.
+    pending: Vec<u8>,
+    user_stdin_open: bool,
+    attached: bool,
+    saved_termios: Option<Termios>,
+}
+
+impl Relay {
+    fn new(pty: Option<OwnedFd>, io: ParentIo, attach: Option<Attach>) -> Self {
+        let relay_stdin = attach.is_some_and(|a| a.stdin);
+        let mut saved_termios = None;
+        if pty.is_some() && relay_stdin {
+            let stdin = std::io::stdin();
+            if let Ok(original) = tcgetattr(stdin.as_fd()) {
                 let mut raw = original.clone();
                 cfmakeraw(&mut raw);
-                if tcsetattr(stdin, SetArg::TCSANOW, &raw).is_ok() {
-                    saved = Some(original);
+                if tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).is_ok() {
+                    saved_termios = Some(original);
                 }
             }
         }
-        let terminal = Terminal {
-            master: Some(master),
-            stdin_open: interactive,
-            saved,
+        if let Some(fd) = &io.stdin {
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        }
+        let relay = Relay {
+            stdout: io.stdout,
+            stderr: io.stderr,
+            pty,
+            container_stdin: io.stdin,
+            pending: Vec::new(),
+            user_stdin_open: relay_stdin,
+            attached: attach.is_some(),
+            saved_termios,
         };
-        terminal.copy_window_size();
-        terminal
+        relay.copy_window_size();
+        relay
     }
 
-    fn poll_fds<'a>(&'a self, stdin: BorrowedFd<'a>) -> Vec<PollFd<'a>> {
-        let mut fds = Vec::new();
-        if let Some(m) = &self.master {
-            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
-            if self.stdin_open {
-                fds.push(PollFd::new(stdin, PollFlags::POLLIN));
-            }
-        }
-        fds
+    fn outputs_closed(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none() && self.pty.is_none()
     }
 
-    /// Moves what is ready: container output to stdout, user input to the container.
-    fn pump(&mut self, ready: &[bool], stdin: BorrowedFd) {
-        let Some(master) = &self.master else { return };
-        let mut buf = [0u8; 16 * 1024];
-        if ready.first() == Some(&true) {
-            match nix::unistd::read(master, &mut buf) {
-                Ok(n) if n > 0 => write_all(std::io::stdout().as_fd(), &buf[..n]),
-                Err(nix::Error::EAGAIN | nix::Error::EINTR) => {}
-                // EIO: every process holding the slave has gone.
-                _ => self.master = None,
+    fn poll_fds<'a>(&'a self, user_stdin: BorrowedFd<'a>, fds: &mut Vec<PollFd<'a>>) -> Vec<Slot> {
+        let mut slots = Vec::new();
+        for (fd, slot) in [
+            (&self.stdout, Slot::Stdout),
+            (&self.stderr, Slot::Stderr),
+            (&self.pty, Slot::Pty),
+        ] {
+            if let Some(fd) = fd {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                slots.push(slot);
             }
         }
-        if let (Some(master), Some(&true)) = (&self.master, ready.get(1)) {
-            match nix::unistd::read(stdin, &mut buf) {
-                Ok(n) if n > 0 => write_all(master.as_fd(), &buf[..n]),
-                Err(nix::Error::EAGAIN | nix::Error::EINTR) => {}
-                _ => self.stdin_open = false,
+        let input_open = self.pty.is_some() || self.container_stdin.is_some();
+        if self.pending.is_empty() && self.user_stdin_open && input_open {
+            fds.push(PollFd::new(user_stdin, PollFlags::POLLIN));
+            slots.push(Slot::UserStdin);
+        }
+        if !self.pending.is_empty() {
+            if let Some(fd) = &self.container_stdin {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
+                slots.push(Slot::ContainerStdin);
+            }
+        }
+        slots
+    }
+
+    fn pump(
+        &mut self,
+        ready: &[(Slot, PollFlags)],
+        user_stdin: BorrowedFd,
+        sink: &mut dyn FnMut(Stream, &[u8]),
+    ) {
+        let mut buf = vec![0u8; 64 * 1024];
+        for &(slot, flags) in ready {
+            if flags.is_empty() {
+                continue;
+            }
+            match slot {
+                Slot::Stdout => read_into(&mut self.stdout, &mut buf, Stream::Stdout, sink),
+                Slot::Stderr => read_into(&mut self.stderr, &mut buf, Stream::Stderr, sink),
+                Slot::Pty => read_into(&mut self.pty, &mut buf, Stream::Stdout, sink),
+                Slot::UserStdin => match nix::unistd::read(user_stdin, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        self.pending.extend_from_slice(&buf[..n]);
+                        self.flush_input();
+                    }
+                    Err(nix::Error::EAGAIN | nix::Error::EINTR) => {}
+                    _ => {
+                        self.user_stdin_open = false;
+                        // End of input: the container's stdin pipe closes too, as with `docker run -i`.
+                        self.container_stdin = None;
+                    }
+                },
+                Slot::ContainerStdin => self.flush_input(),
             }
         }
     }
 
-    /// After the init exits, whatever it wrote last is still in the pty: copy it out.
-    fn drain_output(&mut self) {
-        let Some(master) = self.master.take() else {
-            return;
+    /// Writes pending input to the container without blocking the loop.
+    fn flush_input(&mut self) {
+        let target = match (&self.pty, &self.container_stdin) {
+            (Some(pty), _) => pty.as_fd(),
+            (None, Some(pipe)) => pipe.as_fd(),
+            (None, None) => return self.pending.clear(),
         };
-        let _ = nix::fcntl::fcntl(
-            &master,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        );
-        let mut buf = [0u8; 16 * 1024];
-        while let Ok(n) = nix::unistd::read(&master, &mut buf) {
-            if n == 0 {
-                break;
+        while !self.pending.is_empty() {
+            match nix::unistd::write(target, &self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(nix::Error::EAGAIN) => return,
+                Err(_) => {
+                    self.pending.clear();
+                    self.container_stdin = None;
+                    return;
+                }
             }
-            write_all(std::io::stdout().as_fd(), &buf[..n]);
+        }
+        if !self.user_stdin_open {
+            self.container_stdin = None;
         }
     }
 
     fn copy_window_size(&self) {
-        let Some(master) = &self.master else { return };
+        let Some(pty) = self.pty.as_ref().filter(|_| self.attached) else {
+            return;
+        };
+        // SAFETY: TIOCGWINSZ fills the winsize we own; TIOCSWINSZ reads it.
         let mut size: libc::winsize = unsafe { std::mem::zeroed() };
         for fd in [0, 1, 2] {
-            // SAFETY: TIOCGWINSZ fills the winsize we own; TIOCSWINSZ reads it.
             if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) } == 0 {
-                unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+                unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSWINSZ, &size) };
                 return;
             }
         }
     }
 }
 
-impl Drop for Terminal {
+impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(saved) = &self.saved {
+        if let Some(saved) = &self.saved_termios {
             let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, saved);
         }
     }
 }
 
-fn write_all(fd: BorrowedFd, mut data: &[u8]) {
+/// One read from an output; end of file (or EIO from a pty whose last holder has gone) closes it.
+fn read_into(
+    fd: &mut Option<OwnedFd>,
+    buf: &mut [u8],
+    stream: Stream,
+    sink: &mut dyn FnMut(Stream, &[u8]),
+) {
+    let Some(open) = fd else { return };
+    match nix::unistd::read(&*open, buf) {
+        Ok(n) if n > 0 => sink(stream, &buf[..n]),
+        Err(nix::Error::EAGAIN | nix::Error::EINTR) => {}
+        _ => *fd = None,
+    }
+}
+
+/// Writes all of `data` to `fd`, retrying short writes (poc's own stdout and stderr).
+pub fn write_all(fd: BorrowedFd, mut data: &[u8]) {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(n) => data = &data[n..],

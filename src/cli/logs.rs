@@ -1,0 +1,99 @@
+//! `poc logs [-f] [--tail N] [-t] CONTAINER`: what the container wrote, stdout and stderr apart.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::config::Paths;
+use crate::container::logs::{self, Line, Record, Stream};
+use crate::container::state::{self, Status};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keep printing new output until the container exits.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Prefix each line with the time it was written (RFC 3339).
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    let id = state::resolve(paths, &args.container)?;
+    let path = state::load(paths, &id)?.log_path();
+    let (records, mut offset) = logs::read_from(&path, 0)?;
+    let mut printer = Printer {
+        timestamps: args.timestamps,
+        at_line_start: [true, true],
+    };
+    match args.tail {
+        Some(n) => {
+            let lines = logs::lines(&records);
+            for line in &lines[lines.len().saturating_sub(n)..] {
+                printer.line(line);
+            }
+        }
+        None => records.iter().for_each(|r| printer.record(r)),
+    }
+    if args.follow {
+        loop {
+            let running = state::load(paths, &id).is_ok_and(|s| {
+                s.status != Status::Exited && s.monitor.is_some_and(|m| m.is_alive())
+            });
+            let (more, next) = logs::read_from(&path, offset)?;
+            offset = next;
+            more.iter().for_each(|r| printer.record(r));
+            if !running && more.is_empty() {
+                break;
+            }
+            if more.is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    Ok(0)
+}
+
+struct Printer {
+    timestamps: bool,
+    at_line_start: [bool; 2],
+}
+
+impl Printer {
+    fn line(&mut self, line: &Line) {
+        self.write(line.stream, line.time_ns, &line.text);
+    }
+
+    fn record(&mut self, record: &Record) {
+        self.write(record.stream, record.time_ns, &record.data);
+    }
+
+    /// Writes `data` to the stream it came from, stamping each line start with `time_ns`.
+    fn write(&mut self, stream: Stream, time_ns: u64, data: &[u8]) {
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        let mut out: Box<dyn Write> = match stream {
+            Stream::Stdout => Box::new(stdout.lock()),
+            Stream::Stderr => Box::new(stderr.lock()),
+        };
+        let start = &mut self.at_line_start[stream as usize];
+        if !self.timestamps {
+            let _ = out.write_all(data);
+        } else {
+            for piece in data.split_inclusive(|&b| b == b'\n') {
+                if *start {
+                    let _ = write!(out, "{} ", logs::rfc3339(time_ns));
+                }
+                let _ = out.write_all(piece);
+                *start = piece.ends_with(b"\n");
+            }
+        }
+        if let Some(&last) = data.last() {
+            *start = last == b'\n';
+        }
+        let _ = out.flush();
+    }
+}

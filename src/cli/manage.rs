@@ -1,0 +1,119 @@
+//! `poc stop`, `poc kill`, `poc rm`, `poc inspect`: act on containers by name, id or id prefix.
+//! Each container is handled on its own; failures are reported one line each.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::config::Paths;
+use crate::container::{self, ContainerError};
+
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(short, long, default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct KillArgs {
+    /// Signal to send: a name (HUP, SIGHUP) or a number.
+    #[arg(short, long, default_value = "KILL", value_parser = parse_signal)]
+    signal: Signal,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// Kill and remove running containers too.
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn stop(paths: &Paths, args: StopArgs) -> Result<i32, super::Exit> {
+    Ok(each(&args.containers, |c| {
+        container::stop(paths, c, Duration::from_secs(args.time))
+    }))
+}
+
+pub fn kill(paths: &Paths, args: KillArgs) -> Result<i32, super::Exit> {
+    Ok(each(&args.containers, |c| {
+        container::kill_container(paths, c, args.signal)
+    }))
+}
+
+pub fn rm(paths: &Paths, args: RmArgs) -> Result<i32, super::Exit> {
+    Ok(each(&args.containers, |c| {
+        container::remove(paths, c, args.force)
+    }))
+}
+
+pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<i32, super::Exit> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for c in &args.containers {
+        match container::inspect(paths, c) {
+            Ok(value) => found.push(value),
+            Err(e) => {
+                eprintln!("poc: {e}");
+                code = 125;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&found)?);
+    Ok(code)
+}
+
+/// Runs `act` on each container, printing the name as given on success (as Docker does).
+fn each(containers: &[String], act: impl Fn(&str) -> Result<String, ContainerError>) -> i32 {
+    let mut code = 0;
+    for c in containers {
+        match act(c) {
+            Ok(_) => println!("{c}"),
+            Err(e) => {
+                eprintln!("poc: {e}");
+                code = 125;
+            }
+        }
+    }
+    code
+}
+
+fn parse_signal(text: &str) -> Result<Signal, String> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("{n} is not a signal number"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).map_err(|_| format!("unknown signal {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("HUP"), Ok(Signal::SIGHUP));
+        assert_eq!(parse_signal("sigterm"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! `poc ps [-a] [-q] [--format json]`: containers as a table, ids, or JSON.
+
+use crate::config::Paths;
+use crate::container::state::{self, Observed, State};
+use crate::container::{logs, observed_name};
+use crate::spec::Limits;
+
+use super::format::{ago, duration, human_size};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Show all containers (default: only running ones).
+    #[arg(short, long)]
+    all: bool,
+    /// Print only the ids.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    let mut containers: Vec<(State, Observed)> = state::list(paths)
+        .into_iter()
+        .map(|s| {
+            let observed = s.observed();
+            (s, observed)
+        })
+        .filter(|(_, o)| args.all || matches!(o, Observed::Running | Observed::Creating))
+        .collect();
+    containers.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
+    if args.quiet {
+        for (s, _) in &containers {
+            println!("{}", s.short_id());
+        }
+        return Ok(0);
+    }
+    match args.format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> =
+                containers.iter().map(|(s, o)| json_row(s, *o)).collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Format::Table => {
+            println!(
+                "{:<12}   {:<16} {:<10} {:<22} {:<16} {:<26} {:<8} LIMITS",
+                "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "CREATED", "STATUS", "PID"
+            );
+            for (s, o) in &containers {
+                let pid = s
+                    .init
+                    .filter(|_| *o == Observed::Running)
+                    .map_or(String::new(), |i| i.pid.to_string());
+                println!(
+                    "{:<12}   {:<16} {:<10} {:<22} {:<16} {:<26} {:<8} {}",
+                    s.short_id(),
+                    s.name.as_deref().unwrap_or(""),
+                    s.image,
+                    command(&s.command),
+                    ago(s.created),
+                    status(s, *o),
+                    pid,
+                    limits(&s.limits)
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn command(args: &[String]) -> String {
+    let joined = args.join(" ");
+    let short: String = joined.chars().take(18).collect();
+    if short.len() < joined.len() {
+        format!("\"{short}…\"")
+    } else {
+        format!("\"{short}\"")
+    }
+}
+
+/// "Up 3 seconds", "Exited (0) 5 seconds ago", "Dead", "Created".
+fn status(s: &State, observed: Observed) -> String {
+    let now = crate::image::now_secs();
+    match observed {
+        Observed::Running => format!(
+            "Up {}",
+            duration(now.saturating_sub(s.started.unwrap_or(s.created)))
+        ),
+        Observed::Exited(code) => {
+            format!("Exited ({code}) {}", ago(s.finished.unwrap_or(s.created)))
+        }
+        Observed::Dead => "Dead".to_string(),
+        Observed::Creating => "Created".to_string(),
+    }
+}
+
+pub fn limits(l: &Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = l.memory {
+        parts.push(format!("mem={}", human_size(m)));
+    }
+    if let Some(m) = l.memory_soft {
+        parts.push(format!("mem-soft={}", human_size(m)));
+    }
+    if let Some(c) = l.cpu {
+        parts.push(format!("cpus={:.2}", c.quota as f64 / c.period as f64));
+    }
+    if let Some(c) = l.cpu_shares {
+        parts.push(format!("shares={c}"));
+    }
+    if let Some(p) = l.pids {
+        parts.push(format!("pids={p}"));
+    }
+    if let Some(c) = &l.cpuset {
+        parts.push(format!("cpuset={c}"));
+    }
+    parts.join(" ")
+}
+
+fn json_row(s: &State, observed: Observed) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "name": s.name,
+        "image": s.image,
+        "command": s.command,
+        "created": logs::rfc3339(s.created * 1_000_000_000),
+        "state": observed_name(observed),
+        "status": status(s, observed),
+        "exit_code": s.exit_code,
+        "pid": s.init.filter(|_| observed == Observed::Running).map(|i| i.pid),
+        "limits": s.limits,
+    })
+}

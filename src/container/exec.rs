@@ -1,0 +1,122 @@
+//! `poc exec`: a new process in a running container: its namespaces, its cgroup, its capabilities,
+//! environment and working directory, with the user's command.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+
+use super::state::{self, Observed};
+use super::{load_config, ContainerError};
+use crate::config::Paths;
+use crate::process::{self, Attach, ChildConfig, ChildStdio, ParentIo, Role, Stream, Supervisor};
+
+pub struct ExecRequest {
+    pub container: String,
+    pub interactive: bool,
+    pub tty: bool,
+    pub env: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub command: Vec<String>,
+}
+
+pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
+    let id = state::resolve(paths, &req.container)?;
+    let st = state::load(paths, &id)?;
+    let init = match st.init {
+        Some(init) if st.observed() == Observed::Running && init.is_alive() => init,
+        _ => {
+            return Err(ContainerError::Refused(format!(
+                "container {} is not running",
+                req.container
+            )))
+        }
+    };
+    let mut spec = load_config(paths, &id)?;
+    let mut proc_ = spec.process().clone().unwrap_or_default();
+    let mut env = proc_.env().clone().unwrap_or_default();
+    for var in &req.env {
+        crate::spec::set_env(&mut env, var);
+    }
+    proc_.set_env(Some(env));
+    proc_.set_args(Some(req.command.clone()));
+    proc_.set_terminal(Some(req.tty));
+    if let Some(dir) = &req.workdir {
+        proc_.set_cwd(dir.clone());
+    }
+    spec.set_process(Some(proc_));
+
+    let pid_ns = open_namespace(init.pid, "pid")?;
+    let mut namespaces = Vec::new();
+    // The mount namespace last: after it, paths are the container's.
+    for (kind, flag) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        if let Some(fd) = open_namespace(init.pid, kind)? {
+            namespaces.push((fd, flag));
+        }
+    }
+    // Joining a pid namespace applies to the children cloned afterwards, not to poc itself.
+    if let Some(fd) = &pid_ns {
+        nix::sched::setns(fd, CloneFlags::CLONE_NEWPID).map_err(|e| {
+            ContainerError::Refused(format!(
+                "joining the pid namespace of {}: {e}",
+                req.container
+            ))
+        })?;
+    }
+
+    let mut supervisor = Supervisor::new()?;
+    let stdio = if req.tty {
+        ChildStdio::Terminal
+    } else {
+        ChildStdio::Inherit {
+            stdin: req.interactive,
+        }
+    };
+    let cgroup_fd = st.cgroup.clone_into_fd();
+    let cfg = ChildConfig {
+        spec: &spec,
+        role: Role::Exec {
+            namespaces,
+            user: req.user.clone(),
+        },
+        stdio,
+    };
+    let child = process::spawn(cfg, cgroup_fd.as_ref())?;
+    if let Err(e) = st.cgroup.add_task(child.pid.as_raw(), child.born_in_cgroup) {
+        let _ = nix::sys::signal::kill(child.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child.pid, None);
+        return Err(e.into());
+    }
+    let running = child.release()?;
+    let stdout = std::io::stdout();
+    let mut to_terminal = |_: Stream, data: &[u8]| process::write_all(stdout.as_fd(), data);
+    Ok(supervisor.wait(
+        running,
+        ParentIo::default(),
+        Some(Attach {
+            stdin: req.interactive,
+        }),
+        &mut to_terminal,
+    )?)
+}
+
+/// The init's namespace of `kind`, unless it is poc's own (e.g. `--network host`).
+fn open_namespace(pid: i32, kind: &str) -> Result<Option<OwnedFd>, ContainerError> {
+    let theirs = PathBuf::from(format!("/proc/{pid}/ns/{kind}"));
+    let ours = PathBuf::from(format!("/proc/self/ns/{kind}"));
+    let inode = |p: &PathBuf| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let their_inode = inode(&theirs).map_err(super::io("open", &theirs))?;
+    if inode(&ours).ok() == Some(their_inode) {
+        return Ok(None);
+    }
+    let file = std::fs::File::open(&theirs).map_err(super::io("open", &theirs))?;
+    Ok(Some(file.into()))
+}

@@ -1,0 +1,146 @@
+//! Operations on existing containers: kill, stop, remove, inspect. Each finds the container by name,
+//! id or id prefix, and acts on what the host shows (is the init alive?), not only on the record.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::state::{self, Observed, StateError, Status};
+use super::{destroy, load_config, ContainerError};
+use crate::config::Paths;
+
+/// Sends `signal` to the container's init.
+pub fn kill(paths: &Paths, query: &str, signal: Signal) -> Result<String, ContainerError> {
+    let id = state::resolve(paths, query)?;
+    let st = state::load(paths, &id)?;
+    match st.init {
+        Some(init) if st.observed() == Observed::Running && init.is_alive() => {
+            nix::sys::signal::kill(Pid::from_raw(init.pid), signal).map_err(|e| {
+                ContainerError::Refused(format!("signalling container {query}: {e}"))
+            })?;
+            Ok(id)
+        }
+        _ => Err(ContainerError::Refused(format!(
+            "container {query} is not running"
+        ))),
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; returns once the exit is recorded. Stopping a container
+/// that is not running succeeds, as with Docker.
+pub fn stop(paths: &Paths, query: &str, grace: Duration) -> Result<String, ContainerError> {
+    let id = state::resolve(paths, query)?;
+    let st = state::load(paths, &id)?;
+    if let Some(init) = st
+        .init
+        .filter(|i| st.status == Status::Running && i.is_alive())
+    {
+        let pid = Pid::from_raw(init.pid);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+        if !wait_until(grace, || !init.is_alive()) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            wait_until(Duration::from_secs(10), || !init.is_alive());
+        }
+    }
+    // The monitor drains the output and records the exit (or removes an --rm container).
+    wait_until(Duration::from_secs(10), || match state::load(paths, &id) {
+        Ok(s) => s.status != Status::Running || !s.monitor.is_some_and(|m| m.is_alive()),
+        Err(_) => true,
+    });
+    Ok(id)
+}
+
+/// Removes a stopped container, or with `force` a running one (killed first).
+pub fn remove(paths: &Paths, query: &str, force: bool) -> Result<String, ContainerError> {
+    let id = state::resolve(paths, query)?;
+    let (_lock, st) = state::load_locked(paths, &id)?;
+    if matches!(st.observed(), Observed::Running | Observed::Creating) && !force {
+        return Err(ContainerError::Refused(format!(
+            "container {query} is running: stop it first or use rm -f"
+        )));
+    }
+    destroy(paths, &st)?;
+    Ok(id)
+}
+
+/// Everything poc knows about a container, as Docker-like JSON.
+pub fn inspect(paths: &Paths, query: &str) -> Result<serde_json::Value, ContainerError> {
+    let id = state::resolve(paths, query)?;
+    let st = match state::load(paths, &id) {
+        Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StateError::NoSuchContainer(query.to_string()).into())
+        }
+        other => other?,
+    };
+    let spec = load_config(paths, &id).ok();
+    let observed = st.observed();
+    let time = |secs: Option<u64>| secs.map(|s| super::logs::rfc3339(s * 1_000_000_000));
+    let process = spec.as_ref().and_then(|s| s.process().clone());
+    let mounts: Vec<serde_json::Value> = spec
+        .as_ref()
+        .and_then(|s| s.mounts().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "Type": m.typ(),
+                "Source": m.source(),
+                "Destination": m.destination(),
+                "Options": m.options(),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "Id": st.id,
+        "Name": st.name,
+        "Image": st.image,
+        "Created": time(Some(st.created)),
+        "State": {
+            "Status": observed_name(observed),
+            "Running": observed == Observed::Running,
+            "Pid": st.init.filter(|_| observed == Observed::Running).map(|i| i.pid),
+            "MonitorPid": st.monitor.filter(|m| m.is_alive()).map(|m| m.pid),
+            "ExitCode": st.exit_code,
+            "StartedAt": time(st.started),
+            "FinishedAt": time(st.finished),
+        },
+        "Config": {
+            "Cmd": st.command,
+            "Env": process.as_ref().and_then(|p| p.env().clone()),
+            "WorkingDir": process.as_ref().map(|p| p.cwd().clone()),
+            "Tty": st.tty,
+            "Hostname": spec.as_ref().and_then(|s| s.hostname().clone()),
+            "AutoRemove": st.auto_remove,
+        },
+        "Limits": st.limits,
+        "Cgroup": { "Path": st.cgroup_path, "Directories": st.cgroup.leaf_dirs() },
+        "Mounts": mounts,
+        "LogPath": st.log_path(),
+        "ContainerDir": st.container_dir,
+        "Spec": spec,
+    }))
+}
+
+pub fn observed_name(observed: Observed) -> &'static str {
+    match observed {
+        Observed::Creating => "creating",
+        Observed::Running => "running",
+        Observed::Exited(_) => "exited",
+        Observed::Dead => "dead",
+    }
+}
+
+/// Polls `done` until it holds or `limit` passes; true if it held.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
