@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
-poc=${POC_BIN:-$PWD/target/release/poc}
+poc=${POC_BIN:-}
 work=$(mktemp -d /var/tmp/poc-bench-XXXXXX)
 out=${OUT:-$work/results.json}
 export POC_STORE=$work/store POC_STATE_ROOT=$work/state POC_CGROUP_PARENT=/poc-bench-$$
@@ -21,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 
 scripts/setup.sh --bench
-[ -x "$poc" ] || cargo build --release
+[ -n "$poc" ] || poc=$(scripts/build-release.sh)
 "$poc" init busybox >/dev/null 2>&1
 
 # One OCI bundle for runc and crun, with the same busybox rootfs poc runs.

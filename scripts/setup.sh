@@ -38,8 +38,7 @@ if ! command -v cargo >/dev/null; then
   echo "setup.sh: no Rust toolchain found; install one with rustup (stable, 1.95 or newer) and re-run" >&2
   exit 1
 fi
-cargo build --release
-install -m 0755 target/release/poc /usr/local/bin/poc
+install -m 0755 "$(scripts/build-release.sh)" /usr/local/bin/poc
 
 image=alpine
 if ! poc init; then

@@ -343,21 +343,26 @@ fn monitor(
         sink(stream, data);
     };
     let code = supervisor.wait(running, parent_io, attach, &mut record)?;
-    record_exit(paths, &state.id, code)?;
+    record_exit(paths, state, code)?;
     Ok(code)
 }
 
 /// After the init exited and its output is in the log: remove an `--rm` container, or record the
 /// exit and release the cgroup. A container removed meanwhile (`rm -f`) needs nothing more.
-fn record_exit(paths: &Paths, id: &str, code: i32) -> Result<(), ContainerError> {
-    let (_lock, mut state) = match state::load_locked(paths, id) {
-        Ok(found) => found,
+fn record_exit(paths: &Paths, state: &State, code: i32) -> Result<(), ContainerError> {
+    let _lock = match state::lock(paths, &state.id) {
+        Ok(lock) => lock,
         Err(StateError::NoSuchContainer(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if state.auto_remove {
-        return destroy(paths, &state);
+    if !state::exists(paths, &state.id) {
+        return Ok(());
     }
+    // Nothing but `rm` changes a running container's record, and it holds the lock: ours is current.
+    if state.auto_remove {
+        return destroy(paths, state);
+    }
+    let mut state = state.clone();
     state.status = Status::Exited;
     state.exit_code = Some(code);
     state.finished = Some(now_secs());
@@ -368,7 +373,7 @@ fn record_exit(paths: &Paths, id: &str, code: i32) -> Result<(), ContainerError>
 
 fn write_config(paths: &Paths, spec: &Spec, state: &State) -> Result<(), ContainerError> {
     let path = paths.container_state_dir(&state.id).join(CONFIG_FILE);
-    let text = serde_json::to_vec_pretty(spec).map_err(|e| io("write", &path)(e.into()))?;
+    let text = serde_json::to_vec(spec).map_err(|e| io("write", &path)(e.into()))?;
     std::fs::write(&path, text).map_err(io("write", &path))
 }
 

@@ -259,6 +259,11 @@ pub fn resolve(paths: &Paths, query: &str) -> Result<String, StateError> {
     }
 }
 
+/// Whether the container's record still exists (it may have been removed while we waited).
+pub fn exists(paths: &Paths, id: &str) -> bool {
+    paths.container_state_dir(id).join(STATE_FILE).exists()
+}
+
 /// Every container with a readable state file.
 pub fn list(paths: &Paths) -> Vec<State> {
     let dir = paths.state_root.join("containers");
