@@ -531,3 +531,44 @@ fn duplicate_names_are_refused_while_the_first_exists() {
     assert!(env.poc(&["rm", "one"]).status.success());
     env.assert_clean();
 }
+
+#[test]
+fn a_closed_reader_ends_ps_quietly_and_never_orphans_a_container() {
+    let env = Env::with_busybox();
+    for _ in 0..3 {
+        run_detached(&env, &["busybox", "sleep", "60"]);
+    }
+    let mut lister = env
+        .command(&["ps", "-a"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(lister.stdout.take());
+    let out = lister.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    // A foreground container whose reader went away still runs to its end and is cleaned up.
+    let mut run = env
+        .command(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "yes | head -c 2000000; exit 4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(run.stdout.take());
+    assert_eq!(run.wait().unwrap().code(), Some(4));
+    let ids: Vec<String> = ps(&env)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    assert!(env.poc(&rm).status.success());
+    env.assert_clean();
+}

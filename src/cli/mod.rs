@@ -84,6 +84,13 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    // Printing commands end quietly when their reader goes away (`poc ps | head -1`), as Unix tools
+    // do. `run` and `exec` relay a container's output and must outlive a closed reader: for them a
+    // write error loses that output, never the process that reaps and records the container.
+    if !matches!(cli.command, Command::Run(_) | Command::Exec(_)) {
+        // SAFETY: restoring a default disposition before anything else runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let paths = Paths {
         state_root: cli.state_root,
         store_root: cli.store,

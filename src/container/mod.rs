@@ -199,6 +199,7 @@ fn run_detached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
                 Ok((mut supervisor, running, io)) => {
                     let _ = nix::unistd::write(&report_w, b"OK");
                     drop(report_w);
+                    process::release_startup_code();
                     let _ = monitor(
                         paths,
                         &p.state,
