@@ -276,7 +276,7 @@ fn exec_joins_the_containers_namespaces_and_cgroup() {
     assert_eq!(lines[4], "CapBnd:\t00000000a80425fb");
 
     // While an exec'd process runs, the host sees it in the container's leaf.
-    let child = env.command(&["exec", "box", "sleep", "3"]).spawn().unwrap();
+    let mut child = env.command(&["exec", "box", "sleep", "3"]).spawn().unwrap();
     let leaf = hierarchy_of("pids")
         .join(env.cgroup_parent.trim_start_matches('/'))
         .join(&id);
@@ -288,7 +288,7 @@ fn exec_joins_the_containers_namespaces_and_cgroup() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 
     let out = env.poc(&[
         "exec",
