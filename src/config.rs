@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
+use crate::network::BridgeConfig;
+
 pub const DEFAULT_STATE_ROOT: &str = "/run/poc";
 pub const DEFAULT_STORE_ROOT: &str = "/var/lib/poc";
 pub const DEFAULT_CGROUP_PARENT: &str = "/poc";
+pub const DEFAULT_BRIDGE: &str = "poc0";
+pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
 
 /// The three roots every command works under.
 #[derive(Debug, Clone)]
@@ -16,6 +20,9 @@ pub struct Paths {
     pub store_root: PathBuf,
     /// Absolute cgroup path under which every container gets its own leaf.
     pub cgroup_parent: String,
+    /// The bridge network containers join by default.
+    pub bridge: String,
+    pub subnet: ipnetwork::Ipv4Network,
 }
 
 impl Paths {
@@ -35,5 +42,19 @@ impl Paths {
 
     pub fn names_dir(&self) -> PathBuf {
         self.state_root.join("names")
+    }
+
+    /// The configured bridge network.
+    pub fn bridge_config(&self) -> BridgeConfig {
+        self.bridge_named(&self.bridge, self.subnet)
+    }
+
+    /// A bridge network by name (leases and lock under the state root).
+    pub fn bridge_named(&self, name: &str, subnet: ipnetwork::Ipv4Network) -> BridgeConfig {
+        BridgeConfig {
+            name: name.to_string(),
+            subnet,
+            state_dir: self.state_root.join("networks").join(name),
+        }
     }
 }

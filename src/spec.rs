@@ -329,6 +329,8 @@ pub struct RunRequest {
     pub limits: Limits,
     pub nice: Option<i32>,
     pub network: NetworkMode,
+    pub ports: Vec<crate::network::PortMapping>,
+    pub dns: Vec<std::net::IpAddr>,
     pub image: String,
     pub command: Vec<String>,
 }
@@ -751,6 +753,8 @@ mod tests {
             },
             nice: Some(5),
             network: NetworkMode::None,
+            ports: vec![],
+            dns: vec![],
             image: "busybox".into(),
             command: vec![],
         }

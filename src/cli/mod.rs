@@ -7,6 +7,7 @@ mod images;
 mod init;
 mod logs;
 mod manage;
+mod network;
 mod ps;
 mod rmi;
 mod run;
@@ -15,7 +16,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Paths, DEFAULT_CGROUP_PARENT, DEFAULT_STATE_ROOT, DEFAULT_STORE_ROOT};
+use crate::config::{
+    Paths, DEFAULT_BRIDGE, DEFAULT_CGROUP_PARENT, DEFAULT_STATE_ROOT, DEFAULT_STORE_ROOT, DEFAULT_SUBNET,
+};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +36,12 @@ struct Cli {
     /// Absolute cgroup path under which each container gets its own leaf.
     #[arg(long, global = true, env = "POC_CGROUP_PARENT", default_value = DEFAULT_CGROUP_PARENT)]
     cgroup_parent: String,
+    /// The bridge containers join (created on first use).
+    #[arg(long, global = true, env = "POC_BRIDGE", default_value = DEFAULT_BRIDGE, value_parser = crate::network::parse_bridge_name)]
+    bridge: String,
+    /// The bridge's IPv4 subnet; the gateway is its first address.
+    #[arg(long, global = true, env = "POC_SUBNET", default_value = DEFAULT_SUBNET, value_parser = crate::network::parse_subnet)]
+    subnet: ipnetwork::Ipv4Network,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +70,9 @@ enum Command {
     Rm(manage::RmArgs),
     /// Show everything about containers, as JSON.
     Inspect(manage::InspectArgs),
+    /// The bridge network: inspect it, or remove it when unused.
+    #[command(subcommand)]
+    Network(network::Command),
 }
 
 /// Failures a command wants reported with a specific exit code.
@@ -95,6 +107,8 @@ pub fn main() -> i32 {
         state_root: cli.state_root,
         store_root: cli.store,
         cgroup_parent: cli.cgroup_parent,
+        bridge: cli.bridge,
+        subnet: cli.subnet,
     };
     let result = match cli.command {
         Command::Init(args) => init::run(&paths, args),
@@ -108,6 +122,7 @@ pub fn main() -> i32 {
         Command::Kill(args) => manage::kill(&paths, args),
         Command::Rm(args) => manage::rm(&paths, args),
         Command::Inspect(args) => manage::inspect(&paths, args),
+        Command::Network(command) => network::run(&paths, command),
     };
     match result {
         Ok(code) => code,

@@ -63,9 +63,15 @@ pub struct Args {
     /// Nice value of the container's process (-20 to 19).
     #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_nice)]
     nice: Option<i32>,
-    /// none: loopback only (default); host: the host's network.
-    #[arg(long, value_enum, default_value_t = NetworkMode::None)]
+    /// bridge (default): poc's bridge with NAT; none: loopback only; host: the host's network.
+    #[arg(long, value_enum, default_value_t = NetworkMode::Bridge)]
     network: NetworkMode,
+    /// Publish a container port: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp].
+    #[arg(short, long, value_parser = crate::network::parse_port)]
+    publish: Vec<crate::network::PortMapping>,
+    /// DNS server for the container's /etc/resolv.conf (repeatable).
+    #[arg(long)]
+    dns: Vec<std::net::IpAddr>,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's, /bin/sh).
@@ -73,6 +79,9 @@ pub struct Args {
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    if !args.publish.is_empty() && args.network != NetworkMode::Bridge {
+        return Err(anyhow::anyhow!("--publish needs --network bridge").into());
+    }
     let cpu = match (args.cpus, args.cpu) {
         (Some(cpus), _) => Some(CpuQuota::from_cpus(cpus)),
         (None, Some(quota)) => Some(CpuQuota {
@@ -101,6 +110,8 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         },
         nice: args.nice,
         network: args.network,
+        ports: args.publish,
+        dns: args.dns,
         image: args.image,
         command: args.command,
     };

@@ -20,14 +20,14 @@ pub use ops::{inspect, kill as kill_container, observed_name, remove, stop};
 use crate::cgroups::{CgroupError, Hierarchies, Manager};
 use crate::config::Paths;
 use crate::image::{now_secs, ImageError, Store};
-use crate::network::{self, NetworkError};
+use crate::network::{self, Attachment, BridgeConfig, NamespacePlan, NetworkError, NetworkMode, PortMapping};
 use crate::process::{
     self, Attach, ChildConfig, ChildStdio, ParentIo, ProcessError, Role, Running, Stream,
     Supervisor,
 };
 use crate::rootfs::RootSource;
 use crate::spec::{build_spec, RunRequest, SpecError};
-use state::{ProcessRef, State, StateError, Status};
+use state::{Observed, ProcessRef, State, StateError, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -151,6 +151,8 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         auto_remove: req.remove,
         tty: req.tty,
         limits: req.limits.clone(),
+        network_mode: req.network,
+        network: None,
     };
     Ok(Prepared {
         spec,
@@ -287,7 +289,10 @@ fn create_and_start(
     state.monitor = ProcessRef::of(std::process::id() as i32);
     state::save(paths, state)?;
     write_config(paths, &p.spec, state)?;
-    write_etc_files(paths, &p.spec, state, p.req.network)?;
+    if p.req.network == NetworkMode::Bridge {
+        join_bridge(paths, state, &p.req.ports)?;
+    }
+    write_etc_files(paths, &p.spec, state, &p.req)?;
     let RootSource::Overlay { upper, work, .. } = &p.root;
     for dir in [upper, work, &state.container_dir.join("merged")] {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -307,7 +312,7 @@ fn create_and_start(
         spec: &p.spec,
         role: Role::Init {
             root: p.root.clone(),
-            network: p.req.network,
+            network: NamespacePlan::for_container(p.req.network, state.network.as_ref()),
         },
         stdio,
     };
@@ -317,7 +322,9 @@ fn create_and_start(
     state
         .cgroup
         .add_task(child.pid.as_raw(), child.born_in_cgroup)?;
-    network::attach(p.req.network, child.pid.as_raw())?;
+    if let Some(attachment) = &state.network {
+        network::attach(&bridge_of(paths, attachment), attachment, child.pid.as_raw())?;
+    }
 
     let running = child.release()?;
     state.status = Status::Running;
@@ -368,6 +375,9 @@ fn record_exit(paths: &Paths, state: &State, code: i32) -> Result<(), ContainerE
     state.exit_code = Some(code);
     state.finished = Some(now_secs());
     state.cgroup.remove()?;
+    // Like Docker, a stopped container keeps no address or published port.
+    leave_bridge(paths, &state)?;
+    state.network = None;
     state::save(paths, &state)?;
     Ok(())
 }
@@ -386,23 +396,63 @@ pub fn load_config(paths: &Paths, id: &str) -> Result<Spec, ContainerError> {
 }
 
 /// hostname, hosts and resolv.conf, bound read-write into the container from its state directory.
-fn write_etc_files(
-    paths: &Paths,
-    spec: &Spec,
-    state: &State,
-    mode: network::NetworkMode,
-) -> Result<(), ContainerError> {
+fn write_etc_files(paths: &Paths, spec: &Spec, state: &State, req: &RunRequest) -> Result<(), ContainerError> {
     let dir = paths.container_state_dir(&state.id).join("etc");
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
     let hostname = spec.hostname().clone().unwrap_or_default();
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let address = state.network.as_ref().map(|a| a.address);
     for (file, text) in [
         ("hostname", format!("{hostname}\n")),
-        ("hosts", network::hosts_file(&hostname)),
-        ("resolv.conf", network::resolv_conf(&host_resolv, mode)),
+        ("hosts", network::hosts_file(&hostname, address, state.name.as_deref())),
+        ("resolv.conf", network::resolv_conf(&host_resolv, req.network, &req.dns)),
     ] {
         let path = dir.join(file);
         std::fs::write(&path, text).map_err(io("write", &path))?;
+    }
+    Ok(())
+}
+
+/// Takes an address (and host ports) on the bridge, records them, and makes sure the bridge and its
+/// NAT are there, with this container's ports among the published ones.
+fn join_bridge(paths: &Paths, state: &mut State, ports: &[PortMapping]) -> Result<(), ContainerError> {
+    let bridge = paths.bridge_config();
+    let is_live = |holder: &str| {
+        state::load(paths, holder).is_ok_and(|s| s.status != Status::Exited && s.observed() != Observed::Dead)
+    };
+    state.network = Some(network::prepare(&bridge, &state.id, ports, &is_live)?);
+    state::save(paths, state)?;
+    let published = if ports.is_empty() { Vec::new() } else { published_ports(paths, &bridge.name, None) };
+    network::ensure_bridge(&bridge, &published)?;
+    Ok(())
+}
+
+/// The bridge a container is attached to (its subnet follows from its address).
+fn bridge_of(paths: &Paths, attachment: &Attachment) -> BridgeConfig {
+    let subnet = ipnetwork::Ipv4Network::new(attachment.address, attachment.prefix)
+        .and_then(|n| ipnetwork::Ipv4Network::new(n.network(), attachment.prefix))
+        .unwrap_or(paths.subnet);
+    paths.bridge_named(&attachment.bridge, subnet)
+}
+
+/// The ports published on `bridge` by containers that hold them, but `except`.
+fn published_ports(paths: &Paths, bridge: &str, except: Option<&str>) -> Vec<(PortMapping, std::net::Ipv4Addr)> {
+    state::list(paths)
+        .into_iter()
+        .filter(|s| Some(s.id.as_str()) != except)
+        .filter_map(|s| s.network)
+        .filter(|a| a.bridge == bridge)
+        .flat_map(|a| a.ports.iter().map(|p| (*p, a.address)).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Gives the container's place on the bridge back: veth, address, ports (and their NAT rules).
+fn leave_bridge(paths: &Paths, state: &State) -> Result<(), ContainerError> {
+    let Some(attachment) = &state.network else { return Ok(()) };
+    let bridge = bridge_of(paths, attachment);
+    network::release(&bridge, &state.id, attachment)?;
+    if !attachment.ports.is_empty() {
+        network::sync_ports(&bridge, &published_ports(paths, &bridge.name, Some(&state.id)))?;
     }
     Ok(())
 }
@@ -414,6 +464,7 @@ pub fn destroy(paths: &Paths, state: &State) -> Result<(), ContainerError> {
         kill_and_wait(init);
     }
     state.cgroup.remove()?;
+    leave_bridge(paths, state)?;
     match std::fs::remove_dir_all(&state.container_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(io("remove", &state.container_dir)(e))

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroups::Manager;
 use crate::config::Paths;
+use crate::network::{Attachment, NetworkMode};
 use crate::spec::Limits;
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,9 @@ pub struct State {
     pub auto_remove: bool,
     pub tty: bool,
     pub limits: Limits,
+    pub network_mode: NetworkMode,
+    /// The container's place on the bridge while it has one.
+    pub network: Option<Attachment>,
 }
 
 /// What a container is doing, as far as the host can tell.
@@ -301,6 +305,8 @@ mod tests {
             state_root: root.join("state"),
             store_root: root.join("store"),
             cgroup_parent: "/poc-test".into(),
+            bridge: "poc0".into(),
+            subnet: "10.88.0.0/16".parse().unwrap(),
         }
     }
 
@@ -324,6 +330,8 @@ mod tests {
             auto_remove: true,
             tty: false,
             limits: Limits::default(),
+            network_mode: NetworkMode::None,
+            network: None,
         }
     }
 

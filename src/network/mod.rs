@@ -1,57 +1,317 @@
-//! Container networking: which network a container joins, and the setup inside its namespace.
-//! Owns nothing on the host yet; the bridge, veth and NAT of the networking issue plug in at `attach`.
+//! Container networking: a bridge with the gateway address, a veth pair per container (its peer born
+//! inside the container's namespace as eth0), address leases, NAT and published ports in poc's own
+//! nftables table. Everything through netlink; never runs `ip`, `iptables` or `nft`.
+//! Owns the bridge, the veths, the leases and the table it names; touches nothing else on the host.
 
+mod ipam;
+mod nft;
+mod rtnl;
+
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::Ipv4Network;
+
+pub use rtnl::RtnlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("bringing up the loopback interface: {0}")]
     Loopback(nix::Error),
+    #[error(transparent)]
+    Rtnl(#[from] RtnlError),
+    #[error(transparent)]
+    Nft(#[from] nft::NftError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
 }
 
-/// `--network`: `none` gives a namespace with loopback only; `host` shares the host's stack.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NetworkError + 'a {
+    move |source| NetworkError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// `--network`: `bridge` (default) joins poc's bridge with NAT; `none` gives a namespace with
+/// loopback only; `host` shares the host's stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     #[default]
+    Bridge,
     None,
     Host,
 }
 
-/// Runs in the parent after the child exists in its network namespace and before it is released:
-/// the place where a veth peer is moved into `pid`'s namespace. Loopback-only needs nothing here.
-pub fn attach(mode: NetworkMode, _pid: i32) -> Result<(), NetworkError> {
-    match mode {
-        NetworkMode::None | NetworkMode::Host => Ok(()),
+/// The bridge network poc manages: its name and IPv4 subnet (the gateway is the first address).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeConfig {
+    pub name: String,
+    pub subnet: Ipv4Network,
+    /// Where leases and the network lock live (under the state root).
+    pub state_dir: PathBuf,
+}
+
+impl BridgeConfig {
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
+    }
+
+    /// poc's nftables table for this bridge.
+    pub fn table(&self) -> String {
+        format!("poc-{}", self.name)
     }
 }
 
-/// Runs in the child, inside its new network namespace: brings `lo` up (it starts down).
-pub fn setup_in_namespace(mode: NetworkMode) -> Result<(), NetworkError> {
-    if mode == NetworkMode::Host {
+/// `--bridge`: a Linux interface name (at most 15 bytes).
+pub fn parse_bridge_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 15
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(format!("'{text}' is not an interface name (at most 15 letters, digits, '-', '_', '.')"));
+    }
+    Ok(text.to_string())
+}
+
+/// `--subnet 10.88.0.0/16`: an IPv4 network with room for a gateway and containers.
+pub fn parse_subnet(text: &str) -> Result<Ipv4Network, String> {
+    let net: Ipv4Network = text.parse().map_err(|_| format!("'{text}' is not an IPv4 subnet like 10.88.0.0/16"))?;
+    if net.prefix() > 29 || net.prefix() < 8 {
+        return Err(format!("'{text}': the prefix must be from /8 to /29"));
+    }
+    Ipv4Network::new(net.network(), net.prefix()).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// `-p [IP:]HOST:CONTAINER[/tcp|udp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortMapping {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+pub fn parse_port(text: &str) -> Result<PortMapping, String> {
+    let (spec, protocol) = match text.rsplit_once('/') {
+        Some((spec, "tcp")) => (spec, Protocol::Tcp),
+        Some((spec, "udp")) => (spec, Protocol::Udp),
+        Some((_, other)) => return Err(format!("'{text}': unknown protocol '{other}' (tcp or udp)")),
+        None => (text, Protocol::Tcp),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [h, c] => (None, *h, *c),
+        [ip, h, c] => (Some(*ip), *h, *c),
+        _ => return Err(format!("'{text}' is not [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")),
+    };
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("'{text}': '{p}' is not a port (1-65535)"));
+    let host_ip = match ip {
+        None | Some("") | Some("0.0.0.0") => None,
+        Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| format!("'{text}': '{ip}' is not an IPv4 address"))?),
+    };
+    Ok(PortMapping { host_ip, host_port: port(host)?, container_port: port(container)?, protocol })
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let ip = self.host_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string());
+        write!(f, "{ip}:{}->{}/{}", self.host_port, self.container_port, self.protocol.name())
+    }
+}
+
+/// A container's place on the bridge, recorded in its state so that removal can release it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub bridge: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    /// The host end of the container's veth pair.
+    pub host_veth: String,
+    pub ports: Vec<PortMapping>,
+}
+
+/// What the container's init sets up inside its network namespace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NamespacePlan {
+    Host,
+    Loopback,
+    Bridge { address: Ipv4Addr, prefix: u8, gateway: Ipv4Addr },
+}
+
+impl NamespacePlan {
+    pub fn for_container(mode: NetworkMode, attachment: Option<&Attachment>) -> Self {
+        match (mode, attachment) {
+            (NetworkMode::Host, _) => NamespacePlan::Host,
+            (_, Some(a)) => NamespacePlan::Bridge { address: a.address, prefix: a.prefix, gateway: a.gateway },
+            _ => NamespacePlan::Loopback,
+        }
+    }
+}
+
+/// Claims an address (and the published ports) for container `id` and makes sure the bridge, its
+/// gateway address, IP forwarding and NAT exist. `is_live` tells whether a lease's holder still
+/// exists, so leases of containers that vanished in a crash are reclaimed.
+pub fn prepare(
+    bridge: &BridgeConfig,
+    id: &str,
+    ports: &[PortMapping],
+    is_live: &dyn Fn(&str) -> bool,
+) -> Result<Attachment, NetworkError> {
+    let leases = ipam::Leases::new(&bridge.state_dir);
+    let address = leases.claim_address(bridge.subnet, bridge.gateway(), id, is_live)?;
+    let attachment = Attachment {
+        bridge: bridge.name.clone(),
+        address,
+        prefix: bridge.subnet.prefix(),
+        gateway: bridge.gateway(),
+        host_veth: format!("poc{}", &id[..12]),
+        ports: ports.to_vec(),
+    };
+    for (i, port) in ports.iter().enumerate() {
+        if let Err(e) = leases.claim_port(port, id, is_live) {
+            release(bridge, id, &Attachment { ports: ports[..i].to_vec(), ..attachment.clone() })?;
+            return Err(e);
+        }
+    }
+    Ok(attachment)
+}
+
+/// Makes sure the bridge exists with its gateway address and is up, IP forwarding is on, and poc's
+/// NAT table is in place. Serialised by the network lock; cheap when all is there already.
+pub fn ensure_bridge(bridge: &BridgeConfig, published: &[(PortMapping, Ipv4Addr)]) -> Result<(), NetworkError> {
+    let _lock = ipam::lock(&bridge.state_dir)?;
+    let mut rtnl = rtnl::Rtnl::open()?;
+    let created = rtnl.create_bridge(&bridge.name)?;
+    let index = rtnl
+        .link_index(&bridge.name)?
+        .ok_or_else(|| NetworkError::Refused(format!("bridge {} vanished while being set up", bridge.name)))?;
+    if created {
+        rtnl.add_address(index, bridge.gateway(), bridge.subnet.prefix())?;
+        rtnl.set_up(index)?;
+    }
+    enable_ip_forwarding()?;
+    let marker = bridge.state_dir.join("nat-ready");
+    if created || !marker.exists() || !published.is_empty() {
+        apply_nat(bridge, published)?;
+        std::fs::write(&marker, b"").map_err(io("write", &marker))?;
+    }
+    Ok(())
+}
+
+fn apply_nat(bridge: &BridgeConfig, published: &[(PortMapping, Ipv4Addr)]) -> Result<(), NetworkError> {
+    Ok(nft::apply(&nft::NatTable { name: bridge.table(), subnet: bridge.subnet, ports: published.to_vec() })?)
+}
+
+/// Rewrites the published-port rules after a container with ports has gone.
+pub fn sync_ports(bridge: &BridgeConfig, published: &[(PortMapping, Ipv4Addr)]) -> Result<(), NetworkError> {
+    let _lock = ipam::lock(&bridge.state_dir)?;
+    apply_nat(bridge, published)
+}
+
+/// NAT needs the kernel to forward between the bridge and the host's other interfaces.
+fn enable_ip_forwarding() -> Result<(), NetworkError> {
+    let path = Path::new("/proc/sys/net/ipv4/ip_forward");
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
         return Ok(());
     }
-    loopback_up().map_err(NetworkError::Loopback)
+    std::fs::write(path, b"1").map_err(io("write", path))
+}
+
+/// Runs in the parent once the init exists: the veth pair, host end on the bridge, the peer created
+/// inside the init's network namespace as eth0.
+pub fn attach(bridge: &BridgeConfig, attachment: &Attachment, pid: i32) -> Result<(), NetworkError> {
+    let mut rtnl = rtnl::Rtnl::open()?;
+    let index = rtnl
+        .link_index(&bridge.name)?
+        .ok_or_else(|| NetworkError::Refused(format!("bridge {} does not exist", bridge.name)))?;
+    rtnl.create_veth(&attachment.host_veth, "eth0", pid as u32, index)?;
+    Ok(())
+}
+
+/// Gives back what `prepare` and `attach` took: the veth (gone with the namespace anyway, unless
+/// something else holds it), the address and the ports. Safe to repeat.
+pub fn release(bridge: &BridgeConfig, id: &str, attachment: &Attachment) -> Result<(), NetworkError> {
+    if let Ok(mut rtnl) = rtnl::Rtnl::open() {
+        rtnl.delete_link(&attachment.host_veth)?;
+    }
+    let leases = ipam::Leases::new(&bridge.state_dir);
+    leases.release_address(attachment.address, id)?;
+    for port in &attachment.ports {
+        leases.release_port(port, id)?;
+    }
+    Ok(())
+}
+
+/// `poc network rm`: the bridge, poc's table and the lease directory, when no container uses them.
+pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
+    let lock = ipam::lock(&bridge.state_dir)?;
+    if let Some(holder) = ipam::Leases::new(&bridge.state_dir).holders()?.first() {
+        return Err(NetworkError::Refused(format!(
+            "network {} is in use by container {}; remove its containers first",
+            bridge.name,
+            &holder[..12.min(holder.len())]
+        )));
+    }
+    rtnl::Rtnl::open()?.delete_link(&bridge.name)?;
+    nft::remove(&bridge.table())?;
+    drop(lock);
+    match std::fs::remove_dir_all(&bridge.state_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &bridge.state_dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the bridge exists now.
+pub fn bridge_exists(bridge: &BridgeConfig) -> Result<bool, NetworkError> {
+    Ok(rtnl::Rtnl::open()?.link_index(&bridge.name)?.is_some())
+}
+
+/// Runs in the child, inside its new network namespace: loopback up, and for the bridge eth0 with
+/// its address and the default route via the gateway.
+pub fn setup_in_namespace(plan: NamespacePlan) -> Result<(), NetworkError> {
+    if plan == NamespacePlan::Host {
+        return Ok(());
+    }
+    loopback_up().map_err(NetworkError::Loopback)?;
+    if let NamespacePlan::Bridge { address, prefix, gateway } = plan {
+        let mut rtnl = rtnl::Rtnl::open()?;
+        let index = rtnl.link_index("eth0")?.ok_or_else(|| NetworkError::Refused("eth0 is missing in the container".into()))?;
+        rtnl.add_address(index, address, prefix)?;
+        rtnl.set_up(index)?;
+        rtnl.add_default_route(gateway, index)?;
+    }
+    Ok(())
 }
 
 fn loopback_up() -> nix::Result<()> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     // SAFETY: ifreq is plain old data; the name is NUL-terminated within IFNAMSIZ.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
@@ -70,32 +330,53 @@ fn loopback_up() -> nix::Result<()> {
     Ok(())
 }
 
-/// The container's /etc/resolv.conf from the host's: loopback resolvers (systemd-resolved's 127.0.0.53,
-/// a local dnsmasq) cannot be reached from another network namespace, so they are dropped.
-pub fn resolv_conf(host: &str, mode: NetworkMode) -> String {
-    if mode == NetworkMode::Host {
+/// Resolvers used when the host has only loopback ones (which cannot work from another network
+/// namespace) and no `--dns` was given: Docker's fallback.
+pub const FALLBACK_DNS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
+
+/// The container's /etc/resolv.conf: `--dns` servers if given; otherwise the host's without
+/// loopback resolvers (systemd-resolved's 127.0.0.53, a local dnsmasq), falling back to
+/// [`FALLBACK_DNS`] on a bridge when none is left.
+pub fn resolv_conf(host: &str, mode: NetworkMode, dns: &[IpAddr]) -> String {
+    if mode == NetworkMode::Host && dns.is_empty() {
         return host.to_string();
     }
-    host.lines()
+    let mut lines: Vec<String> = host
+        .lines()
         .filter(|line| {
             let mut words = line.split_whitespace();
-            !(words.next() == Some("nameserver") && words.next().is_some_and(is_loopback))
+            match words.next() {
+                Some("nameserver") => !dns.is_empty() || !words.next().is_some_and(is_loopback),
+                _ => true,
+            }
         })
-        .map(|line| format!("{line}\n"))
-        .collect()
+        .map(String::from)
+        .collect();
+    if !dns.is_empty() {
+        lines.retain(|l| !l.starts_with("nameserver"));
+        lines.extend(dns.iter().map(|ip| format!("nameserver {ip}")));
+    } else if mode == NetworkMode::Bridge && !lines.iter().any(|l| l.starts_with("nameserver")) {
+        lines.extend(FALLBACK_DNS.iter().map(|ip| format!("nameserver {ip}")));
+    }
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 fn is_loopback(address: &str) -> bool {
-    address
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+    address.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The container's /etc/hosts: localhost and its own name.
-pub fn hosts_file(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{hostname}\n"
-    )
+/// The container's /etc/hosts: localhost, and its own name on its address.
+pub fn hosts_file(hostname: &str, address: Option<Ipv4Addr>, name: Option<&str>) -> String {
+    let mut text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+    let names = match name {
+        Some(n) if n != hostname => format!("{hostname} {n}"),
+        _ => hostname.to_string(),
+    };
+    match address {
+        Some(ip) => text.push_str(&format!("{ip}\t{names}\n")),
+        None => text.push_str(&format!("127.0.0.1\t{names}\n")),
+    }
+    text
 }
 
 #[cfg(test)]
@@ -103,18 +384,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_resolvers_are_dropped() {
-        let host =
-            "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch lan\n";
-        assert_eq!(
-            resolv_conf(host, NetworkMode::None),
-            "# generated\nnameserver 10.0.0.2\nsearch lan\n"
-        );
-        assert_eq!(resolv_conf(host, NetworkMode::Host), host);
+    fn loopback_resolvers_are_dropped_with_a_fallback_on_the_bridge() {
+        let host = "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch lan\n";
+        assert_eq!(resolv_conf(host, NetworkMode::None, &[]), "# generated\nnameserver 10.0.0.2\nsearch lan\n");
+        assert_eq!(resolv_conf(host, NetworkMode::Host, &[]), host);
+        let only_local = "nameserver 127.0.0.53\noptions edns0\n";
+        assert_eq!(resolv_conf(only_local, NetworkMode::Bridge, &[]), "options edns0\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        let dns = ["192.0.2.53".parse().unwrap()];
+        assert_eq!(resolv_conf(host, NetworkMode::Bridge, &dns), "# generated\nsearch lan\nnameserver 192.0.2.53\n");
     }
 
     #[test]
-    fn hosts_name_the_container() {
-        assert!(hosts_file("box").contains("127.0.0.1\tbox\n"));
+    fn hosts_name_the_container_on_its_address() {
+        assert!(hosts_file("box", None, None).contains("127.0.0.1\tbox\n"));
+        let t = hosts_file("ab12", Some("10.88.0.5".parse().unwrap()), Some("web"));
+        assert!(t.contains("10.88.0.5\tab12 web\n"), "{t}");
+    }
+
+    #[test]
+    fn ports_parse_like_dockers() {
+        let p = parse_port("8080:80").unwrap();
+        assert_eq!((p.host_ip, p.host_port, p.container_port, p.protocol), (None, 8080, 80, Protocol::Tcp));
+        let p = parse_port("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p.protocol, Protocol::Udp);
+        assert_eq!(p.to_string(), "127.0.0.1:5353->53/udp");
+        for bad in ["80", "0:80", "8080:70000", "a:80", "1.2.3:80:80", "80:80/sctp"] {
+            assert!(parse_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bridge_names_and_subnets_are_checked() {
+        assert!(parse_bridge_name("poc0").is_ok());
+        assert!(parse_bridge_name("a-name-too-long-for-linux").is_err());
+        assert!(parse_bridge_name("bad name").is_err());
+        assert_eq!(parse_subnet("10.88.3.4/16").unwrap().to_string(), "10.88.0.0/16");
+        assert!(parse_subnet("10.0.0.0/30").is_err());
+        assert!(parse_subnet("nope").is_err());
+        let b = BridgeConfig { name: "poc0".into(), subnet: parse_subnet("10.88.0.0/16").unwrap(), state_dir: "/x".into() };
+        assert_eq!(b.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+        assert_eq!(b.table(), "poc-poc0");
     }
 }

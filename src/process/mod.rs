@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 pub use supervise::{write_all, Attach, Supervisor};
 
-use crate::network::NetworkMode;
+use crate::network::NamespacePlan;
 use crate::rootfs::RootSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum Role {
     /// A container's first process: new namespaces, its root filesystem, its network.
     Init {
         root: RootSource,
-        network: NetworkMode,
+        network: NamespacePlan,
     },
     /// A process joining a running container (`poc exec`): its namespaces, opened from the init's
     /// /proc/PID/ns (the pid namespace is joined by the parent before cloning), and an optional

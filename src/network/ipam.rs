@@ -1,0 +1,158 @@
+//! Address and port leases of one bridge network, one file each, claimed with an exclusive create:
+//! two containers never get the same address or host port, however many start at once, and no lock
+//! is held while claiming. A lease names its container; one whose container no longer exists (a crash)
+//! is reclaimed.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::Ipv4Network;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{io, NetworkError, PortMapping};
+
+pub struct Leases {
+    addresses: PathBuf,
+    ports: PathBuf,
+}
+
+/// The network lock: held while the bridge and the NAT table are changed.
+pub fn lock(dir: &Path) -> Result<Flock<File>, NetworkError> {
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let path = dir.join("lock");
+    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", &path)(e.into()))
+}
+
+impl Leases {
+    pub fn new(dir: &Path) -> Self {
+        Leases { addresses: dir.join("addresses"), ports: dir.join("ports") }
+    }
+
+    /// The lowest free address of the subnet (not the network, gateway or broadcast address).
+    pub fn claim_address(
+        &self,
+        subnet: Ipv4Network,
+        gateway: Ipv4Addr,
+        id: &str,
+        is_live: &dyn Fn(&str) -> bool,
+    ) -> Result<Ipv4Addr, NetworkError> {
+        std::fs::create_dir_all(&self.addresses).map_err(io("create", &self.addresses))?;
+        let candidates = subnet.iter().filter(|ip| *ip != subnet.network() && *ip != subnet.broadcast() && *ip != gateway);
+        for ip in candidates {
+            if claim(&self.addresses.join(ip.to_string()), id, is_live)? {
+                return Ok(ip);
+            }
+        }
+        Err(NetworkError::Refused(format!("the address pool {subnet} is exhausted; remove containers or use a larger --subnet")))
+    }
+
+    pub fn claim_port(&self, port: &PortMapping, id: &str, is_live: &dyn Fn(&str) -> bool) -> Result<(), NetworkError> {
+        std::fs::create_dir_all(&self.ports).map_err(io("create", &self.ports))?;
+        if claim(&self.ports.join(port_key(port)), id, is_live)? {
+            return Ok(());
+        }
+        Err(NetworkError::Refused(format!(
+            "host port {}/{} is already published by another container",
+            port.host_port,
+            port.protocol.name()
+        )))
+    }
+
+    pub fn release_address(&self, ip: Ipv4Addr, id: &str) -> Result<(), NetworkError> {
+        release(&self.addresses.join(ip.to_string()), id)
+    }
+
+    pub fn release_port(&self, port: &PortMapping, id: &str) -> Result<(), NetworkError> {
+        release(&self.ports.join(port_key(port)), id)
+    }
+
+    /// The containers holding addresses.
+    pub fn holders(&self) -> Result<Vec<String>, NetworkError> {
+        let entries = match std::fs::read_dir(&self.addresses) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &self.addresses)(e)),
+        };
+        Ok(entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
+    }
+}
+
+/// Host ports conflict whatever host address they are bound to.
+fn port_key(port: &PortMapping) -> String {
+    format!("{}-{}", port.protocol.name(), port.host_port)
+}
+
+/// Creates the lease file for `id`; a lease of a container that no longer exists is taken over.
+fn claim(path: &Path, id: &str, is_live: &dyn Fn(&str) -> bool) -> Result<bool, NetworkError> {
+    for _ in 0..2 {
+        match File::options().write(true).create_new(true).open(path) {
+            Ok(mut file) => {
+                file.write_all(id.as_bytes()).map_err(io("write", path))?;
+                return Ok(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                // An empty lease is being written right now by its claimer.
+                if holder.is_empty() || is_live(&holder) {
+                    return Ok(false);
+                }
+                release(path, &holder)?;
+            }
+            Err(e) => return Err(io("create", path)(e)),
+        }
+    }
+    Ok(false)
+}
+
+/// Removes the lease if `id` holds it.
+fn release(path: &Path, id: &str) -> Result<(), NetworkError> {
+    if std::fs::read_to_string(path).is_ok_and(|holder| holder == id) {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", path)(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::Protocol;
+
+    #[test]
+    fn addresses_are_unique_reclaimed_when_stale_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = Leases::new(dir.path());
+        let net: Ipv4Network = "10.9.0.0/29".parse().unwrap();
+        let gw = Ipv4Addr::new(10, 9, 0, 1);
+        let live = |_: &str| true;
+        let got: Vec<Ipv4Addr> = (0..5).map(|i| leases.claim_address(net, gw, &format!("c{i}"), &live).unwrap()).collect();
+        assert_eq!(got[0], Ipv4Addr::new(10, 9, 0, 2));
+        assert_eq!(got[4], Ipv4Addr::new(10, 9, 0, 6));
+        assert!(leases.claim_address(net, gw, "c5", &live).unwrap_err().to_string().contains("exhausted"));
+        // c2's container vanished: its address is reclaimed.
+        let only_c2_dead = |id: &str| id != "c2";
+        assert_eq!(leases.claim_address(net, gw, "c6", &only_c2_dead).unwrap(), Ipv4Addr::new(10, 9, 0, 4));
+        leases.release_address(Ipv4Addr::new(10, 9, 0, 2), "not-the-holder").unwrap();
+        assert!(leases.holders().unwrap().contains(&"c0".to_string()));
+        leases.release_address(Ipv4Addr::new(10, 9, 0, 2), "c0").unwrap();
+        assert!(!leases.holders().unwrap().contains(&"c0".to_string()));
+    }
+
+    #[test]
+    fn a_host_port_is_published_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = Leases::new(dir.path());
+        let p = PortMapping { host_ip: None, host_port: 8080, container_port: 80, protocol: Protocol::Tcp };
+        let live = |_: &str| true;
+        leases.claim_port(&p, "a", &live).unwrap();
+        assert!(leases.claim_port(&PortMapping { host_ip: Some(Ipv4Addr::LOCALHOST), ..p }, "b", &live).is_err());
+        leases.claim_port(&PortMapping { protocol: Protocol::Udp, ..p }, "b", &live).unwrap();
+        leases.release_port(&p, "a").unwrap();
+        leases.claim_port(&p, "b", &live).unwrap();
+    }
+}
