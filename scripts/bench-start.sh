@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Container start time, side by side in one run: `poc run --rm busybox true` (loopback-only network)
-# against `runc run` and `crun run` of the same rootfs. crun 1.8 refuses hybrid cgroups, so it runs in a
+# Container start time, side by side in one run: `poc run --rm --network none busybox true` (loopback only,
+# like runc's default spec) against `runc run` and `crun run` of the same rootfs. crun 1.8 refuses hybrid cgroups, so it runs in a
 # private mount namespace with the unified mount detached (see ../shared/ENVIRONMENT.md).
 # Usage: scripts/bench-start.sh [RUNS]      Output: a table of medians and ratios, JSON in $OUT.
 set -euo pipefail
@@ -40,7 +40,7 @@ json.dump(spec, open(path, "w"))
 PY
 
 hyperfine --style basic --warmup 10 --runs "$runs" -N --export-json "$work/poc.json" \
-  -n poc "$poc run --rm busybox true" >/dev/null
+  -n poc "$poc run --rm --network none busybox true" >/dev/null
 cfg=$bundle/config.json
 python3 - "$cfg" "/runc-bench-$$/c" <<'PY'
 import json, sys

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # What each package is for (also in README.md):
 build_packages=(gcc libc6-dev)            # the C compiler some crates need (ring, for TLS downloads)
 runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline image, tests); `poc init debian`
-bench_packages=(runc crun hyperfine)        # peers measured beside poc; the timing tool
+test_packages=(iproute2 nftables)           # tests only: a simulated upstream host; reading poc's nft table
+bench_packages=(runc crun hyperfine iperf3 docker.io) # peers measured beside poc; timing and throughput tools
 
 install_packages() {
   local missing=()
@@ -27,8 +28,17 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 case "${1:-}" in
-  --deps) install_packages "${build_packages[@]}" "${runtime_packages[@]}"; exit 0 ;;
-  --bench) install_packages "${bench_packages[@]}"; exit 0 ;;
+  --deps) install_packages "${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}"; exit 0 ;;
+  --bench)
+    # docker.io's postinst would start dockerd (its own bridge and firewall rules) on this machine:
+    # forbid service starts while installing, with a policy of our own only if the host has none.
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
+    install_packages "${bench_packages[@]}"
+    [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
+    exit 0 ;;
   "") ;;
   *) echo "usage: scripts/setup.sh [--deps|--bench]" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@ pub const DEFAULT_STATE_ROOT: &str = "/run/poc";
 pub const DEFAULT_STORE_ROOT: &str = "/var/lib/poc";
 pub const DEFAULT_CGROUP_PARENT: &str = "/poc";
 pub const DEFAULT_BRIDGE: &str = "poc0";
-pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
+pub const DEFAULT_SUBNET: &str = "10.77.0.0/16";
 
 /// The three roots every command works under.
 #[derive(Debug, Clone)]

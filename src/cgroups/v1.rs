@@ -36,6 +36,13 @@ impl V1Manager {
             .map(|root| root.join(&self.relative))
     }
 
+    pub fn task_files(&self) -> Vec<PathBuf> {
+        self.leaves
+            .iter()
+            .map(|(dir, _)| dir.join("tasks"))
+            .collect()
+    }
+
     pub fn leaf_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self.leaves.iter().map(|(dir, _)| dir.clone()).collect();
         dirs.extend(self.unified_leaf());
@@ -108,10 +115,8 @@ impl V1Manager {
         Ok(())
     }
 
+    /// The unified leaf only: the v1 leaves are joined through [`V1Manager::task_files`].
     pub fn add_task(&self, pid: i32, born_in_unified: bool) -> Result<(), CgroupError> {
-        for (dir, _) in &self.leaves {
-            fs::add_pid(dir, pid)?;
-        }
         match self.unified_leaf() {
             Some(leaf) if !born_in_unified => fs::add_pid(&leaf, pid),
             _ => Ok(()),

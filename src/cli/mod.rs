@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{
-    Paths, DEFAULT_BRIDGE, DEFAULT_CGROUP_PARENT, DEFAULT_STATE_ROOT, DEFAULT_STORE_ROOT, DEFAULT_SUBNET,
+    Paths, DEFAULT_BRIDGE, DEFAULT_CGROUP_PARENT, DEFAULT_STATE_ROOT, DEFAULT_STORE_ROOT,
+    DEFAULT_SUBNET,
 };
 
 #[derive(Parser)]

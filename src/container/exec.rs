@@ -82,6 +82,7 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     };
     let cgroup_fd = st.cgroup.clone_into_fd();
     let cfg = ChildConfig {
+        join_cgroups: st.cgroup.self_join_files(),
         spec: &spec,
         role: Role::Exec {
             namespaces,

@@ -20,7 +20,9 @@ pub use ops::{inspect, kill as kill_container, observed_name, remove, stop};
 use crate::cgroups::{CgroupError, Hierarchies, Manager};
 use crate::config::Paths;
 use crate::image::{now_secs, ImageError, Store};
-use crate::network::{self, Attachment, BridgeConfig, NamespacePlan, NetworkError, NetworkMode, PortMapping};
+use crate::network::{
+    self, Attachment, BridgeConfig, NamespacePlan, NetworkError, NetworkMode, PortMapping,
+};
 use crate::process::{
     self, Attach, ChildConfig, ChildStdio, ParentIo, ProcessError, Role, Running, Stream,
     Supervisor,
@@ -309,6 +311,7 @@ fn create_and_start(
     };
     let cgroup_fd = state.cgroup.clone_into_fd();
     let cfg = ChildConfig {
+        join_cgroups: state.cgroup.self_join_files(),
         spec: &p.spec,
         role: Role::Init {
             root: p.root.clone(),
@@ -323,7 +326,11 @@ fn create_and_start(
         .cgroup
         .add_task(child.pid.as_raw(), child.born_in_cgroup)?;
     if let Some(attachment) = &state.network {
-        network::attach(&bridge_of(paths, attachment), attachment, child.pid.as_raw())?;
+        network::attach(
+            &bridge_of(paths, attachment),
+            attachment,
+            child.pid.as_raw(),
+        )?;
     }
 
     let running = child.release()?;
@@ -396,7 +403,12 @@ pub fn load_config(paths: &Paths, id: &str) -> Result<Spec, ContainerError> {
 }
 
 /// hostname, hosts and resolv.conf, bound read-write into the container from its state directory.
-fn write_etc_files(paths: &Paths, spec: &Spec, state: &State, req: &RunRequest) -> Result<(), ContainerError> {
+fn write_etc_files(
+    paths: &Paths,
+    spec: &Spec,
+    state: &State,
+    req: &RunRequest,
+) -> Result<(), ContainerError> {
     let dir = paths.container_state_dir(&state.id).join("etc");
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
     let hostname = spec.hostname().clone().unwrap_or_default();
@@ -404,8 +416,14 @@ fn write_etc_files(paths: &Paths, spec: &Spec, state: &State, req: &RunRequest) 
     let address = state.network.as_ref().map(|a| a.address);
     for (file, text) in [
         ("hostname", format!("{hostname}\n")),
-        ("hosts", network::hosts_file(&hostname, address, state.name.as_deref())),
-        ("resolv.conf", network::resolv_conf(&host_resolv, req.network, &req.dns)),
+        (
+            "hosts",
+            network::hosts_file(&hostname, address, state.name.as_deref()),
+        ),
+        (
+            "resolv.conf",
+            network::resolv_conf(&host_resolv, req.network, &req.dns),
+        ),
     ] {
         let path = dir.join(file);
         std::fs::write(&path, text).map_err(io("write", &path))?;
@@ -415,14 +433,23 @@ fn write_etc_files(paths: &Paths, spec: &Spec, state: &State, req: &RunRequest) 
 
 /// Takes an address (and host ports) on the bridge, records them, and makes sure the bridge and its
 /// NAT are there, with this container's ports among the published ones.
-fn join_bridge(paths: &Paths, state: &mut State, ports: &[PortMapping]) -> Result<(), ContainerError> {
+fn join_bridge(
+    paths: &Paths,
+    state: &mut State,
+    ports: &[PortMapping],
+) -> Result<(), ContainerError> {
     let bridge = paths.bridge_config();
     let is_live = |holder: &str| {
-        state::load(paths, holder).is_ok_and(|s| s.status != Status::Exited && s.observed() != Observed::Dead)
+        state::load(paths, holder)
+            .is_ok_and(|s| s.status != Status::Exited && s.observed() != Observed::Dead)
     };
     state.network = Some(network::prepare(&bridge, &state.id, ports, &is_live)?);
     state::save(paths, state)?;
-    let published = if ports.is_empty() { Vec::new() } else { published_ports(paths, &bridge.name, None) };
+    let published = if ports.is_empty() {
+        Vec::new()
+    } else {
+        published_ports(paths, &bridge.name, None)
+    };
     network::ensure_bridge(&bridge, &published)?;
     Ok(())
 }
@@ -436,7 +463,11 @@ fn bridge_of(paths: &Paths, attachment: &Attachment) -> BridgeConfig {
 }
 
 /// The ports published on `bridge` by containers that hold them, but `except`.
-fn published_ports(paths: &Paths, bridge: &str, except: Option<&str>) -> Vec<(PortMapping, std::net::Ipv4Addr)> {
+fn published_ports(
+    paths: &Paths,
+    bridge: &str,
+    except: Option<&str>,
+) -> Vec<(PortMapping, std::net::Ipv4Addr)> {
     state::list(paths)
         .into_iter()
         .filter(|s| Some(s.id.as_str()) != except)
@@ -448,11 +479,16 @@ fn published_ports(paths: &Paths, bridge: &str, except: Option<&str>) -> Vec<(Po
 
 /// Gives the container's place on the bridge back: veth, address, ports (and their NAT rules).
 fn leave_bridge(paths: &Paths, state: &State) -> Result<(), ContainerError> {
-    let Some(attachment) = &state.network else { return Ok(()) };
+    let Some(attachment) = &state.network else {
+        return Ok(());
+    };
     let bridge = bridge_of(paths, attachment);
     network::release(&bridge, &state.id, attachment)?;
     if !attachment.ports.is_empty() {
-        network::sync_ports(&bridge, &published_ports(paths, &bridge.name, Some(&state.id)))?;
+        network::sync_ports(
+            &bridge,
+            &published_ports(paths, &bridge.name, Some(&state.id)),
+        )?;
     }
     Ok(())
 }

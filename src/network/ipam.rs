@@ -22,13 +22,21 @@ pub struct Leases {
 pub fn lock(dir: &Path) -> Result<Flock<File>, NetworkError> {
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let path = dir.join("lock");
-    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", &path)(e.into()))
 }
 
 impl Leases {
     pub fn new(dir: &Path) -> Self {
-        Leases { addresses: dir.join("addresses"), ports: dir.join("ports") }
+        Leases {
+            addresses: dir.join("addresses"),
+            ports: dir.join("ports"),
+        }
     }
 
     /// The lowest free address of the subnet (not the network, gateway or broadcast address).
@@ -40,16 +48,25 @@ impl Leases {
         is_live: &dyn Fn(&str) -> bool,
     ) -> Result<Ipv4Addr, NetworkError> {
         std::fs::create_dir_all(&self.addresses).map_err(io("create", &self.addresses))?;
-        let candidates = subnet.iter().filter(|ip| *ip != subnet.network() && *ip != subnet.broadcast() && *ip != gateway);
+        let candidates = subnet
+            .iter()
+            .filter(|ip| *ip != subnet.network() && *ip != subnet.broadcast() && *ip != gateway);
         for ip in candidates {
             if claim(&self.addresses.join(ip.to_string()), id, is_live)? {
                 return Ok(ip);
             }
         }
-        Err(NetworkError::Refused(format!("the address pool {subnet} is exhausted; remove containers or use a larger --subnet")))
+        Err(NetworkError::Refused(format!(
+            "the address pool {subnet} is exhausted; remove containers or use a larger --subnet"
+        )))
     }
 
-    pub fn claim_port(&self, port: &PortMapping, id: &str, is_live: &dyn Fn(&str) -> bool) -> Result<(), NetworkError> {
+    pub fn claim_port(
+        &self,
+        port: &PortMapping,
+        id: &str,
+        is_live: &dyn Fn(&str) -> bool,
+    ) -> Result<(), NetworkError> {
         std::fs::create_dir_all(&self.ports).map_err(io("create", &self.ports))?;
         if claim(&self.ports.join(port_key(port)), id, is_live)? {
             return Ok(());
@@ -76,7 +93,10 @@ impl Leases {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io("list", &self.addresses)(e)),
         };
-        Ok(entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
+        Ok(entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect())
     }
 }
 
@@ -111,7 +131,9 @@ fn claim(path: &Path, id: &str, is_live: &dyn Fn(&str) -> bool) -> Result<bool, 
 fn release(path: &Path, id: &str) -> Result<(), NetworkError> {
     if std::fs::read_to_string(path).is_ok_and(|holder| holder == id) {
         match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", path)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", path)(e))
+            }
             _ => {}
         }
     }
@@ -130,16 +152,33 @@ mod tests {
         let net: Ipv4Network = "10.9.0.0/29".parse().unwrap();
         let gw = Ipv4Addr::new(10, 9, 0, 1);
         let live = |_: &str| true;
-        let got: Vec<Ipv4Addr> = (0..5).map(|i| leases.claim_address(net, gw, &format!("c{i}"), &live).unwrap()).collect();
+        let got: Vec<Ipv4Addr> = (0..5)
+            .map(|i| {
+                leases
+                    .claim_address(net, gw, &format!("c{i}"), &live)
+                    .unwrap()
+            })
+            .collect();
         assert_eq!(got[0], Ipv4Addr::new(10, 9, 0, 2));
         assert_eq!(got[4], Ipv4Addr::new(10, 9, 0, 6));
-        assert!(leases.claim_address(net, gw, "c5", &live).unwrap_err().to_string().contains("exhausted"));
+        assert!(leases
+            .claim_address(net, gw, "c5", &live)
+            .unwrap_err()
+            .to_string()
+            .contains("exhausted"));
         // c2's container vanished: its address is reclaimed.
         let only_c2_dead = |id: &str| id != "c2";
-        assert_eq!(leases.claim_address(net, gw, "c6", &only_c2_dead).unwrap(), Ipv4Addr::new(10, 9, 0, 4));
-        leases.release_address(Ipv4Addr::new(10, 9, 0, 2), "not-the-holder").unwrap();
+        assert_eq!(
+            leases.claim_address(net, gw, "c6", &only_c2_dead).unwrap(),
+            Ipv4Addr::new(10, 9, 0, 4)
+        );
+        leases
+            .release_address(Ipv4Addr::new(10, 9, 0, 2), "not-the-holder")
+            .unwrap();
         assert!(leases.holders().unwrap().contains(&"c0".to_string()));
-        leases.release_address(Ipv4Addr::new(10, 9, 0, 2), "c0").unwrap();
+        leases
+            .release_address(Ipv4Addr::new(10, 9, 0, 2), "c0")
+            .unwrap();
         assert!(!leases.holders().unwrap().contains(&"c0".to_string()));
     }
 
@@ -147,11 +186,34 @@ mod tests {
     fn a_host_port_is_published_once() {
         let dir = tempfile::tempdir().unwrap();
         let leases = Leases::new(dir.path());
-        let p = PortMapping { host_ip: None, host_port: 8080, container_port: 80, protocol: Protocol::Tcp };
+        let p = PortMapping {
+            host_ip: None,
+            host_port: 8080,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
         let live = |_: &str| true;
         leases.claim_port(&p, "a", &live).unwrap();
-        assert!(leases.claim_port(&PortMapping { host_ip: Some(Ipv4Addr::LOCALHOST), ..p }, "b", &live).is_err());
-        leases.claim_port(&PortMapping { protocol: Protocol::Udp, ..p }, "b", &live).unwrap();
+        assert!(leases
+            .claim_port(
+                &PortMapping {
+                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    ..p
+                },
+                "b",
+                &live
+            )
+            .is_err());
+        leases
+            .claim_port(
+                &PortMapping {
+                    protocol: Protocol::Udp,
+                    ..p
+                },
+                "b",
+                &live,
+            )
+            .unwrap();
         leases.release_port(&p, "a").unwrap();
         leases.claim_port(&p, "b", &live).unwrap();
     }

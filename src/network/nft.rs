@@ -15,7 +15,10 @@ pub enum NftError {
     #[error("nftables netlink socket: {0}")]
     Socket(std::io::Error),
     #[error("nftables refused the update of table {table}: {source}")]
-    Kernel { table: String, source: std::io::Error },
+    Kernel {
+        table: String,
+        source: std::io::Error,
+    },
 }
 
 const NLA_F_NESTED: u16 = 0x8000;
@@ -176,7 +179,11 @@ struct Batch {
 
 impl Batch {
     fn new() -> Self {
-        let mut batch = Batch { buf: Vec::new(), seq: 0, acked: 0 };
+        let mut batch = Batch {
+            buf: Vec::new(),
+            seq: 0,
+            acked: 0,
+        };
         batch.message(NFNL_MSG_BATCH_BEGIN, 0, 0, &Attrs::default());
         batch
     }
@@ -189,7 +196,11 @@ impl Batch {
             (kind, NLM_F_REQUEST, NFNL_SUBSYS_NFTABLES)
         } else {
             self.acked += 1;
-            ((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, 0)
+            (
+                (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                NLM_F_REQUEST | NLM_F_ACK | flags,
+                0,
+            )
         };
         self.seq += 1;
         let len = 16 + 4 + attrs.0.len();
@@ -230,7 +241,12 @@ impl Batch {
         a.string(1, table); // NFTA_RULE_TABLE
         a.string(2, chain); // NFTA_RULE_CHAIN
         a.nested(4, |list| exprs.iter().for_each(|e| e.encode(list))); // NFTA_RULE_EXPRESSIONS
-        self.message(NFT_MSG_NEWRULE, NFPROTO_IPV4, NLM_F_CREATE | NLM_F_APPEND, &a);
+        self.message(
+            NFT_MSG_NEWRULE,
+            NFPROTO_IPV4,
+            NLM_F_CREATE | NLM_F_APPEND,
+            &a,
+        );
     }
 
     /// Sends the batch and waits for every message's acknowledgement; the first error wins (the
@@ -239,9 +255,14 @@ impl Batch {
         self.message(NFNL_MSG_BATCH_END, 0, 0, &Attrs::default());
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NftError::Socket)?;
         socket.bind_auto().map_err(NftError::Socket)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(NftError::Socket)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(NftError::Socket)?;
         set_receive_timeout(&socket, Duration::from_secs(5));
-        let kernel = |source| NftError::Kernel { table: table.to_string(), source };
+        let kernel = |source| NftError::Kernel {
+            table: table.to_string(),
+            source,
+        };
         socket.send(&self.buf, 0).map_err(kernel)?;
         let mut first_error = None;
         let mut replies = 0;
@@ -249,11 +270,17 @@ impl Batch {
             let (data, _) = socket.recv_from_full().map_err(kernel)?;
             let mut offset = 0;
             while offset + 16 <= data.len() {
-                let len = u32::from_ne_bytes(data[offset..offset + 4].try_into().unwrap_or_default()) as usize;
+                let len =
+                    u32::from_ne_bytes(data[offset..offset + 4].try_into().unwrap_or_default())
+                        as usize;
                 let kind = u16::from_ne_bytes([data[offset + 4], data[offset + 5]]);
                 if kind == NLMSG_ERROR && offset + 20 <= data.len() {
                     replies += 1;
-                    let code = i32::from_ne_bytes(data[offset + 16..offset + 20].try_into().unwrap_or_default());
+                    let code = i32::from_ne_bytes(
+                        data[offset + 16..offset + 20]
+                            .try_into()
+                            .unwrap_or_default(),
+                    );
                     if code != 0 && first_error.is_none() {
                         first_error = Some(std::io::Error::from_raw_os_error(-code));
                     }
@@ -276,7 +303,10 @@ impl Batch {
 
 fn set_receive_timeout(socket: &Socket, timeout: Duration) {
     use std::os::fd::AsRawFd;
-    let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: 0 };
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
     // SAFETY: SO_RCVTIMEO with a timeval we own, on our socket.
     unsafe {
         libc::setsockopt(
@@ -299,8 +329,20 @@ pub fn apply(table: &NatTable) -> Result<(), NftError> {
     batch.table(NFT_MSG_NEWTABLE, name, NLM_F_CREATE);
     batch.table(NFT_MSG_DELTABLE, name, 0);
     batch.table(NFT_MSG_NEWTABLE, name, NLM_F_CREATE);
-    batch.base_chain(name, "postrouting", "nat", NF_INET_POST_ROUTING, PRIORITY_SRCNAT);
-    batch.base_chain(name, "prerouting", "nat", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT);
+    batch.base_chain(
+        name,
+        "postrouting",
+        "nat",
+        NF_INET_POST_ROUTING,
+        PRIORITY_SRCNAT,
+    );
+    batch.base_chain(
+        name,
+        "prerouting",
+        "nat",
+        NF_INET_PRE_ROUTING,
+        PRIORITY_DSTNAT,
+    );
     batch.base_chain(name, "output", "nat", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT);
 
     // ip saddr SUBNET ip daddr != SUBNET masquerade
@@ -310,30 +352,75 @@ pub fn apply(table: &NatTable) -> Result<(), NftError> {
         name,
         "postrouting",
         &[
-            Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset: 12, len: 4 },
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: 12,
+                len: 4,
+            },
             Expr::Bitwise { mask: mask.clone() },
-            Expr::Cmp { op: NFT_CMP_EQ, data: net.clone() },
-            Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset: 16, len: 4 },
+            Expr::Cmp {
+                op: NFT_CMP_EQ,
+                data: net.clone(),
+            },
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: 16,
+                len: 4,
+            },
             Expr::Bitwise { mask },
-            Expr::Cmp { op: NFT_CMP_NEQ, data: net },
+            Expr::Cmp {
+                op: NFT_CMP_NEQ,
+                data: net,
+            },
             Expr::Masquerade,
         ],
     );
     // fib daddr type local [ip daddr HOST_IP] PROTO dport HOST_PORT dnat to ADDRESS:PORT,
     // from outside (prerouting) and from the host itself (output).
     for (port, address) in &table.ports {
-        let mut exprs = vec![Expr::Fib, Expr::Cmp { op: NFT_CMP_EQ, data: RTN_LOCAL.to_ne_bytes().to_vec() }];
+        let mut exprs = vec![
+            Expr::Fib,
+            Expr::Cmp {
+                op: NFT_CMP_EQ,
+                data: RTN_LOCAL.to_ne_bytes().to_vec(),
+            },
+        ];
         if let Some(host_ip) = port.host_ip {
-            exprs.push(Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset: 16, len: 4 });
-            exprs.push(Expr::Cmp { op: NFT_CMP_EQ, data: host_ip.octets().to_vec() });
+            exprs.push(Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: 16,
+                len: 4,
+            });
+            exprs.push(Expr::Cmp {
+                op: NFT_CMP_EQ,
+                data: host_ip.octets().to_vec(),
+            });
         }
         exprs.extend([
-            Expr::Meta { key: NFT_META_L4PROTO },
-            Expr::Cmp { op: NFT_CMP_EQ, data: vec![port.protocol.number()] },
-            Expr::Payload { base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2 },
-            Expr::Cmp { op: NFT_CMP_EQ, data: port.host_port.to_be_bytes().to_vec() },
-            Expr::Immediate { reg: REG_1, data: address.octets().to_vec() },
-            Expr::Immediate { reg: REG_2, data: port.container_port.to_be_bytes().to_vec() },
+            Expr::Meta {
+                key: NFT_META_L4PROTO,
+            },
+            Expr::Cmp {
+                op: NFT_CMP_EQ,
+                data: vec![port.protocol.number()],
+            },
+            Expr::Payload {
+                base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                offset: 2,
+                len: 2,
+            },
+            Expr::Cmp {
+                op: NFT_CMP_EQ,
+                data: port.host_port.to_be_bytes().to_vec(),
+            },
+            Expr::Immediate {
+                reg: REG_1,
+                data: address.octets().to_vec(),
+            },
+            Expr::Immediate {
+                reg: REG_2,
+                data: port.container_port.to_be_bytes().to_vec(),
+            },
             Expr::Dnat,
         ]);
         for chain in ["prerouting", "output"] {

@@ -4,11 +4,16 @@
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -32,12 +37,19 @@ impl Rtnl {
     pub fn open() -> Result<Self, RtnlError> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(RtnlError::Socket)?;
         socket.bind_auto().map_err(RtnlError::Socket)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(RtnlError::Socket)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(RtnlError::Socket)?;
         Ok(Rtnl { socket, seq: 0 })
     }
 
     /// Sends one request and collects the replies until its ACK (or the end of a dump).
-    fn request(&mut self, op: &str, message: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, RtnlError> {
+    fn request(
+        &mut self,
+        op: &str,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, RtnlError> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
@@ -46,11 +58,22 @@ impl Rtnl {
         packet.finalize();
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
-        self.socket.send(&buf, 0).map_err(|source| RtnlError::Kernel { op: op.into(), source })?;
+        self.socket
+            .send(&buf, 0)
+            .map_err(|source| RtnlError::Kernel {
+                op: op.into(),
+                source,
+            })?;
 
         let mut replies = Vec::new();
         loop {
-            let (data, _) = self.socket.recv_from_full().map_err(|source| RtnlError::Kernel { op: op.into(), source })?;
+            let (data, _) = self
+                .socket
+                .recv_from_full()
+                .map_err(|source| RtnlError::Kernel {
+                    op: op.into(),
+                    source,
+                })?;
             let mut offset = 0;
             while offset < data.len() {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
@@ -85,12 +108,20 @@ impl Rtnl {
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, RtnlError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(&format!("looking up link {name}"), RouteNetlinkMessage::GetLink(msg), 0) {
+        match self.request(
+            &format!("looking up link {name}"),
+            RouteNetlinkMessage::GetLink(msg),
+            0,
+        ) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
                 _ => None,
             })),
-            Err(RtnlError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(RtnlError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -99,19 +130,38 @@ impl Rtnl {
     pub fn create_bridge(&mut self, name: &str) -> Result<bool, RtnlError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
-        match self.request(&format!("creating bridge {name}"), RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL) {
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        match self.request(
+            &format!("creating bridge {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
             Ok(_) => Ok(true),
-            Err(RtnlError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(RtnlError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
 
     /// Creates a veth pair: `host` here, attached to the bridge `master` and up; its peer created
     /// directly inside the network namespace of `pid` under the name `peer`.
-    pub fn create_veth(&mut self, host: &str, peer: &str, pid: u32, master: u32) -> Result<(), RtnlError> {
+    pub fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        pid: u32,
+        master: u32,
+    ) -> Result<(), RtnlError> {
         let mut peer_msg = LinkMessage::default();
-        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
         peer_msg.attributes.push(LinkAttribute::NetNsPid(pid));
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
@@ -122,8 +172,12 @@ impl Rtnl {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
         ]));
-        self.request(&format!("creating veth {host}"), RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map(drop)
+        self.request(
+            &format!("creating veth {host}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
     }
 
     pub fn set_up(&mut self, index: u32) -> Result<(), RtnlError> {
@@ -131,30 +185,59 @@ impl Rtnl {
         msg.header.index = index;
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
-        self.request(&format!("bringing link {index} up"), RouteNetlinkMessage::SetLink(msg), 0).map(drop)
+        self.request(
+            &format!("bringing link {index} up"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+        .map(drop)
     }
 
     /// Deletes a link; a missing one is fine.
     pub fn delete_link(&mut self, name: &str) -> Result<(), RtnlError> {
-        let Some(index) = self.link_index(name)? else { return Ok(()) };
+        let Some(index) = self.link_index(name)? else {
+            return Ok(());
+        };
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        match self.request(&format!("deleting link {name}"), RouteNetlinkMessage::DelLink(msg), 0) {
-            Err(RtnlError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        match self.request(
+            &format!("deleting link {name}"),
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+        ) {
+            Err(RtnlError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                Ok(())
+            }
             other => other.map(drop),
         }
     }
 
     /// Adds `address/prefix` to the link; an address already there is fine.
-    pub fn add_address(&mut self, index: u32, address: Ipv4Addr, prefix: u8) -> Result<(), RtnlError> {
+    pub fn add_address(
+        &mut self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), RtnlError> {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = prefix;
         msg.header.index = index;
         msg.attributes.push(AddressAttribute::Local(address.into()));
-        msg.attributes.push(AddressAttribute::Address(address.into()));
-        match self.request(&format!("adding {address}/{prefix}"), RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL) {
-            Err(RtnlError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        msg.attributes
+            .push(AddressAttribute::Address(address.into()));
+        match self.request(
+            &format!("adding {address}/{prefix}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Err(RtnlError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
             other => other.map(drop),
         }
     }
@@ -167,9 +250,14 @@ impl Rtnl {
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         msg.attributes.push(RouteAttribute::Oif(index));
-        self.request(&format!("adding the default route via {gateway}"), RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map(drop)
+        self.request(
+            &format!("adding the default route via {gateway}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
     }
 }

@@ -65,6 +65,13 @@ pub fn run(cfg: &ChildConfig, sock: OwnedFd) -> ! {
 fn setup_and_exec(cfg: &ChildConfig, sock: &OwnedFd) -> Result<Infallible, InitError> {
     let spec = cfg.spec;
     wait_for_release(sock)?;
+    for file in &cfg.join_cgroups {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"0"))
+            .map_err(|e| setup_err(&format!("joining cgroup {}", file.display()))(&e))?;
+    }
     let process = spec
         .process()
         .as_ref()

@@ -119,6 +119,8 @@ pub struct ChildConfig<'a> {
     pub spec: &'a Spec,
     pub role: Role,
     pub stdio: ChildStdio,
+    /// cgroup v1 `tasks` files the child writes `0` to before anything else (it joins them itself).
+    pub join_cgroups: Vec<std::path::PathBuf>,
 }
 
 /// A cloned init, waiting for `release`.

@@ -12,6 +12,9 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub cgroup_parent: String,
+    /// This Env's own bridge and subnet, removed when it is dropped.
+    pub bridge: String,
+    pub subnet: String,
 }
 
 impl Env {
@@ -25,8 +28,16 @@ impl Env {
             .tempdir_in("/var/tmp")
             .unwrap();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let cgroup_parent = format!("/poc-test-{}-{n}", std::process::id());
-        Env { dir, cgroup_parent }
+        let pid = std::process::id();
+        let cgroup_parent = format!("/poc-test-{pid}-{n}");
+        let bridge = format!("pt{}n{n}", pid % 100_000);
+        let subnet = format!("10.{}.{}.0/24", 100 + pid % 100, n % 256);
+        Env {
+            dir,
+            cgroup_parent,
+            bridge,
+            subnet,
+        }
     }
 
     /// An Env with the busybox image installed.
@@ -51,6 +62,8 @@ impl Env {
             .env("POC_STORE", self.store())
             .env("POC_STATE_ROOT", self.state_root())
             .env("POC_CGROUP_PARENT", &self.cgroup_parent)
+            .env("POC_BRIDGE", &self.bridge)
+            .env("POC_SUBNET", &self.subnet)
             .stdin(Stdio::null());
         cmd
     }
@@ -120,6 +133,35 @@ impl Env {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(names_left.is_empty(), "names left: {names_left:?}");
+        // A container's veth pair goes with its network namespace, which the kernel tears down in
+        // the background after the init exits: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let on_bridge: Vec<_> =
+                std::fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge))
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                    .unwrap_or_default();
+            if on_bridge.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "veths left on {}: {on_bridge:?}",
+                self.bridge
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for kind in ["addresses", "ports"] {
+            let dir = self
+                .state_root()
+                .join("networks")
+                .join(&self.bridge)
+                .join(kind);
+            let left: Vec<_> = std::fs::read_dir(&dir)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{kind} leases left: {left:?}");
+        }
         let layers = self.store().join("containers");
         let layers_left: Vec<_> = std::fs::read_dir(&layers)
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -149,6 +191,19 @@ impl Drop for Env {
         }
         for mount in cgroup_mounts() {
             let _ = std::fs::remove_dir(mount.join(self.cgroup_parent.trim_start_matches('/')));
+        }
+        // The bridge and poc's nftables table for it, if a test made them.
+        if std::path::Path::new("/sys/class/net")
+            .join(&self.bridge)
+            .exists()
+            || self.state_root().join("networks").exists()
+        {
+            let out = self.command(&["network", "rm"]).output();
+            if let Ok(out) = out {
+                if !out.status.success() {
+                    eprintln!("poc network rm: {}", String::from_utf8_lossy(&out.stderr));
+                }
+            }
         }
     }
 }

@@ -1,0 +1,386 @@
+//! Networking as users meet it: container to container and to the gateway over the bridge, NAT to a
+//! simulated upstream host (a network namespace this test creates), published ports, addresses under
+//! concurrency, and nothing left after a failure or a removal. Traffic stays on this machine.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{assert_error, stderr, stdout, Env};
+
+fn run_detached(env: &Env, args: &[&str]) -> String {
+    let mut full = vec!["run", "-d"];
+    full.extend_from_slice(args);
+    let out = env.poc(&full);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+fn inspect(env: &Env, id: &str) -> serde_json::Value {
+    let out = env.poc(&["inspect", id]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+fn address_of(env: &Env, id: &str) -> String {
+    inspect(env, id)["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn gateway_of(env: &Env) -> String {
+    env.subnet.replace(".0/24", ".1").replace(".0/29", ".1")
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 is installed by scripts/setup.sh --deps");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A host of its own: a network namespace joined to the host by a veth pair, with a /24 of the
+/// benchmarking range (198.18.0.0/15) that no real network uses here. Removed on drop.
+struct Upstream {
+    netns: String,
+    host_veth: String,
+    host_ip: Ipv4Addr,
+    ip: Ipv4Addr,
+}
+
+impl Upstream {
+    fn new() -> Self {
+        let pid = std::process::id() % 100_000;
+        let third = (std::process::id() % 200) as u8;
+        let up = Upstream {
+            netns: format!("ptup{pid}"),
+            host_veth: format!("ptuh{pid}"),
+            host_ip: Ipv4Addr::new(198, 18, third, 1),
+            ip: Ipv4Addr::new(198, 18, third, 2),
+        };
+        let peer = format!("ptun{pid}");
+        ip(&["netns", "add", &up.netns]);
+        ip(&[
+            "link",
+            "add",
+            &up.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &up.netns]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", up.host_ip),
+            "dev",
+            &up.host_veth,
+        ]);
+        ip(&["link", "set", &up.host_veth, "up"]);
+        ip(&[
+            "-n",
+            &up.netns,
+            "addr",
+            "add",
+            &format!("{}/24", up.ip),
+            "dev",
+            &peer,
+        ]);
+        ip(&["-n", &up.netns, "link", "set", &peer, "up"]);
+        ip(&["-n", &up.netns, "link", "set", "lo", "up"]);
+        up
+    }
+
+    /// Runs `work` on a thread inside the upstream namespace.
+    fn within<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.netns);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(path).unwrap();
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            work()
+        })
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
+}
+
+fn test_port(offset: u16) -> u16 {
+    20_000 + (std::process::id() % 20_000) as u16 + offset
+}
+
+/// An HTTP server in a container: busybox httpd serving one page.
+fn web_server(env: &Env, extra: &[&str], page: &str) -> String {
+    let script =
+        format!("mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["busybox", "sh", "-c", &script]);
+    let id = run_detached(env, &args);
+    std::thread::sleep(Duration::from_millis(300));
+    id
+}
+
+fn http_get(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                return body;
+            }
+            Err(e) if Instant::now() > deadline => panic!("connecting to {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn containers_reach_each_other_and_the_gateway_over_the_bridge() {
+    let env = Env::with_busybox();
+    let a = run_detached(&env, &["--name", "a", "busybox", "sleep", "60"]);
+    let a_ip = address_of(&env, &a);
+    let gw = gateway_of(&env);
+    let out = env.poc(&["run", "--rm", "busybox", "sh", "-c", &format!("ping -c1 -W2 {a_ip} && ping -c1 -W2 {gw} && ip route && grep -c nameserver /etc/resolv.conf")]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {}", stderr(&out));
+    assert!(
+        text.contains(&format!("default via {gw} dev eth0")),
+        "{text}"
+    );
+    assert!(!text.contains("127.0.0.53"));
+    let hosts = stdout(&env.poc(&["exec", "a", "cat", "/etc/hosts"]));
+    assert!(
+        hosts.contains(&format!("{a_ip}\t{} a", &a[..12])),
+        "{hosts}"
+    );
+    let net: serde_json::Value =
+        serde_json::from_slice(&env.poc(&["network", "inspect"]).stdout).unwrap();
+    assert_eq!(net["Name"], env.bridge.as_str());
+    assert_eq!(net["Exists"], true);
+    assert_eq!(net["Containers"][0]["IPAddress"], a_ip.as_str());
+    assert_error(&env.poc(&["network", "rm"]), 125, "in use");
+    assert!(env.poc(&["rm", "-f", "a"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn nat_hides_the_container_behind_the_hosts_address() {
+    let env = Env::with_busybox();
+    let upstream = Upstream::new();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = upstream.within(move || {
+        let listener = TcpListener::bind("0.0.0.0:9000").unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut text = String::new();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = conn.read_to_string(&mut text);
+        (peer.ip(), text)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let out = env.poc(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("echo through-nat | nc -w 5 {} 9000", upstream.ip),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (peer, text) = server.join().unwrap();
+    assert_eq!(text.trim(), "through-nat");
+    assert_eq!(
+        peer,
+        std::net::IpAddr::V4(upstream.host_ip),
+        "the upstream sees the host's address, not the container's"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn published_ports_are_reached_from_the_host_and_from_another_netns() {
+    let env = Env::with_busybox();
+    let upstream = Upstream::new();
+    let port = test_port(1);
+    let id = web_server(&env, &["-p", &format!("{port}:80")], "published-page");
+    let gw: Ipv4Addr = gateway_of(&env).parse().unwrap();
+    assert!(
+        http_get(SocketAddr::from((gw, port))).contains("published-page"),
+        "from the host itself"
+    );
+    let host_ip = upstream.host_ip;
+    let from_outside = upstream
+        .within(move || http_get(SocketAddr::from((host_ip, port))))
+        .join()
+        .unwrap();
+    assert!(
+        from_outside.contains("published-page"),
+        "from another namespace: {from_outside}"
+    );
+    assert_eq!(
+        inspect(&env, &id)["NetworkSettings"]["Ports"][0],
+        format!("0.0.0.0:{port}->80/tcp")
+    );
+
+    // The same host port cannot be published twice; the refused container leaves nothing.
+    let out = env.poc(&["run", "-d", "-p", &format!("{port}:81"), "busybox", "true"]);
+    assert_error(&out, 125, "already published");
+    assert_eq!(env.container_ids().len(), 1);
+
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    let rules = Command::new("nft")
+        .args(["list", "table", "ip", &format!("poc-{}", env.bridge)])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&rules).contains("dnat"),
+        "the port's rules left with the container: {}",
+        stdout(&rules)
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn fifty_concurrent_runs_get_distinct_addresses_and_leave_nothing() {
+    let env = Env::with_busybox();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| s.spawn(|| run_detached(&env, &["busybox", "sleep", "60"])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addresses: Vec<String> = ids.iter().map(|id| address_of(&env, id)).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 50, "every container has its own address");
+    let attached = std::fs::read_dir(format!("/sys/class/net/{}/brif", env.bridge))
+        .unwrap()
+        .count();
+    assert_eq!(attached, 50);
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    assert!(env.poc(&rm).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn an_exhausted_address_pool_is_refused_and_leaves_nothing_half_made() {
+    let mut env = Env::with_busybox();
+    env.subnet = env.subnet.replace(".0/24", ".0/29");
+    // A /29 has five addresses for containers besides the network, gateway and broadcast ones.
+    let ids: Vec<String> = (0..5)
+        .map(|_| run_detached(&env, &["busybox", "sleep", "60"]))
+        .collect();
+    let out = env.poc(&["run", "-d", "busybox", "sleep", "60"]);
+    assert_error(&out, 125, "exhausted");
+    assert_eq!(
+        env.container_ids().len(),
+        5,
+        "the refused container left no state"
+    );
+    assert_eq!(
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", env.bridge))
+            .unwrap()
+            .count(),
+        5
+    );
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    assert!(env.poc(&rm).status.success());
+    env.assert_clean();
+    // Addresses come back: the pool serves again.
+    let id = run_detached(&env, &["busybox", "true"]);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+}
+
+#[test]
+fn none_and_host_networks_and_dns() {
+    let env = Env::with_busybox();
+    let out = env.poc(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net",
+    ]);
+    assert_eq!(stdout(&out).split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    let out = env.poc(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net",
+    ]);
+    let host_links: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let seen = stdout(&out);
+    assert!(
+        host_links.iter().all(|l| seen.contains(l.as_str())),
+        "{seen}"
+    );
+    let out = env.poc(&[
+        "run",
+        "--rm",
+        "--dns",
+        "198.18.0.53",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(stdout(&out).contains("nameserver 198.18.0.53"));
+    assert_error(
+        &env.poc(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-p",
+            "80:80",
+            "busybox",
+            "true",
+        ]),
+        125,
+        "--publish needs --network bridge",
+    );
+    assert_error(
+        &env.poc(&["run", "--rm", "-p", "99999:80", "busybox", "true"]),
+        125,
+        "--publish",
+    );
+    env.assert_clean();
+}
