@@ -9,18 +9,6 @@ use common::{assert_error, hierarchy_of, read_trimmed, stderr, stdout, Env};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// `poc run -d ARGS...`: asserts success and a 64-hex id on stdout.
-fn run_detached(env: &Env, args: &[&str]) -> String {
-    let mut full = vec!["run", "-d"];
-    full.extend_from_slice(args);
-    let out = env.poc(&full);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let id = stdout(&out).trim().to_string();
-    assert_eq!(id.len(), 64, "{id:?}");
-    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
-    id
-}
-
 /// `poc ps -a --format json`, as a list of rows.
 fn ps(env: &Env) -> Vec<serde_json::Value> {
     let out = env.poc(&["ps", "-a", "--format", "json"]);
@@ -66,19 +54,16 @@ fn pid_of(state: &serde_json::Value, who: &str) -> Pid {
 #[test]
 fn run_d_returns_at_once_and_the_container_lives_on_until_stopped() {
     let env = Env::with_busybox();
-    let id = run_detached(
-        &env,
-        &[
-            "--name",
-            "web",
-            "--mem",
-            "64M",
-            "busybox",
-            "sh",
-            "-c",
-            "while true; do echo tick; sleep 0.1; done",
-        ],
-    );
+    let id = env.run_detached(&[
+        "--name",
+        "web",
+        "--mem",
+        "64M",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.1; done",
+    ]);
     let r = wait_state(&env, &id, "running").unwrap();
     assert_eq!(r["name"], "web");
     assert!(r["status"].as_str().unwrap().starts_with("Up"));
@@ -117,15 +102,12 @@ fn run_d_returns_at_once_and_the_container_lives_on_until_stopped() {
 #[test]
 fn stop_lets_a_container_that_handles_sigterm_exit_on_its_own() {
     let env = Env::with_busybox();
-    let id = run_detached(
-        &env,
-        &[
-            "busybox",
-            "sh",
-            "-c",
-            "trap 'echo bye; exit 3' TERM; while true; do sleep 0.05; done",
-        ],
-    );
+    let id = env.run_detached(&[
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 3' TERM; while true; do sleep 0.05; done",
+    ]);
     wait_state(&env, &id, "running");
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
@@ -143,7 +125,7 @@ fn stop_lets_a_container_that_handles_sigterm_exit_on_its_own() {
 #[test]
 fn rm_containers_remove_themselves_detached_or_not() {
     let env = Env::with_busybox();
-    let id = run_detached(&env, &["--rm", "busybox", "sh", "-c", "echo done"]);
+    let id = env.run_detached(&["--rm", "busybox", "sh", "-c", "echo done"]);
     wait_state(&env, &id, "gone");
     let out = env.poc(&["run", "--rm", "busybox", "true"]);
     assert!(out.status.success());
@@ -188,17 +170,14 @@ fn a_foreground_container_is_kept_as_exited_with_its_logs_until_rm() {
 #[test]
 fn logs_tail_timestamps_and_follow() {
     let env = Env::with_busybox();
-    let id = run_detached(
-        &env,
-        &[
-            "--name",
-            "counter",
-            "busybox",
-            "sh",
-            "-c",
-            "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done",
-        ],
-    );
+    let id = env.run_detached(&[
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done",
+    ]);
     let follow = env.command(&["logs", "-f", "counter"]).output().unwrap();
     assert_eq!(
         stdout(&follow),
@@ -223,15 +202,12 @@ fn logs_tail_timestamps_and_follow() {
 #[test]
 fn logs_hold_everything_a_container_wrote_quickly_before_exiting() {
     let env = Env::with_busybox();
-    let id = run_detached(
-        &env,
-        &[
-            "busybox",
-            "sh",
-            "-c",
-            "yes 0123456789abcdef | head -c 10485760",
-        ],
-    );
+    let id = env.run_detached(&[
+        "busybox",
+        "sh",
+        "-c",
+        "yes 0123456789abcdef | head -c 10485760",
+    ]);
     wait_state(&env, &id, "exited");
     let out = env.poc(&["logs", &id]);
     let text = out.stdout;
@@ -247,19 +223,16 @@ fn logs_hold_everything_a_container_wrote_quickly_before_exiting() {
 #[test]
 fn exec_joins_the_containers_namespaces_and_cgroup() {
     let env = Env::with_busybox();
-    let id = run_detached(
-        &env,
-        &[
-            "--name",
-            "box",
-            "--hostname",
-            "boxhost",
-            "busybox",
-            "sh",
-            "-c",
-            "echo made-by-init > /tmp/marker; exec sleep 60",
-        ],
-    );
+    let id = env.run_detached(&[
+        "--name",
+        "box",
+        "--hostname",
+        "boxhost",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made-by-init > /tmp/marker; exec sleep 60",
+    ]);
     wait_state(&env, &id, "running");
     std::thread::sleep(Duration::from_millis(200));
     let out = env.poc(&["exec", "box", "sh", "-c", "hostname; cat /tmp/marker; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup | head -1; grep CapBnd /proc/self/status"]);
@@ -341,17 +314,14 @@ fn exec_into_a_stopped_container_is_refused() {
 #[test]
 fn kill_sends_the_signal_asked_for() {
     let env = Env::with_busybox();
-    let id = run_detached(
-        &env,
-        &[
-            "--name",
-            "k",
-            "busybox",
-            "sh",
-            "-c",
-            "trap 'echo got USR1' USR1; while true; do sleep 0.05; done",
-        ],
-    );
+    let id = env.run_detached(&[
+        "--name",
+        "k",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got USR1' USR1; while true; do sleep 0.05; done",
+    ]);
     wait_state(&env, &id, "running");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(stdout(&env.poc(&["kill", "-s", "USR1", "k"])), "k\n");
@@ -375,7 +345,7 @@ fn kill_sends_the_signal_asked_for() {
 #[test]
 fn rm_refuses_a_running_container_without_force() {
     let env = Env::with_busybox();
-    let id = run_detached(&env, &["--name", "busy", "busybox", "sleep", "60"]);
+    let id = env.run_detached(&["--name", "busy", "busybox", "sleep", "60"]);
     wait_state(&env, &id, "running");
     assert_error(&env.poc(&["rm", "busy"]), 125, "is running");
     assert_eq!(stdout(&env.poc(&["rm", "-f", "busy"])), "busy\n");
@@ -386,12 +356,9 @@ fn rm_refuses_a_running_container_without_force() {
 #[test]
 fn ids_names_and_prefixes_resolve_and_inspect_tells_all() {
     let env = Env::with_busybox();
-    let id = run_detached(
-        &env,
-        &[
-            "--name", "named", "--cpus", "0.5", "-e", "X=1", "busybox", "sleep", "60",
-        ],
-    );
+    let id = env.run_detached(&[
+        "--name", "named", "--cpus", "0.5", "-e", "X=1", "busybox", "sleep", "60",
+    ]);
     wait_state(&env, &id, "running");
     for query in [id.as_str(), &id[..12], &id[..5], "named"] {
         let out = env.poc(&["inspect", query]);
@@ -427,7 +394,7 @@ fn ids_names_and_prefixes_resolve_and_inspect_tells_all() {
 fn ps_tells_the_truth_after_sigkills_and_rm_f_recovers_everything() {
     let env = Env::with_busybox();
     // The monitor is SIGKILLed: the container runs on, unmonitored.
-    let id = run_detached(&env, &["busybox", "sleep", "60"]);
+    let id = env.run_detached(&["busybox", "sleep", "60"]);
     wait_state(&env, &id, "running");
     let st = state_json(&env, &id);
     kill(pid_of(&st, "monitor"), Signal::SIGKILL).unwrap();
@@ -441,7 +408,7 @@ fn ps_tells_the_truth_after_sigkills_and_rm_f_recovers_everything() {
     env.assert_clean();
 
     // The init is SIGKILLed under a live monitor: the exit is recorded.
-    let id = run_detached(&env, &["busybox", "sleep", "60"]);
+    let id = env.run_detached(&["busybox", "sleep", "60"]);
     wait_state(&env, &id, "running");
     kill(pid_of(&state_json(&env, &id), "init"), Signal::SIGKILL).unwrap();
     assert_eq!(wait_state(&env, &id, "exited").unwrap()["exit_code"], 137);
@@ -457,7 +424,7 @@ fn twenty_containers_started_concurrently_all_run_and_rm_f_leaves_nothing() {
             .map(|i| {
                 let env = &env;
                 s.spawn(move || {
-                    run_detached(env, &["--name", &format!("c{i}"), "busybox", "sleep", "60"])
+                    env.run_detached(&["--name", &format!("c{i}"), "busybox", "sleep", "60"])
                 })
             })
             .collect();
@@ -479,7 +446,7 @@ fn twenty_containers_started_concurrently_all_run_and_rm_f_leaves_nothing() {
 #[test]
 fn racing_commands_on_one_container_act_one_after_the_other() {
     let env = Env::with_busybox();
-    let id = run_detached(&env, &["--name", "raced", "busybox", "sleep", "60"]);
+    let id = env.run_detached(&["--name", "raced", "busybox", "sleep", "60"]);
     wait_state(&env, &id, "running");
     let results: Vec<std::process::Output> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
@@ -518,7 +485,7 @@ fn racing_commands_on_one_container_act_one_after_the_other() {
 #[test]
 fn duplicate_names_are_refused_while_the_first_exists() {
     let env = Env::with_busybox();
-    let id = run_detached(&env, &["--name", "one", "busybox", "sleep", "60"]);
+    let id = env.run_detached(&["--name", "one", "busybox", "sleep", "60"]);
     assert_error(
         &env.poc(&["run", "-d", "--name", "one", "busybox", "true"]),
         125,
@@ -526,7 +493,7 @@ fn duplicate_names_are_refused_while_the_first_exists() {
     );
     assert_eq!(ps(&env).len(), 1);
     assert!(env.poc(&["rm", "-f", &id]).status.success());
-    let id = run_detached(&env, &["--name", "one", "busybox", "true"]);
+    let id = env.run_detached(&["--name", "one", "busybox", "true"]);
     wait_state(&env, &id, "exited");
     assert!(env.poc(&["rm", "one"]).status.success());
     env.assert_clean();
@@ -536,7 +503,7 @@ fn duplicate_names_are_refused_while_the_first_exists() {
 fn a_closed_reader_ends_ps_quietly_and_never_orphans_a_container() {
     let env = Env::with_busybox();
     for _ in 0..3 {
-        run_detached(&env, &["busybox", "sleep", "60"]);
+        env.run_detached(&["busybox", "sleep", "60"]);
     }
     let mut lister = env
         .command(&["ps", "-a"])

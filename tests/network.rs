@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{assert_error, stderr, stdout, Env};
 
-fn run_detached(env: &Env, args: &[&str]) -> String {
-    let mut full = vec!["run", "-d"];
-    full.extend_from_slice(args);
-    let out = env.poc(&full);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
 fn inspect(env: &Env, id: &str) -> serde_json::Value {
     let out = env.poc(&["inspect", id]);
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
@@ -137,7 +129,7 @@ fn web_server(env: &Env, extra: &[&str], page: &str) -> String {
         format!("mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www");
     let mut args: Vec<&str> = extra.to_vec();
     args.extend(["busybox", "sh", "-c", &script]);
-    let id = run_detached(env, &args);
+    let id = env.run_detached(&args);
     std::thread::sleep(Duration::from_millis(300));
     id
 }
@@ -162,7 +154,7 @@ fn http_get(addr: SocketAddr) -> String {
 #[test]
 fn containers_reach_each_other_and_the_gateway_over_the_bridge() {
     let env = Env::with_busybox();
-    let a = run_detached(&env, &["--name", "a", "busybox", "sleep", "60"]);
+    let a = env.run_detached(&["--name", "a", "busybox", "sleep", "60"]);
     let a_ip = address_of(&env, &a);
     let gw = gateway_of(&env);
     let out = env.poc(&["run", "--rm", "busybox", "sh", "-c", &format!("ping -c1 -W2 {a_ip} && ping -c1 -W2 {gw} && ip route && grep -c nameserver /etc/resolv.conf")]);
@@ -271,7 +263,7 @@ fn fifty_concurrent_runs_get_distinct_addresses_and_leave_nothing() {
     let env = Env::with_busybox();
     let ids: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)
-            .map(|_| s.spawn(|| run_detached(&env, &["busybox", "sleep", "60"])))
+            .map(|_| s.spawn(|| env.run_detached(&["busybox", "sleep", "60"])))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -295,7 +287,7 @@ fn an_exhausted_address_pool_is_refused_and_leaves_nothing_half_made() {
     env.subnet = env.subnet.replace(".0/24", ".0/29");
     // A /29 has five addresses for containers besides the network, gateway and broadcast ones.
     let ids: Vec<String> = (0..5)
-        .map(|_| run_detached(&env, &["busybox", "sleep", "60"]))
+        .map(|_| env.run_detached(&["busybox", "sleep", "60"]))
         .collect();
     let out = env.poc(&["run", "-d", "busybox", "sleep", "60"]);
     assert_error(&out, 125, "exhausted");
@@ -315,7 +307,7 @@ fn an_exhausted_address_pool_is_refused_and_leaves_nothing_half_made() {
     assert!(env.poc(&rm).status.success());
     env.assert_clean();
     // Addresses come back: the pool serves again.
-    let id = run_detached(&env, &["busybox", "true"]);
+    let id = env.run_detached(&["busybox", "true"]);
     assert!(env.poc(&["rm", "-f", &id]).status.success());
 }
 

@@ -1,26 +1,13 @@
 //! `poc exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`: run a command in a running container.
 
-use std::path::PathBuf;
-
 use crate::config::Paths;
 use crate::container::ExecRequest;
-use crate::spec;
 
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
 pub struct Args {
-    /// Keep stdin open and connected.
-    #[arg(short, long)]
-    interactive: bool,
-    /// Allocate a terminal.
-    #[arg(short, long)]
-    tty: bool,
-    /// Set an environment variable (KEY=VALUE).
-    #[arg(short, long, value_parser = spec::parse_env)]
-    env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short, long, value_parser = spec::parse_workdir)]
-    workdir: Option<PathBuf>,
+    #[command(flatten)]
+    process: super::run::ProcessFlags,
     /// User: name, uid, uid:gid or name:group (looked up in the container).
     #[arg(short, long)]
     user: Option<String>,
@@ -33,10 +20,10 @@ pub struct Args {
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     let request = ExecRequest {
         container: args.container,
-        interactive: args.interactive,
-        tty: args.tty,
-        env: args.env,
-        workdir: args.workdir,
+        interactive: args.process.interactive,
+        tty: args.process.tty,
+        env: args.process.env,
+        workdir: args.process.workdir,
         user: args.user,
         command: args.command,
     };

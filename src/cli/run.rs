@@ -6,6 +6,23 @@ use crate::config::Paths;
 use crate::network::NetworkMode;
 use crate::spec::{self, CpuQuota, Limits, RunRequest, Volume, DEFAULT_CPU_PERIOD};
 
+/// What `run` and `exec` both say about the process they start.
+#[derive(clap::Args)]
+pub struct ProcessFlags {
+    /// Keep stdin open and connected to the container.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal for the container.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy poc's own).
+    #[arg(short, long, value_parser = spec::parse_env)]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_parser = spec::parse_workdir)]
+    pub workdir: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
 pub struct Args {
@@ -18,18 +35,8 @@ pub struct Args {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
-    /// Keep stdin open and connected to the container.
-    #[arg(short, long)]
-    interactive: bool,
-    /// Allocate a terminal for the container.
-    #[arg(short, long)]
-    tty: bool,
-    /// Set an environment variable (KEY=VALUE, or KEY to copy poc's own).
-    #[arg(short, long, value_parser = spec::parse_env)]
-    env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short, long, value_parser = spec::parse_workdir)]
-    workdir: Option<PathBuf>,
+    #[command(flatten)]
+    process: ProcessFlags,
     /// Bind mount HOST:CONTAINER[:ro].
     #[arg(short, long, value_parser = spec::parse_volume)]
     volume: Vec<Volume>,
@@ -94,10 +101,10 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         name: args.name,
         detach: args.detach,
         remove: args.rm,
-        interactive: args.interactive,
-        tty: args.tty,
-        env: args.env,
-        workdir: args.workdir,
+        interactive: args.process.interactive,
+        tty: args.process.tty,
+        env: args.process.env,
+        workdir: args.process.workdir,
         volumes: args.volume,
         hostname: args.hostname,
         limits: Limits {

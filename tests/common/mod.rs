@@ -72,6 +72,18 @@ impl Env {
         self.command(args).output().expect("poc runs")
     }
 
+    /// `poc run -d ARGS...`: asserts success and a 64-hex id on stdout, and returns the id.
+    pub fn run_detached(&self, args: &[&str]) -> String {
+        let mut full = vec!["run", "-d"];
+        full.extend_from_slice(args);
+        let out = self.poc(&full);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let id = stdout(&out).trim().to_string();
+        assert_eq!(id.len(), 64, "{id:?}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        id
+    }
+
     /// The state files of the containers that exist now.
     pub fn container_ids(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.state_root().join("containers")) else {
