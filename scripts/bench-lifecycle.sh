@@ -12,9 +12,11 @@ scripts/setup.sh --bench
 poc=${POC_BIN:-$(scripts/build-release.sh)}
 work=$(mktemp -d /var/tmp/poc-bench-XXXXXX)
 export POC_STORE=$work/store POC_STATE_ROOT=$work/state POC_CGROUP_PARENT=/poc-bench-$$
+export POC_BRIDGE=pl$(($$ % 100000)) POC_SUBNET=10.$((100 + $$ % 50)).0.0/24
 runc_root=$work/runc
 cleanup() {
   "$poc" rm -f $("$poc" ps -aq) >/dev/null 2>&1 || true
+  "$poc" network rm >/dev/null 2>&1 || true
   for c in $(runc --root "$runc_root" list -q 2>/dev/null); do runc --root "$runc_root" delete -f "$c" >/dev/null 2>&1 || true; done
   for h in /sys/fs/cgroup/*/; do
     for parent in "$h"poc-bench-$$ "$h"runc-bench-$$; do
