@@ -3,6 +3,7 @@
 # /usr/local/bin, the default image (Alpine; busybox when there is no internet) and a demo container.
 #   scripts/setup.sh            everything
 #   scripts/setup.sh --deps     only the system packages the build and the tests need
+#   scripts/setup.sh --vm       only the packages of the cgroup v2 guest the tests also run in
 #   scripts/setup.sh --bench    only the packages of the benchmarks (peers and timing tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 build_packages=(gcc libc6-dev)            # the C compiler some crates need (ring, for TLS downloads)
 runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline image, tests); `poc init debian`
 test_packages=(iproute2 nftables)           # tests only: a simulated upstream host; reading poc's nft table
+vm_packages=(qemu-system-x86 cpio kmod)     # tests only: the pure cgroup v2 guest (scripts/vm-test.sh)
 bench_packages=(runc crun hyperfine iperf3 docker.io) # peers measured beside poc; timing and throughput tools
 
 install_packages() {
@@ -29,6 +31,7 @@ fi
 
 case "${1:-}" in
   --deps) install_packages "${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}"; exit 0 ;;
+  --vm) install_packages "${vm_packages[@]}" "${runtime_packages[@]}"; exit 0 ;;
   --bench)
     # docker.io's postinst would start dockerd (its own bridge and firewall rules) on this machine:
     # forbid service starts while installing, with a policy of our own only if the host has none.
@@ -40,7 +43,7 @@ case "${1:-}" in
     [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
     exit 0 ;;
   "") ;;
-  *) echo "usage: scripts/setup.sh [--deps|--bench]" >&2; exit 2 ;;
+  *) echo "usage: scripts/setup.sh [--deps|--vm|--bench]" >&2; exit 2 ;;
 esac
 
 install_packages "${build_packages[@]}" "${runtime_packages[@]}"

@@ -432,21 +432,34 @@ fn an_unknown_image_says_how_to_create_it() {
 
 #[test]
 fn a_refused_cgroup_write_is_reported_and_leaves_nothing() {
-    if spec_cpus() < 2 {
-        eprintln!("needs two CPUs to restrict the parent cpuset to one");
-        return;
-    }
     let env = Env::with_busybox();
-    // A parent restricted to CPU 0: a container asking for CPU 1 passes validation (it is online)
-    // and is refused by the kernel.
     let parent = hierarchy_of("cpuset").join(env.cgroup_parent.trim_start_matches('/'));
-    std::fs::create_dir_all(&parent).unwrap();
     if is_cgroup_v1() {
+        if spec_cpus() < 2 {
+            eprintln!("needs two CPUs to restrict the parent cpuset to one");
+            return;
+        }
+        // A parent restricted to CPU 0: a container asking for CPU 1 passes validation (it is
+        // online) and v1 refuses the write.
+        std::fs::create_dir_all(&parent).unwrap();
         std::fs::write(parent.join("cpuset.mems"), "0").unwrap();
+        std::fs::write(parent.join("cpuset.cpus"), "0").unwrap();
+        let out = env.poc(&["run", "--cpuset", "1", "busybox", "true"]);
+        assert_error(&out, 125, "cpuset.cpus");
+    } else {
+        // v2 narrows a child's cpuset instead of refusing it, but refuses to delegate controllers
+        // from a cgroup that holds a process ("no internal processes").
+        std::fs::create_dir_all(&parent).unwrap();
+        let mut squatter = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(parent.join("cgroup.procs"), squatter.id().to_string()).unwrap();
+        let out = env.poc(&["run", "--mem", "64M", "busybox", "true"]);
+        let _ = squatter.kill();
+        let _ = squatter.wait();
+        assert_error(&out, 125, "cgroup.subtree_control");
     }
-    std::fs::write(parent.join("cpuset.cpus"), "0").unwrap();
-    let out = env.poc(&["run", "--cpuset", "1", "busybox", "true"]);
-    assert_error(&out, 125, "cpuset.cpus");
     env.assert_clean();
 }
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Runs the integration tests again inside a pure cgroup v2 guest: qemu (TCG; /dev/kvm is not usable
+# here), Debian's kernel booted directly with cgroup_no_v1=all, a busybox initramfs that loads the
+# virtio, 9p and overlay modules, and a debootstrap root shared read-only over 9p with a tmpfs overlay.
+# The test binaries built on the host run in the guest from the repository, shared at the same path.
+# The guest is built once and cached (POC_VM_CACHE, default /var/tmp/poc-vm); a guest that does not
+# boot fails the run with its serial log. Success is decided from a marker and an rc file the guest
+# writes, because qemu exits 0 even when it is killed.
+# Usage: scripts/vm-test.sh [TEST-BINARY-NAME...]     (default: every integration test but debian)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+cache=${POC_VM_CACHE:-/var/tmp/poc-vm}
+scripts/setup.sh --vm
+
+# What the guest is made of; a change rebuilds it.
+kernel_pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+kver=${kernel_pkg#linux-image-}
+guest_packages=kmod,iproute2,nftables,busybox-static
+recipe="$kernel_pkg $guest_packages $(sha256sum "$0" | cut -c1-16)"
+
+build_guest() {
+  echo "building the guest in $cache ($kernel_pkg; debootstrap takes a minute)" >&2
+  rm -rf "$cache" && mkdir -p "$cache"
+  (cd "$cache" && apt-get download "$kernel_pkg" >/dev/null)
+  dpkg-deb -x "$cache"/linux-image-*.deb "$cache/kernel"
+  depmod -b "$cache/kernel" "$kver"   # the package's postinst would have run it
+  debootstrap --variant=minbase --include="$guest_packages" bookworm "$cache/root" >"$cache/debootstrap.log" 2>&1 ||
+    { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
+  mkdir -p "$cache/root/lib/modules"
+  cp -a "$cache/kernel/lib/modules/$kver" "$cache/root/lib/modules/"   # veth, bridge, nf_tables on demand
+  install -m 0755 /dev/stdin "$cache/root/sbin/poc-vm-init" <<'EOF'
+#!/bin/sh
+# The guest's init: the mounts a host has, then the tests named in /results/tests; power off.
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+for d in /tmp /var/tmp /run; do mount -t tmpfs tmpfs "$d"; done
+mkdir -p /run/netns /results
+mount -t 9p -o trans=virtio,version=9p2000.L results /results
+repo=$(cat /results/repo)
+mkdir -p "$repo"; mount -t 9p -o trans=virtio,version=9p2000.L,ro repo "$repo"
+ip link set lo up; hostname poc-guest
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+echo "guest up: $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+cd "$repo"; rc=0
+for t in $(cat /results/tests); do
+  echo "== $t"; "$t" --test-threads=2 2>&1 || rc=1
+done | tee /results/output.txt
+grep -q "FAILED\|panicked\|error: test failed" /results/output.txt && rc=1
+echo "$rc" > /results/rc; echo done > /results/marker; sync
+echo o > /proc/sysrq-trigger
+EOF
+  # initramfs: busybox, the modules to reach the root, and an init that mounts it.
+  local ird=$cache/initrd mods=$cache/kernel/lib/modules/$kver
+  mkdir -p "$ird"/{bin,proc,sys,dev,lower,upper,newroot,lib/modules/$kver}
+  cp /bin/busybox "$ird/bin/busybox"
+  cp "$mods"/modules.dep "$mods"/modules.alias "$ird/lib/modules/$kver/"
+  for m in virtio_pci 9p 9pnet_virtio overlay; do
+    for f in $(modprobe -d "$cache/kernel" -S "$kver" --show-depends "$m" 2>/dev/null | awk '/^insmod/ {print $2}'); do
+      mkdir -p "$ird$(dirname "${f#"$cache/kernel"}")"; cp "$f" "$ird${f#"$cache/kernel"}"
+    done
+  done
+  cat >"$ird/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+modprobe -a virtio_pci 9p 9pnet_virtio overlay
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 root /lower
+mount -t tmpfs tmpfs /upper; mkdir -p /upper/u /upper/w
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /newroot
+umount /proc /sys /dev
+exec switch_root /newroot /sbin/poc-vm-init
+EOF
+  chmod 0755 "$ird/init"
+  (cd "$ird" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$cache/initrd.gz"
+  cp "$cache/kernel/boot/vmlinuz-$kver" "$cache/vmlinuz"
+  echo "$recipe" >"$cache/ready"
+}
+
+started=$(date +%s)
+[ "$(cat "$cache/ready" 2>/dev/null)" = "$recipe" ] || build_guest
+built=$(date +%s)
+
+# The host's test binaries (cargo prints where they are).
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(run lifecycle network tty init cgroups_v2)
+results=$(mktemp -d /var/tmp/poc-vm-results-XXXXXX)
+trap 'rm -rf "$results"' EXIT
+cargo test --no-run --message-format=json 2>/dev/null |
+  python3 -c '
+import json, sys
+wanted = set(sys.argv[1:])
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"] and m["target"]["name"] in wanted:
+        print(m["executable"])' "${names[@]}" >"$results/tests"
+echo "$repo" >"$results/repo"
+
+timeout 3000 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 -nographic -no-reboot -net none \
+  -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
+  -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet" \
+  -virtfs "local,path=$cache/root,mount_tag=root,security_model=none,readonly=on" \
+  -virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on" \
+  -virtfs "local,path=$results,mount_tag=results,security_model=none" \
+  </dev/null >"$results/serial.log" 2>&1 || true
+finished=$(date +%s)
+
+if [ ! -f "$results/marker" ]; then
+  echo "vm-test: the guest did not finish; its serial log:" >&2
+  tail -60 "$results/serial.log" >&2
+  exit 1
+fi
+cat "$results/output.txt"
+echo "vm-test: guest build $((built - started)) s, boot and tests $((finished - built)) s"
+exit "$(cat "$results/rc")"
