@@ -17,7 +17,6 @@ scripts/setup.sh --vm
 kernel_pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
 kver=${kernel_pkg#linux-image-}
 guest_packages=kmod,iproute2,nftables,busybox-static
-recipe="$kernel_pkg $guest_packages $(sha256sum "$0" | cut -c1-16)"
 
 build_guest() {
   echo "building the guest in $cache ($kernel_pkg; debootstrap takes a minute)" >&2
@@ -78,13 +77,15 @@ EOF
   echo "$recipe" >"$cache/ready"
 }
 
+# The cache is keyed by what goes into the guest: the kernel, the packages and how it is built.
+recipe="$kernel_pkg $guest_packages $(declare -f build_guest | sha256sum | cut -c1-16)"
 started=$(date +%s)
 [ "$(cat "$cache/ready" 2>/dev/null)" = "$recipe" ] || build_guest
 built=$(date +%s)
 
 # The host's test binaries (cargo prints where they are).
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(run lifecycle network tty init cgroups_v2)
+[ ${#names[@]} -gt 0 ] || names=(run lifecycle network tty init update cgroups_v2)
 results=$(mktemp -d /var/tmp/poc-vm-results-XXXXXX)
 trap 'rm -rf "$results"' EXIT
 cargo test --no-run --message-format=json 2>/dev/null |

@@ -106,6 +106,11 @@ pub fn parse_cpu_shares(text: &str) -> Result<u64, String> {
     parse_bounded_u64(text, 2, 262_144, "shares")
 }
 
+/// `--cpu-weight 50`: relative CPU weight in cgroup v2 units (1 to 10000, default 100).
+pub fn parse_cpu_weight(text: &str) -> Result<u64, String> {
+    parse_bounded_u64(text, 1, 10_000, "(weight)")
+}
+
 /// `--nice 10`: the process's nice value.
 pub fn parse_nice(text: &str) -> Result<i32, String> {
     let nice: i32 = text
@@ -312,6 +317,22 @@ pub struct Limits {
     pub cpu_shares: Option<u64>,
     pub pids: Option<u64>,
     pub cpuset: Option<String>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// Takes every limit `other` sets (an update), keeping the rest.
+    pub fn merge(&mut self, other: &Limits) {
+        self.memory = other.memory.or(self.memory);
+        self.memory_soft = other.memory_soft.or(self.memory_soft);
+        self.cpu = other.cpu.or(self.cpu);
+        self.cpu_shares = other.cpu_shares.or(self.cpu_shares);
+        self.pids = other.pids.or(self.pids);
+        self.cpuset = other.cpuset.clone().or(self.cpuset.take());
+    }
 }
 
 /// Everything `poc run` was asked for, validated.
@@ -523,7 +544,7 @@ pub fn set_env(env: &mut Vec<String>, var: &str) {
     env.push(var.to_string());
 }
 
-fn resources(limits: &Limits) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+pub fn resources(limits: &Limits) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
     if let (Some(soft), Some(hard)) = (limits.memory_soft, limits.memory) {
         if soft > hard {
             return Err(SpecError::SoftAboveHard {

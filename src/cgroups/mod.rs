@@ -110,9 +110,47 @@ impl Manager {
 
     /// Writes the limits in `resources` to the leaf.
     pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        self.plan(resources)?.iter().try_for_each(Write::perform)
+    }
+
+    fn plan(&self, resources: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
         match self {
-            Manager::V1(m) => m.apply(resources),
-            Manager::V2(m) => m.apply(resources),
+            Manager::V1(m) => m.plan(resources),
+            Manager::V2(m) => Ok(m.plan(resources)),
+        }
+    }
+
+    /// Changes the limits of a running container, all or nothing: each file's previous value is
+    /// read first, and if a write is refused the ones before it are put back. Returns what changed
+    /// and how long each write took in the kernel (as seen from here).
+    pub fn update(&self, resources: &LinuxResources) -> Result<Vec<Change>, CgroupError> {
+        let mut done: Vec<Change> = Vec::new();
+        for write in self.plan(resources)? {
+            let previous = fs::read(&write.dir, write.file)?;
+            let started = std::time::Instant::now();
+            if let Err(e) = write.perform() {
+                for change in done.iter().rev() {
+                    let _ = fs::write(&change.dir, change.file, &change.previous);
+                }
+                return Err(e);
+            }
+            let micros = started.elapsed().as_secs_f64() * 1e6;
+            done.push(Change {
+                dir: write.dir,
+                file: write.file,
+                value: write.value,
+                previous,
+                micros,
+            });
+        }
+        Ok(done)
+    }
+
+    /// Memory in use and OOM kills so far, if the memory controller is there.
+    pub fn memory_report(&self) -> Option<(u64, u64)> {
+        match self {
+            Manager::V1(m) => m.memory_report(),
+            Manager::V2(m) => m.memory_report(),
         }
     }
 
@@ -164,6 +202,49 @@ impl Manager {
     }
 }
 
+/// One write of a limit: `value` into `dir/file`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub dir: PathBuf,
+    pub file: &'static str,
+    pub value: String,
+}
+
+impl Write {
+    fn new(dir: &Path, file: &'static str, value: &str) -> Self {
+        Write {
+            dir: dir.to_path_buf(),
+            file,
+            value: value.to_string(),
+        }
+    }
+
+    fn perform(&self) -> Result<(), CgroupError> {
+        fs::write(&self.dir, self.file, &self.value)
+    }
+}
+
+/// A limit `update` changed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Change {
+    pub dir: PathBuf,
+    pub file: &'static str,
+    pub value: String,
+    pub previous: String,
+    /// The write(2) as timed from user space, in microseconds.
+    pub micros: f64,
+}
+
+/// `name N` from a flat keyed file such as memory.events or memory.oom_control.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// `/poc/abc` -> `poc/abc`, refusing anything that could climb out of the hierarchy.
 fn relative_path(path: &str) -> Result<PathBuf, CgroupError> {
     let trimmed = path.trim_start_matches('/');
@@ -184,6 +265,12 @@ pub fn shares_to_weight(shares: u64) -> u64 {
         return 100;
     }
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// The inverse of [`shares_to_weight`], for `--cpu-weight`: rounded up, so that a weight survives
+/// the trip through shares exactly (v2 hosts write the weight back out).
+pub fn weight_to_shares(weight: u64) -> u64 {
+    2 + ((weight.clamp(1, 10_000) - 1) * 262_142).div_ceil(9999)
 }
 
 #[cfg(test)]
@@ -238,9 +325,49 @@ mod tests {
     }
 
     #[test]
+    fn an_update_refused_midway_puts_the_earlier_values_back() {
+        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Hierarchies::parse_mountinfo(&format!(
+            "1 0 0:1 / {} rw - cgroup2 cgroup2 rw\n",
+            tmp.path().display()
+        ));
+        let m = Manager::for_path(&h, "/poc/x").unwrap();
+        let leaf = tmp.path().join("poc/x");
+        std::fs::create_dir_all(&leaf).unwrap();
+        std::fs::write(leaf.join("memory.max"), "max").unwrap();
+        // pids.max is missing: its write fails after memory.max was written.
+        let resources = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(9i64).build().unwrap())
+            .build()
+            .unwrap();
+        let err = m.update(&resources).unwrap_err().to_string();
+        assert!(err.contains("pids.max"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(leaf.join("memory.max")).unwrap(),
+            "max"
+        );
+        std::fs::write(leaf.join("pids.max"), "max").unwrap();
+        let changes = m.update(&resources).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0].previous, "max");
+        assert_eq!(std::fs::read_to_string(leaf.join("pids.max")).unwrap(), "9");
+        assert_eq!(counter("low 0\nhigh 2\noom_kill 3\n", "oom_kill"), 3);
+    }
+
+    #[test]
     fn shares_map_to_weight() {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(1024), 39);
+        for weight in 1..=10_000 {
+            assert_eq!(shares_to_weight(weight_to_shares(weight)), weight);
+        }
     }
 }

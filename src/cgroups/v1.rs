@@ -43,6 +43,16 @@ impl V1Manager {
             .collect()
     }
 
+    /// Bytes in use and OOM kills so far, from the memory hierarchy.
+    pub fn memory_report(&self) -> Option<(u64, u64)> {
+        let dir = self.leaf_of("memory")?;
+        let usage = fs::read(dir, "memory.usage_in_bytes").ok()?.parse().ok()?;
+        Some((
+            usage,
+            super::counter(&fs::read(dir, "memory.oom_control").ok()?, "oom_kill"),
+        ))
+    }
+
     pub fn leaf_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self.leaves.iter().map(|(dir, _)| dir.clone()).collect();
         dirs.extend(self.unified_leaf());
@@ -71,15 +81,25 @@ impl V1Manager {
         Ok(())
     }
 
-    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+    /// The file writes that set `resources`, in the order the kernel needs them.
+    pub fn plan(&self, resources: &LinuxResources) -> Result<Vec<super::Write>, CgroupError> {
+        let mut plan = Vec::new();
         if let Some(memory) = resources.memory() {
             if let Some(limit) = memory.limit() {
                 let dir = self.require("memory", "memory")?;
-                fs::write(dir, "memory.limit_in_bytes", &limit.to_string())?;
+                plan.push(super::Write::new(
+                    dir,
+                    "memory.limit_in_bytes",
+                    &limit.to_string(),
+                ));
             }
             if let Some(soft) = memory.reservation() {
                 let dir = self.require("memory", "memory")?;
-                fs::write(dir, "memory.soft_limit_in_bytes", &soft.to_string())?;
+                plan.push(super::Write::new(
+                    dir,
+                    "memory.soft_limit_in_bytes",
+                    &soft.to_string(),
+                ));
             }
         }
         if let Some(cpu) = resources.cpu() {
@@ -87,32 +107,48 @@ impl V1Manager {
                 let dir = self.require("cpu", "CPU time")?;
                 // The period first: the kernel checks the quota against the period already set.
                 if let Some(period) = cpu.period() {
-                    fs::write(dir, "cpu.cfs_period_us", &period.to_string())?;
+                    plan.push(super::Write::new(
+                        dir,
+                        "cpu.cfs_period_us",
+                        &period.to_string(),
+                    ));
                 }
-                fs::write(dir, "cpu.cfs_quota_us", &quota.to_string())?;
+                plan.push(super::Write::new(
+                    dir,
+                    "cpu.cfs_quota_us",
+                    &quota.to_string(),
+                ));
             }
             if let Some(shares) = cpu.shares() {
-                fs::write(
+                plan.push(super::Write::new(
                     self.require("cpu", "CPU shares")?,
                     "cpu.shares",
                     &shares.to_string(),
-                )?;
+                ));
             }
             if let Some(cpus) = cpu.cpus() {
-                fs::write(self.require("cpuset", "CPUs")?, "cpuset.cpus", cpus)?;
+                plan.push(super::Write::new(
+                    self.require("cpuset", "CPUs")?,
+                    "cpuset.cpus",
+                    cpus,
+                ));
             }
             if let Some(mems) = cpu.mems() {
-                fs::write(self.require("cpuset", "memory nodes")?, "cpuset.mems", mems)?;
+                plan.push(super::Write::new(
+                    self.require("cpuset", "memory nodes")?,
+                    "cpuset.mems",
+                    mems,
+                ));
             }
         }
         if let Some(pids) = resources.pids() {
-            fs::write(
+            plan.push(super::Write::new(
                 self.require("pids", "processes")?,
                 "pids.max",
                 &pids.limit().to_string(),
-            )?;
+            ));
         }
-        Ok(())
+        Ok(plan)
     }
 
     /// The unified leaf only: the v1 leaves are joined through [`V1Manager::task_files`].
@@ -228,7 +264,9 @@ mod tests {
             .pids(LinuxPidsBuilder::default().limit(20i64).build().unwrap())
             .build()
             .unwrap();
-        m.apply(&resources).unwrap();
+        for w in m.plan(&resources).unwrap() {
+            w.perform().unwrap();
+        }
         let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
         assert_eq!(
             read("memory/poc/leaf/memory.limit_in_bytes"),
@@ -257,7 +295,7 @@ mod tests {
             .pids(LinuxPidsBuilder::default().limit(5i64).build().unwrap())
             .build()
             .unwrap();
-        let err = m.apply(&resources).unwrap_err().to_string();
+        let err = m.plan(&resources).unwrap_err().to_string();
         assert!(err.contains("pids controller"), "{err}");
     }
 }

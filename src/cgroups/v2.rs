@@ -23,6 +23,15 @@ impl V2Manager {
         }
     }
 
+    /// Bytes in use and OOM kills so far.
+    pub fn memory_report(&self) -> Option<(u64, u64)> {
+        let usage = fs::read(&self.leaf, "memory.current").ok()?.parse().ok()?;
+        Some((
+            usage,
+            super::counter(&fs::read(&self.leaf, "memory.events").ok()?, "oom_kill"),
+        ))
+    }
+
     pub fn leaf(&self) -> &Path {
         &self.leaf
     }
@@ -56,39 +65,49 @@ impl V2Manager {
         Ok(())
     }
 
-    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+    /// The file writes that set `resources`.
+    pub fn plan(&self, resources: &LinuxResources) -> Vec<super::Write> {
+        let mut plan = Vec::new();
         let leaf = &self.leaf;
         if let Some(memory) = resources.memory() {
             if let Some(limit) = memory.limit() {
-                fs::write(leaf, "memory.max", &limit.to_string())?;
+                plan.push(super::Write::new(leaf, "memory.max", &limit.to_string()));
             }
             if let Some(soft) = memory.reservation() {
-                fs::write(leaf, "memory.high", &soft.to_string())?;
+                plan.push(super::Write::new(leaf, "memory.high", &soft.to_string()));
             }
         }
         if let Some(cpu) = resources.cpu() {
             if let Some(quota) = cpu.quota() {
                 let period = cpu.period().unwrap_or(crate::spec::DEFAULT_CPU_PERIOD);
-                fs::write(leaf, "cpu.max", &format!("{quota} {period}"))?;
+                plan.push(super::Write::new(
+                    leaf,
+                    "cpu.max",
+                    &format!("{quota} {period}"),
+                ));
             }
             if let Some(shares) = cpu.shares() {
-                fs::write(
+                plan.push(super::Write::new(
                     leaf,
                     "cpu.weight",
                     &super::shares_to_weight(shares).to_string(),
-                )?;
+                ));
             }
             if let Some(cpus) = cpu.cpus() {
-                fs::write(leaf, "cpuset.cpus", cpus)?;
+                plan.push(super::Write::new(leaf, "cpuset.cpus", cpus));
             }
             if let Some(mems) = cpu.mems() {
-                fs::write(leaf, "cpuset.mems", mems)?;
+                plan.push(super::Write::new(leaf, "cpuset.mems", mems));
             }
         }
         if let Some(pids) = resources.pids() {
-            fs::write(leaf, "pids.max", &pids.limit().to_string())?;
+            plan.push(super::Write::new(
+                leaf,
+                "pids.max",
+                &pids.limit().to_string(),
+            ));
         }
-        Ok(())
+        plan
     }
 }
 
@@ -166,7 +185,9 @@ mod tests {
             .pids(LinuxPidsBuilder::default().limit(30i64).build().unwrap())
             .build()
             .unwrap();
-        m.apply(&resources).unwrap();
+        for w in m.plan(&resources) {
+            w.perform().unwrap();
+        }
         let read = |f: &str| std::fs::read_to_string(tmp.path().join("poc/leaf").join(f)).unwrap();
         assert_eq!(read("memory.max"), (64u64 << 20).to_string());
         assert_eq!(read("memory.high"), (48u64 << 20).to_string());
@@ -186,7 +207,12 @@ mod tests {
             .pids(LinuxPidsBuilder::default().limit(7i64).build().unwrap())
             .build()
             .unwrap();
-        let err = m.apply(&resources).unwrap_err().to_string();
+        let err = m
+            .plan(&resources)
+            .iter()
+            .try_for_each(|w| w.perform())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pids.max") && err.contains("\"7\""), "{err}");
     }
 }

@@ -11,6 +11,7 @@ mod network;
 mod ps;
 mod rmi;
 mod run;
+mod update;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,8 @@ enum Command {
     Rm(manage::RmArgs),
     /// Show everything about containers, as JSON.
     Inspect(manage::InspectArgs),
+    /// Change running containers' limits (direct cgroup writes).
+    Update(update::Args),
     /// The bridge network: inspect it, or remove it when unused.
     #[command(subcommand)]
     Network(network::Command),
@@ -123,6 +126,7 @@ pub fn main() -> i32 {
         Command::Kill(args) => manage::kill(&paths, args),
         Command::Rm(args) => manage::rm(&paths, args),
         Command::Inspect(args) => manage::inspect(&paths, args),
+        Command::Update(args) => update::run(&paths, args),
         Command::Network(command) => network::run(&paths, command),
     };
     match result {
@@ -171,7 +175,11 @@ fn usage_error(e: clap::Error) -> i32 {
                 .lines()
                 .take_while(|l| !l.starts_with("Usage:"))
                 .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("tip:")
+                        && !l.starts_with("For more information")
+                })
                 .collect();
             eprintln!(
                 "poc: {} (see poc --help)",

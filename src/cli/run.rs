@@ -23,6 +23,61 @@ pub struct ProcessFlags {
     pub workdir: Option<PathBuf>,
 }
 
+/// The resource limits `run` sets and `update` changes, in cgroup v2 meanings.
+#[derive(clap::Args)]
+pub struct LimitFlags {
+    /// Memory limit (memory.max; v1 memory.limit_in_bytes), e.g. 64M, 1.5G.
+    #[arg(short, long = "mem", visible_alias = "memory", value_name = "SIZE", allow_hyphen_values = true, value_parser = spec::parse_memory)]
+    pub mem: Option<u64>,
+    /// Soft memory limit (memory.high; v1 memory.soft_limit_in_bytes).
+    #[arg(long, visible_alias = "memory-reservation", value_name = "SIZE", allow_hyphen_values = true, value_parser = spec::parse_memory)]
+    pub mem_soft: Option<u64>,
+    /// CPUs the container may use, e.g. 1.5 (quota = N x 100000 us per 100000 us).
+    #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_cpus, conflicts_with = "cpu")]
+    pub cpus: Option<f64>,
+    /// CPU quota in microseconds per period (cpu.max; v1 cpu.cfs_quota_us).
+    #[arg(long, value_name = "QUOTA_US", allow_hyphen_values = true, value_parser = spec::parse_cpu_quota)]
+    pub cpu: Option<u64>,
+    /// CPU period in microseconds (default 100000).
+    #[arg(long, value_name = "US", allow_hyphen_values = true, value_parser = spec::parse_cpu_period, requires = "cpu")]
+    pub cpu_period: Option<u64>,
+    /// Relative CPU weight, in cgroup v1 shares (cpu.weight on v2).
+    #[arg(short = 'c', long, allow_hyphen_values = true, value_parser = spec::parse_cpu_shares, conflicts_with = "cpu_weight")]
+    pub cpu_shares: Option<u64>,
+    /// Relative CPU weight in cgroup v2 units (1-10000, default 100).
+    #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_cpu_weight)]
+    pub cpu_weight: Option<u64>,
+    /// Most processes the container may hold (pids.max).
+    #[arg(long, visible_alias = "pids-limit", allow_hyphen_values = true, value_parser = spec::parse_pids)]
+    pub pids: Option<u64>,
+    /// CPUs the container may run on, e.g. 0-1 or 0,2.
+    #[arg(long, visible_alias = "cpuset-cpus", value_parser = spec::parse_cpuset)]
+    pub cpuset: Option<String>,
+}
+
+impl LimitFlags {
+    pub fn to_limits(&self) -> Limits {
+        let cpu = match (self.cpus, self.cpu) {
+            (Some(cpus), _) => Some(CpuQuota::from_cpus(cpus)),
+            (None, Some(quota)) => Some(CpuQuota {
+                quota,
+                period: self.cpu_period.unwrap_or(DEFAULT_CPU_PERIOD),
+            }),
+            (None, None) => None,
+        };
+        Limits {
+            memory: self.mem,
+            memory_soft: self.mem_soft,
+            cpu,
+            cpu_shares: self
+                .cpu_shares
+                .or(self.cpu_weight.map(crate::cgroups::weight_to_shares)),
+            pids: self.pids,
+            cpuset: self.cpuset.clone(),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
 pub struct Args {
@@ -43,30 +98,8 @@ pub struct Args {
     /// Container host name (default: the short id).
     #[arg(long, value_parser = spec::parse_hostname)]
     hostname: Option<String>,
-    /// Memory limit (memory.max; v1 memory.limit_in_bytes), e.g. 64M, 1.5G.
-    #[arg(short, long = "mem", visible_alias = "memory", value_name = "SIZE", allow_hyphen_values = true, value_parser = spec::parse_memory)]
-    mem: Option<u64>,
-    /// Soft memory limit (memory.high; v1 memory.soft_limit_in_bytes).
-    #[arg(long, visible_alias = "memory-reservation", value_name = "SIZE", allow_hyphen_values = true, value_parser = spec::parse_memory)]
-    mem_soft: Option<u64>,
-    /// CPUs the container may use, e.g. 1.5 (quota = N x 100000 us per 100000 us).
-    #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_cpus, conflicts_with = "cpu")]
-    cpus: Option<f64>,
-    /// CPU quota in microseconds per period (cpu.max; v1 cpu.cfs_quota_us).
-    #[arg(long, value_name = "QUOTA_US", allow_hyphen_values = true, value_parser = spec::parse_cpu_quota)]
-    cpu: Option<u64>,
-    /// CPU period in microseconds (default 100000).
-    #[arg(long, value_name = "US", allow_hyphen_values = true, value_parser = spec::parse_cpu_period, requires = "cpu")]
-    cpu_period: Option<u64>,
-    /// Relative CPU weight, in cgroup v1 shares (cpu.weight on v2).
-    #[arg(short = 'c', long, allow_hyphen_values = true, value_parser = spec::parse_cpu_shares)]
-    cpu_shares: Option<u64>,
-    /// Most processes the container may hold (pids.max).
-    #[arg(long, visible_alias = "pids-limit", allow_hyphen_values = true, value_parser = spec::parse_pids)]
-    pids: Option<u64>,
-    /// CPUs the container may run on, e.g. 0-1 or 0,2.
-    #[arg(long, visible_alias = "cpuset-cpus", value_parser = spec::parse_cpuset)]
-    cpuset: Option<String>,
+    #[command(flatten)]
+    limits: LimitFlags,
     /// Nice value of the container's process (-20 to 19).
     #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_nice)]
     nice: Option<i32>,
@@ -89,14 +122,6 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     if !args.publish.is_empty() && args.network != NetworkMode::Bridge {
         return Err(anyhow::anyhow!("--publish needs --network bridge").into());
     }
-    let cpu = match (args.cpus, args.cpu) {
-        (Some(cpus), _) => Some(CpuQuota::from_cpus(cpus)),
-        (None, Some(quota)) => Some(CpuQuota {
-            quota,
-            period: args.cpu_period.unwrap_or(DEFAULT_CPU_PERIOD),
-        }),
-        (None, None) => None,
-    };
     let request = RunRequest {
         name: args.name,
         detach: args.detach,
@@ -107,14 +132,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         workdir: args.process.workdir,
         volumes: args.volume,
         hostname: args.hostname,
-        limits: Limits {
-            memory: args.mem,
-            memory_soft: args.mem_soft,
-            cpu,
-            cpu_shares: args.cpu_shares,
-            pids: args.pids,
-            cpuset: args.cpuset,
-        },
+        limits: args.limits.to_limits(),
         nice: args.nice,
         network: args.network,
         ports: args.publish,

@@ -8,7 +8,9 @@ use nix::unistd::Pid;
 
 use super::state::{self, Observed, StateError, Status};
 use super::{destroy, load_config, ContainerError};
+use crate::cgroups::CgroupError;
 use crate::config::Paths;
+use crate::spec::Limits;
 
 /// Sends `signal` to the container's init.
 pub fn kill(paths: &Paths, query: &str, signal: Signal) -> Result<String, ContainerError> {
@@ -151,4 +153,55 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// What `poc update` did to one container.
+#[derive(Debug, serde::Serialize)]
+pub struct UpdateReport {
+    pub id: String,
+    pub changes: Vec<crate::cgroups::Change>,
+    /// After a memory limit change: bytes in use, and OOM kills the change caused.
+    pub memory_usage: Option<u64>,
+    pub oom_kills: Option<u64>,
+}
+
+/// Changes a running container's limits by writing its cgroup files, all or nothing; records the
+/// new limits. Touches nothing else: no image, no network, no helper process.
+pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateReport, ContainerError> {
+    let id = state::resolve(paths, query)?;
+    let (_lock, mut st) = state::load_locked(paths, &id)?;
+    if st.observed() != Observed::Running {
+        return Err(ContainerError::Refused(format!(
+            "container {query} is not running"
+        )));
+    }
+    let resources = crate::spec::resources(limits)?;
+    let oom_before = st.cgroup.memory_report().map(|(_, kills)| kills);
+    let changes = st.cgroup.update(&resources).map_err(|e| match &e {
+        CgroupError::Io { path, source, .. }
+            if source.raw_os_error() == Some(libc::EBUSY) && path.ends_with("memory.limit_in_bytes") =>
+        {
+            ContainerError::Refused(format!(
+                "container {query} uses more memory than the new limit and the kernel could not reclaim it \
+                 (cgroup v1 refuses with EBUSY rather than OOM-kill); no limit was changed"
+            ))
+        }
+        _ => ContainerError::Cgroup(e),
+    })?;
+    let mut memory_usage = None;
+    let mut oom_kills = None;
+    if limits.memory.is_some() || limits.memory_soft.is_some() {
+        if let Some((usage, kills)) = st.cgroup.memory_report() {
+            memory_usage = Some(usage);
+            oom_kills = Some(kills.saturating_sub(oom_before.unwrap_or(kills)));
+        }
+    }
+    st.limits.merge(limits);
+    state::save(paths, &st)?;
+    Ok(UpdateReport {
+        id,
+        changes,
+        memory_usage,
+        oom_kills,
+    })
 }
