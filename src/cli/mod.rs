@@ -57,7 +57,7 @@ enum Command {
     /// Remove an image.
     Rmi(rmi::Args),
     /// Run a command in a new container.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// List containers.
     Ps(ps::Args),
     /// Print a container's output.
@@ -118,7 +118,7 @@ pub fn main() -> i32 {
         Command::Init(args) => init::run(&paths, args),
         Command::Images(args) => images::run(&paths, args),
         Command::Rmi(args) => rmi::run(&paths, args),
-        Command::Run(args) => run::run(&paths, args),
+        Command::Run(args) => run::run(&paths, *args),
         Command::Ps(args) => ps::run(&paths, args),
         Command::Logs(args) => logs::run(&paths, args),
         Command::Exec(args) => exec::run(&paths, args),
