@@ -176,7 +176,12 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
         )));
     }
     let resources = crate::spec::resources(limits)?;
-    let oom_before = st.cgroup.memory_report().map(|(_, kills)| kills);
+    let touches_memory = limits.memory.is_some() || limits.memory_soft.is_some();
+    let oom_before = if touches_memory {
+        st.cgroup.memory_report().map(|(_, kills)| kills)
+    } else {
+        None
+    };
     let changes = st.cgroup.update(&resources).map_err(|e| match &e {
         CgroupError::Io { path, source, .. }
             if source.raw_os_error() == Some(libc::EBUSY) && path.ends_with("memory.limit_in_bytes") =>
@@ -190,7 +195,7 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
     })?;
     let mut memory_usage = None;
     let mut oom_kills = None;
-    if limits.memory.is_some() || limits.memory_soft.is_some() {
+    if touches_memory {
         if let Some((usage, kills)) = st.cgroup.memory_report() {
             memory_usage = Some(usage);
             oom_kills = Some(kills.saturating_sub(oom_before.unwrap_or(kills)));
