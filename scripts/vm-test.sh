@@ -85,7 +85,7 @@ built=$(date +%s)
 
 # The host's test binaries (cargo prints where they are).
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(run lifecycle network tty init update cgroups_v2)
+[ ${#names[@]} -gt 0 ] || names=(run lifecycle network tty init update stats cgroups_v2)
 results=$(mktemp -d /var/tmp/poc-vm-results-XXXXXX)
 trap 'rm -rf "$results"' EXIT
 cargo test --no-run --message-format=json 2>/dev/null |

@@ -3,6 +3,7 @@
 //! the parent path it is given (beyond enabling missing v2 controllers on the way down).
 
 mod fs;
+mod stats;
 mod v1;
 mod v2;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::LinuxResources;
 
 pub use fs::CgroupError;
+pub use stats::Sample;
 
 /// The cgroup hierarchies mounted on this host, read from /proc/self/mountinfo.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -144,6 +146,14 @@ impl Manager {
             });
         }
         Ok(done)
+    }
+
+    /// The container's resource use now, from its cgroup's files.
+    pub fn sample(&self) -> Sample {
+        match self {
+            Manager::V1(m) => stats::v1(|controller| m.dir_of(controller)),
+            Manager::V2(m) => stats::v2(m.leaf()),
+        }
     }
 
     /// Memory in use and OOM kills so far, if the memory controller is there.

@@ -36,6 +36,10 @@ impl V1Manager {
             .map(|root| root.join(&self.relative))
     }
 
+    pub fn dir_of(&self, controller: &str) -> Option<PathBuf> {
+        self.leaf_of(controller).map(Path::to_path_buf)
+    }
+
     pub fn task_files(&self) -> Vec<PathBuf> {
         self.leaves
             .iter()

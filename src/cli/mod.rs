@@ -11,6 +11,7 @@ mod network;
 mod ps;
 mod rmi;
 mod run;
+mod stats;
 mod update;
 
 use std::path::PathBuf;
@@ -108,6 +109,8 @@ enum Command {
     Inspect(manage::InspectArgs),
     /// Change running containers' limits (direct cgroup writes).
     Update(update::Args),
+    /// Live resource use of running containers: CPU, memory, network, block I/O, pids, throttling.
+    Stats(stats::Args),
     /// The bridge network: inspect it, or remove it when unused.
     #[command(subcommand)]
     Network(network::Command),
@@ -165,6 +168,7 @@ pub fn main() -> i32 {
         Command::Rm(args) => manage::rm(&paths, args),
         Command::Inspect(args) => manage::inspect(&paths, args),
         Command::Update(args) => update::run(&paths, args),
+        Command::Stats(args) => stats::run(&paths, args),
         Command::Network(command) => network::run(&paths, command),
     };
     report(result)

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 pub use exec::{exec, ExecRequest};
-pub use ops::{inspect, kill as kill_container, observed_name, remove, stop, update};
+pub use ops::{inspect, kill as kill_container, observed_name, remove, stop, update, usage, Usage};
 
 use crate::cgroups::{CgroupError, Hierarchies, Manager};
 use crate::config::Paths;

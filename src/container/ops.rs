@@ -210,3 +210,34 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
         oom_kills,
     })
 }
+
+/// A container's resource use at one instant: its cgroup's counters and its veth's.
+pub struct Usage {
+    pub at: std::time::Instant,
+    pub cgroup: crate::cgroups::Sample,
+    /// Bytes the container received and sent (its host-side veth counts them the other way round).
+    pub net_rx: u64,
+    pub net_tx: u64,
+}
+
+pub fn usage(st: &state::State) -> Usage {
+    let counter = |veth: &str, name: &str| -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{veth}/statistics/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (net_rx, net_tx) = match &st.network {
+        Some(a) => (
+            counter(&a.host_veth, "tx_bytes"),
+            counter(&a.host_veth, "rx_bytes"),
+        ),
+        None => (0, 0),
+    };
+    Usage {
+        at: std::time::Instant::now(),
+        cgroup: st.cgroup.sample(),
+        net_rx,
+        net_tx,
+    }
+}

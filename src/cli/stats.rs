@@ -1,0 +1,174 @@
+//! `poc stats [--no-stream] [--format json] [CONTAINER...]`: CPU, memory, network, block I/O, pids and
+//! throttling of running containers, like `docker stats`, from their cgroups' own files.
+
+use std::time::Duration;
+
+use crate::config::Paths;
+use crate::container::state::{self, Observed, State};
+use crate::container::{usage, Usage};
+
+use super::format::human_size;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print one sample and exit (measured over half a second).
+    #[arg(long)]
+    no_stream: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Containers (default: all running ones).
+    containers: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    let containers: Vec<State> = if args.containers.is_empty() {
+        state::list(paths)
+            .into_iter()
+            .filter(|s| s.observed() == Observed::Running)
+            .collect()
+    } else {
+        let mut chosen = Vec::new();
+        for query in &args.containers {
+            let st = state::load(paths, &state::resolve(paths, query)?)?;
+            if st.observed() != Observed::Running {
+                return Err(anyhow::anyhow!("container {query} is not running").into());
+            }
+            chosen.push(st);
+        }
+        chosen
+    };
+    let host_memory = host_memory_bytes();
+    let mut before: Vec<Usage> = containers.iter().map(usage).collect();
+    let interval = if args.no_stream {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(1)
+    };
+    loop {
+        std::thread::sleep(interval);
+        let after: Vec<Usage> = containers.iter().map(usage).collect();
+        let rows: Vec<Row> = containers
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(s, (b, a))| Row::new(s, b, a, host_memory))
+            .collect();
+        if args.format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            if !args.no_stream {
+                print!("\x1b[2J\x1b[H");
+            }
+            print_table(&rows);
+        }
+        if args.no_stream {
+            return Ok(0);
+        }
+        before = after;
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    id: String,
+    name: Option<String>,
+    cpu_percent: f64,
+    memory_bytes: u64,
+    memory_limit: u64,
+    memory_percent: f64,
+    net_rx_bytes: u64,
+    net_tx_bytes: u64,
+    block_read_bytes: u64,
+    block_write_bytes: u64,
+    pids: u64,
+    throttled_periods: u64,
+    throttled_seconds: f64,
+}
+
+impl Row {
+    fn new(s: &State, before: &Usage, after: &Usage, host_memory: u64) -> Self {
+        let wall = after.at.duration_since(before.at).as_nanos().max(1) as f64;
+        let cpu = after.cgroup.cpu_ns.saturating_sub(before.cgroup.cpu_ns) as f64;
+        let limit = after
+            .cgroup
+            .memory_limit
+            .unwrap_or(host_memory)
+            .min(host_memory);
+        Row {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            cpu_percent: cpu / wall * 100.0,
+            memory_bytes: after.cgroup.memory_bytes,
+            memory_limit: limit,
+            memory_percent: after.cgroup.memory_bytes as f64 / limit.max(1) as f64 * 100.0,
+            net_rx_bytes: after.net_rx,
+            net_tx_bytes: after.net_tx,
+            block_read_bytes: after.cgroup.io_read_bytes,
+            block_write_bytes: after.cgroup.io_write_bytes,
+            pids: after.cgroup.pids,
+            throttled_periods: after.cgroup.throttled_periods,
+            throttled_seconds: after.cgroup.throttled_ns as f64 / 1e9,
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<12}   {:<16} {:>7}   {:<21} {:>7}   {:<19} {:<19} {:>5}   THROTTLED",
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS"
+    );
+    for r in rows {
+        println!(
+            "{:<12}   {:<16} {:>6.2}%   {:<21} {:>6.2}%   {:<19} {:<19} {:>5}   {} / {:.2}s",
+            &r.id[..12],
+            r.name.as_deref().unwrap_or(""),
+            r.cpu_percent,
+            format!(
+                "{} / {}",
+                human_size(r.memory_bytes),
+                human_size(r.memory_limit)
+            ),
+            r.memory_percent,
+            format!(
+                "{} / {}",
+                human_size(r.net_rx_bytes),
+                human_size(r.net_tx_bytes)
+            ),
+            format!(
+                "{} / {}",
+                human_size(r.block_read_bytes),
+                human_size(r.block_write_bytes)
+            ),
+            r.pids,
+            r.throttled_periods,
+            r.throttled_seconds
+        );
+    }
+}
+
+/// The host's memory, the limit shown for a container without one.
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+        })
+        .flatten()
+        .map_or(u64::MAX, |kib| kib * 1024)
+}
