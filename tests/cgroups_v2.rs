@@ -62,15 +62,7 @@ fn memory_max_oom_kills_a_process_that_exceeds_it() {
         read_trimmed(&leaf.join("memory.max")),
         (16u64 << 20).to_string()
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stdout(&env.poc(&["logs", &id])).contains("dd=137") {
-        assert!(
-            Instant::now() < deadline,
-            "dd was not SIGKILLed: {}",
-            stdout(&env.poc(&["logs", &id]))
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    env.wait_for_log(&id, "dd=137");
     assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
 }

@@ -325,11 +325,7 @@ fn kill_sends_the_signal_asked_for() {
     wait_state(&env, &id, "running");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(stdout(&env.poc(&["kill", "-s", "USR1", "k"])), "k\n");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !stdout(&env.poc(&["logs", "k"])).contains("got USR1") {
-        assert!(Instant::now() < deadline, "the trap never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    env.wait_for_log("k", "got USR1");
     assert!(env.poc(&["kill", "k"]).status.success());
     assert_eq!(wait_state(&env, &id, "exited").unwrap()["exit_code"], 137);
     assert_error(&env.poc(&["kill", "k"]), 125, "not running");

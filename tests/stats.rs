@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{assert_error, stdout, Env};
 
 fn stats(env: &Env, who: &[&str]) -> Vec<serde_json::Value> {
@@ -36,14 +34,7 @@ fn stats_report_cpu_memory_pids_and_throttling_of_known_workloads() {
         "-c",
         "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ready; while true; do sleep 1; done",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stdout(&env.poc(&["logs", &holder])).contains("ready") {
-        assert!(
-            Instant::now() < deadline,
-            "the holder never filled its memory"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    env.wait_for_log(&holder, "ready");
     let rows = stats(&env, &[]);
     assert_eq!(rows.len(), 2);
     let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap().clone();

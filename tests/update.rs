@@ -143,15 +143,7 @@ fn a_memory_hog_is_killed_after_the_limit_drops_below_its_need() {
     env.wait_running();
     assert!(env.poc(&["update", &id, "--mem", "32M"]).status.success());
     assert!(env.poc(&["exec", &id, "touch", "/tmp/go"]).status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stdout(&env.poc(&["logs", &id])).contains("dd=137") {
-        assert!(
-            Instant::now() < deadline,
-            "dd was not OOM-killed: {}",
-            stdout(&env.poc(&["logs", &id]))
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    env.wait_for_log(&id, "dd=137");
     assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
 }
@@ -226,11 +218,7 @@ fn lowering_memory_below_usage_follows_the_kernels_policy() {
         "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ready; while true; do sleep 1; done",
     ]);
     env.wait_running();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stdout(&env.poc(&["logs", &id])).contains("ready") {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    env.wait_for_log(&id, "ready");
     let out = env.poc(&["update", &id, "--mem", "16M", "--pids", "77"]);
     if is_cgroup_v1() {
         // v1 reclaims once and refuses with EBUSY: reported, and nothing changed (pids too).

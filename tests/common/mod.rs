@@ -95,6 +95,22 @@ impl Env {
             .collect()
     }
 
+    /// Waits until the container's log holds `needle` (its output so far is in the panic message).
+    pub fn wait_for_log(&self, container: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let logs = stdout(&self.poc(&["logs", container]));
+            if logs.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} never appeared in the log of {container}: {logs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until exactly one container is running and returns its state as JSON.
     pub fn wait_running(&self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(20);
