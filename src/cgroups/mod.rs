@@ -128,15 +128,21 @@ impl Manager {
     pub fn update(&self, resources: &LinuxResources) -> Result<Vec<Change>, CgroupError> {
         let mut done: Vec<Change> = Vec::new();
         for write in self.plan(resources)? {
-            let previous = fs::read(&write.dir, write.file)?;
-            let started = std::time::Instant::now();
-            if let Err(e) = write.perform() {
-                for change in done.iter().rev() {
-                    let _ = fs::write(&change.dir, change.file, &change.previous);
+            // Reading the previous value can fail too (a missing file): either way, undo.
+            let attempt = fs::read(&write.dir, write.file).and_then(|previous| {
+                let started = std::time::Instant::now();
+                write.perform()?;
+                Ok((previous, started.elapsed().as_secs_f64() * 1e6))
+            });
+            let (previous, micros) = match attempt {
+                Ok(result) => result,
+                Err(e) => {
+                    for change in done.iter().rev() {
+                        let _ = fs::write(&change.dir, change.file, &change.previous);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-            let micros = started.elapsed().as_secs_f64() * 1e6;
+            };
             done.push(Change {
                 dir: write.dir,
                 file: write.file,
