@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 build_packages=(gcc libc6-dev)            # the C compiler some crates need (ring, for TLS downloads)
 runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline image, tests); `poc init debian`
 test_packages=(iproute2 nftables)           # tests only: a simulated upstream host; reading poc's nft table
-vm_packages=(qemu-system-x86 cpio kmod)     # tests only: the pure cgroup v2 guest (scripts/vm-test.sh)
-bench_packages=(runc crun hyperfine iperf3 docker.io) # peers measured beside poc; timing and throughput tools
+vm_packages=(qemu-system-x86 cpio kmod python3) # tests only: the pure cgroup v2 guest (scripts/vm-test.sh)
+bench_packages=(runc crun hyperfine iperf3 docker.io gcc python3) # peers, timing and throughput tools, the raw-write peer, report maths
 
 install_packages() {
   local missing=()

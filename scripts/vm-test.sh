@@ -14,7 +14,10 @@ cache=${POC_VM_CACHE:-/var/tmp/poc-vm}
 scripts/setup.sh --vm
 
 # What the guest is made of; a change rebuilds it.
-kernel_pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1; }
+kernel_pkg=$(kernel_package)
+[ -n "$kernel_pkg" ] || { apt-get update -qq; kernel_pkg=$(kernel_package); }
+[ -n "$kernel_pkg" ] || { echo "vm-test: no linux-image-amd64 in the package lists" >&2; exit 1; }
 kver=${kernel_pkg#linux-image-}
 guest_packages=kmod,iproute2,nftables,busybox-static
 
