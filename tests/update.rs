@@ -107,6 +107,13 @@ fn every_knob_is_written_to_the_cgroup_files_and_shown_by_ps() {
     assert_eq!(json[0]["changes"][0]["file"], "pids.max");
     assert_eq!(json[0]["changes"][0]["previous"], "200");
     assert!(json[0]["changes"][0]["micros"].as_f64().unwrap() > 0.0);
+    // The record of a container that exits keeps the limits it was updated to.
+    assert!(env.poc(&["stop", "-t", "0", "web"]).status.success());
+    let inspected: serde_json::Value =
+        serde_json::from_slice(&env.poc(&["inspect", "web"]).stdout).unwrap();
+    assert_eq!(inspected[0]["State"]["Status"], "exited");
+    assert_eq!(inspected[0]["Limits"]["pids"], 100);
+    assert_eq!(inspected[0]["Limits"]["memory"], 128u64 << 20);
     assert!(env.poc(&["rm", "-f", "web"]).status.success());
     env.assert_clean();
 }

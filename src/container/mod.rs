@@ -373,11 +373,12 @@ fn record_exit(paths: &Paths, state: &State, code: i32) -> Result<(), ContainerE
     if !state::exists(paths, &state.id) {
         return Ok(());
     }
-    // Nothing but `rm` changes a running container's record, and it holds the lock: ours is current.
+    // What `destroy` needs (cgroup, network, directories) never changes while a container runs, so
+    // ours will do; a kept container's record is re-read, as `update` may have changed its limits.
     if state.auto_remove {
         return destroy(paths, state);
     }
-    let mut state = state.clone();
+    let mut state = state::load(paths, &state.id)?;
     state.status = Status::Exited;
     state.exit_code = Some(code);
     state.finished = Some(now_secs());
