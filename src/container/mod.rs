@@ -165,11 +165,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
 }
 
 fn run_attached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
-    let mut supervisor = Supervisor::new()?;
-    let (running, io) = match create_and_start(paths, &mut p) {
-        Ok(started) => started,
-        Err(e) => return Err(e.with_cleanup(destroy(paths, &p.state))),
-    };
+    let (mut supervisor, running, io) = start(paths, &mut p)?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let mut to_terminal = |stream: Stream, data: &[u8]| match stream {
@@ -199,7 +195,7 @@ fn run_detached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
         nix::unistd::ForkResult::Child => {
             drop(report_r);
             become_monitor(&report_w);
-            let code = match start_detached(paths, &mut p) {
+            let code = match start(paths, &mut p) {
                 Ok((mut supervisor, running, io)) => {
                     let _ = nix::unistd::write(&report_w, b"OK");
                     drop(report_w);
@@ -246,7 +242,9 @@ fn run_detached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
     }
 }
 
-fn start_detached(
+/// Creates and starts the container with poc's signals already routed to a Supervisor (nothing sent
+/// in between is lost); on failure everything made so far is removed.
+fn start(
     paths: &Paths,
     p: &mut Prepared,
 ) -> Result<(Supervisor, Running, ParentIo), ContainerError> {

@@ -58,29 +58,21 @@ pub struct ProcessRef {
 
 impl ProcessRef {
     pub fn of(pid: i32) -> Option<Self> {
-        start_time(pid).map(|start_time| ProcessRef { pid, start_time })
+        stat(pid).map(|(_, start_time)| ProcessRef { pid, start_time })
     }
 
     /// True while the process exists and has not been reaped (a zombie counts as gone).
     pub fn is_alive(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return false;
-        };
-        let fields = stat_fields(&stat);
-        fields.first() != Some(&"Z")
-            && fields.get(19).and_then(|t| t.parse().ok()) == Some(self.start_time)
+        stat(self.pid).is_some_and(|(state, start)| state != "Z" && start == self.start_time)
     }
 }
 
-/// The fields of /proc/PID/stat after the command name (which may contain spaces): state is [0].
-fn stat_fields(stat: &str) -> Vec<&str> {
-    stat.rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect())
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&stat).get(19)?.parse().ok()
+/// The state letter and the start time (clock ticks after boot) from /proc/PID/stat. The fields
+/// are counted after the command name, which may contain spaces.
+fn stat(pid: i32) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((fields.first()?.to_string(), fields.get(19)?.parse().ok()?))
 }
 
 /// Everything poc records about a container.

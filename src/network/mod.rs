@@ -276,13 +276,20 @@ pub fn ensure_bridge(
 ) -> Result<(), NetworkError> {
     let _lock = ipam::lock(&bridge.state_dir)?;
     let mut rtnl = rtnl::Rtnl::open()?;
-    let created = rtnl.create_bridge(&bridge.name)?;
-    let index = rtnl.link_index(&bridge.name)?.ok_or_else(|| {
-        NetworkError::Refused(format!(
-            "bridge {} vanished while being set up",
-            bridge.name
-        ))
-    })?;
+    // Usually the bridge is there: one lookup. Under the lock no other poc creates it meanwhile.
+    let (index, created) = match rtnl.link_index(&bridge.name)? {
+        Some(index) => (index, false),
+        None => {
+            let created = rtnl.create_bridge(&bridge.name)?;
+            let index = rtnl.link_index(&bridge.name)?.ok_or_else(|| {
+                NetworkError::Refused(format!(
+                    "bridge {} vanished while being set up",
+                    bridge.name
+                ))
+            })?;
+            (index, created)
+        }
+    };
     if created {
         rtnl.add_address(index, bridge.gateway(), bridge.subnet.prefix())?;
         rtnl.set_up(index)?;
