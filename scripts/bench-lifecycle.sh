@@ -7,6 +7,7 @@
 # Usage: scripts/bench-lifecycle.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 runs=${1:-100}
 scripts/setup.sh --bench
 poc=${POC_BIN:-$(scripts/build-release.sh)}
@@ -18,11 +19,7 @@ cleanup() {
   "$poc" rm -f $("$poc" ps -aq) >/dev/null 2>&1 || true
   "$poc" network rm >/dev/null 2>&1 || true
   for c in $(runc --root "$runc_root" list -q 2>/dev/null); do runc --root "$runc_root" delete -f "$c" >/dev/null 2>&1 || true; done
-  for h in /sys/fs/cgroup/*/; do
-    for parent in "$h"poc-bench-$$ "$h"runc-bench-$$; do
-      [ -d "$parent" ] && find "$parent" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null; rmdir "$parent" 2>/dev/null || true
-    done
-  done
+  remove_cgroup_parents "poc-bench-$$" "runc-bench-$$"
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -8,6 +8,7 @@
 # Usage: scripts/bench-network.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 runs=${1:-100}
 scripts/setup.sh --bench
 poc=${POC_BIN:-$(scripts/build-release.sh)}
@@ -23,14 +24,10 @@ cleanup() {
   set +e
   "$poc" rm -f $("$poc" ps -aq) >/dev/null 2>&1
   "$poc" network rm >/dev/null 2>&1
-  [ -n "$docker_pid" ] && kill "$docker_pid" 2>/dev/null && while kill -0 "$docker_pid" 2>/dev/null; do sleep 0.1; done
-  grep " $work/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  stop_dockerd
+  unmount_under "$work"
   ip link del "$base_host" 2>/dev/null; ip netns del "$ns" 2>/dev/null
-  for h in /sys/fs/cgroup/*/; do
-    for parent in "$h"poc-bench-$id "$h"poc-bench-docker-$id; do
-      [ -d "$parent" ] && find "$parent" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null; rmdir "$parent" 2>/dev/null
-    done
-  done
+  remove_cgroup_parents "poc-bench-$id" "poc-bench-docker-$id"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -46,12 +43,7 @@ sync; sleep 3
 "$poc" run --rm busybox true >/dev/null   # creates the bridge and its NAT once
 h "$work/none.json" "$poc run --rm --network none busybox true"
 h "$work/bridge.json" "$poc run --rm busybox true"
-/usr/sbin/dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
-  --pidfile "$work/docker.pid" --iptables=false --ip6tables=false --bridge=none \
-  --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent="/poc-bench-docker-$id" >"$work/dockerd.log" 2>&1 &
-docker_pid=$!
-docker=(/usr/bin/docker -H "unix://$work/docker.sock")
-for _ in $(seq 1 100); do "${docker[@]}" info >/dev/null 2>&1 && break; sleep 0.2; done
+start_dockerd "$work" "/poc-bench-docker-$id"
 tar -C "$POC_STORE/images/busybox/rootfs" -c . | "${docker[@]}" import - pocbench:busybox >/dev/null
 h "$work/docker.json" "${docker[*]} run --rm pocbench:busybox true"
 

@@ -5,17 +5,14 @@
 # Usage: scripts/bench-start.sh [RUNS]      Output: a table of medians and ratios, JSON in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 runs=${1:-200}
 poc=${POC_BIN:-}
 work=$(mktemp -d /var/tmp/poc-bench-XXXXXX)
 out=${OUT:-$work/results.json}
 export POC_STORE=$work/store POC_STATE_ROOT=$work/state POC_CGROUP_PARENT=/poc-bench-$$
 cleanup() {
-  for h in /sys/fs/cgroup/*/; do
-    for parent in "$h"poc-bench-$$ "$h"runc-bench-$$ "$h"crun-bench-$$; do
-      [ -d "$parent" ] && find "$parent" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null; rmdir "$parent" 2>/dev/null || true
-    done
-  done
+  remove_cgroup_parents "poc-bench-$$" "runc-bench-$$" "crun-bench-$$"
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -6,6 +6,7 @@
 # Usage: scripts/bench-update.sh [RUNS per value]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 runs=${1:-300}
 scripts/setup.sh --bench
 poc=${POC_BIN:-$(scripts/build-release.sh)}
@@ -20,13 +21,9 @@ cleanup() {
   set +e
   [ -n "$docker_pid" ] && "${docker[@]}" rm -f bench-update >/dev/null 2>&1
   "$poc" rm -f $("$poc" ps -aq) >/dev/null 2>&1
-  [ -n "$docker_pid" ] && kill "$docker_pid" 2>/dev/null && while kill -0 "$docker_pid" 2>/dev/null; do sleep 0.1; done
-  grep " $work/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  for h in /sys/fs/cgroup/*/; do
-    for parent in "$h"poc-bench-$id "$h"poc-bench-docker-$id; do
-      [ -d "$parent" ] && find "$parent" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null; rmdir "$parent" 2>/dev/null
-    done
-  done
+  stop_dockerd
+  unmount_under "$work"
+  remove_cgroup_parents "poc-bench-$id" "poc-bench-docker-$id"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -58,12 +55,7 @@ h() { hyperfine -N --style none --warmup 10 --runs "$runs" --export-json "$@" >/
 h "$work/poc.json" -L mem 64M,128M "$poc update $cid --mem {mem}"
 h "$work/raw.json" -L bytes 67108864,134217728 "$work/rawwrite $file {bytes}"
 
-/usr/sbin/dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
-  --pidfile "$work/docker.pid" --iptables=false --ip6tables=false --bridge=none \
-  --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent="/poc-bench-docker-$id" >"$work/dockerd.log" 2>&1 &
-docker_pid=$!
-docker=(/usr/bin/docker -H "unix://$work/docker.sock")
-for _ in $(seq 1 100); do "${docker[@]}" info >/dev/null 2>&1 && break; sleep 0.2; done
+start_dockerd "$work" "/poc-bench-docker-$id"
 tar -C "$POC_STORE/images/busybox/rootfs" -c . | "${docker[@]}" import - pocbench:busybox >/dev/null
 "${docker[@]}" run -d --name bench-update --memory 128m --memory-swap -1 pocbench:busybox sleep 100000 >/dev/null
 drun=$((runs / 3 > 30 ? runs / 3 : 30))
