@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::state::{self, Observed, StateError, Status};
+use super::state::{self, Observed, Status};
 use super::{destroy, load_config, ContainerError};
 use crate::cgroups::CgroupError;
 use crate::config::Paths;
@@ -69,12 +69,7 @@ pub fn remove(paths: &Paths, query: &str, force: bool) -> Result<String, Contain
 /// Everything poc knows about a container, as Docker-like JSON.
 pub fn inspect(paths: &Paths, query: &str) -> Result<serde_json::Value, ContainerError> {
     let id = state::resolve(paths, query)?;
-    let st = match state::load(paths, &id) {
-        Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StateError::NoSuchContainer(query.to_string()).into())
-        }
-        other => other?,
-    };
+    let st = state::load(paths, &id)?;
     let spec = load_config(paths, &id).ok();
     let observed = st.observed();
     let time = |secs: Option<u64>| secs.map(|s| super::logs::rfc3339(s * 1_000_000_000));

@@ -191,9 +191,13 @@ pub fn save(paths: &Paths, state: &State) -> Result<(), StateError> {
     std::fs::rename(&tmp, &path).map_err(io("rename", &path))
 }
 
+/// A container removed between being resolved and being read (racing `rm`) is reported as missing.
 pub fn load(paths: &Paths, id: &str) -> Result<State, StateError> {
     let path = paths.container_state_dir(id).join(STATE_FILE);
-    let text = std::fs::read(&path).map_err(io("read", &path))?;
+    let text = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StateError::NoSuchContainer(id.to_string()),
+        _ => io("read", &path)(e),
+    })?;
     serde_json::from_slice(&text).map_err(|source| StateError::Corrupt { path, source })
 }
 
@@ -217,12 +221,7 @@ pub fn lock(paths: &Paths, id: &str) -> Result<Lock, StateError> {
 /// Loads the state under its lock; a container removed while we waited is reported as missing.
 pub fn load_locked(paths: &Paths, id: &str) -> Result<(Lock, State), StateError> {
     let lock = lock(paths, id)?;
-    match load(paths, id) {
-        Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Err(StateError::NoSuchContainer(id.to_string()))
-        }
-        other => other.map(|state| (lock, state)),
-    }
+    Ok((lock, load(paths, id)?))
 }
 
 /// The id of the container a user means: its name, its full id, or a unique prefix of the id.
