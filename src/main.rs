@@ -7,6 +7,7 @@ mod config;
 mod container;
 mod image;
 mod network;
+mod plot;
 mod process;
 mod rootfs;
 mod security;

@@ -123,6 +123,40 @@ pub fn parse_nice(text: &str) -> Result<i32, String> {
     Ok(nice)
 }
 
+/// A duration such as `30s`, `1m30s`, `500ms`, `2h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{text}' is not a duration such as 30s, 2m, 1h30m or 500ms");
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    if t.is_empty() {
+        return Err(bad());
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
 fn parse_bounded_u64(text: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
     let value: u64 = text
         .trim()
@@ -677,6 +711,19 @@ mod tests {
         assert_eq!(parse_size("512k"), Ok(512 << 10));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("2gib"), Ok(2 << 30));
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_bare_seconds() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        for bad in ["", "s", "10x", "-1", "1m-2s", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
     }
 
     #[test]

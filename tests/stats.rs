@@ -65,3 +65,89 @@ fn stats_report_cpu_memory_pids_and_throttling_of_known_workloads() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn a_duration_of_samples_is_plotted_as_svg() {
+    let env = Env::with_busybox();
+    let busy = env.run_detached(&[
+        "--name",
+        "spinner",
+        "--network",
+        "none",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    let faulting = env.run_detached(&[
+        "--name",
+        "faulter",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do head -c 4000000 /dev/zero | tr '\\0' a >/dev/null; done",
+    ]);
+    let plot = env.store().join("stats.svg");
+    let plot_arg = plot.to_str().unwrap();
+    let out = env.poc(&[
+        "stats",
+        "--duration",
+        "3s",
+        "--interval",
+        "500ms",
+        "--format",
+        "json",
+        "--plot",
+        plot_arg,
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // One JSON array per sample: about six in three seconds.
+    let text = stdout(&out);
+    let samples: Vec<Vec<serde_json::Value>> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        (5..=7).contains(&samples.len()),
+        "{} samples",
+        samples.len()
+    );
+    let last = samples.last().unwrap();
+    let row = |name: &str| last.iter().find(|r| r["name"] == name).unwrap().clone();
+    assert!(row("spinner")["throttled_ms_per_second"].as_f64().unwrap() > 100.0);
+    assert!(row("faulter")["page_faults_per_second"].as_f64().unwrap() > 100.0);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for title in ["CPU", "Memory", "Page faults", "Throttled", "Processes"] {
+        assert!(svg.contains(&format!(">{title} (")), "no {title} panel");
+    }
+    let panels = svg.matches("font-weight=\"bold\"").count();
+    assert_eq!(svg.matches("<polyline").count(), 2 * panels);
+    assert!(svg.contains(">spinner</text>") && svg.contains(">faulter</text>"));
+
+    // A chart that cannot be written is refused before sampling; --plot needs --duration.
+    let nowhere = env.store().join("no/such/dir/s.svg");
+    assert_error(
+        &env.poc(&[
+            "stats",
+            "--duration",
+            "1s",
+            "--plot",
+            nowhere.to_str().unwrap(),
+        ]),
+        125,
+        "--plot",
+    );
+    assert_error(&env.poc(&["stats", "--plot", plot_arg]), 125, "--duration");
+    assert_error(
+        &env.poc(&["stats", "--duration", "soon"]),
+        125,
+        "--duration",
+    );
+    assert!(env.poc(&["rm", "-f", &busy, &faulting]).status.success());
+    env.assert_clean();
+}

@@ -2,6 +2,7 @@
 //! Knows nothing about containers or the CLI; never touches a cgroup outside the leaves it creates and
 //! the parent path it is given (beyond enabling missing v2 controllers on the way down).
 
+mod events;
 mod fs;
 mod stats;
 mod v1;
@@ -12,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
+pub use events::MemoryWatch;
 pub use fs::CgroupError;
-pub use stats::Sample;
+pub use stats::{Psi, Sample};
 
 /// The cgroup hierarchies mounted on this host, read from /proc/self/mountinfo.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -157,7 +159,10 @@ impl Manager {
     /// The container's resource use now, from its cgroup's files.
     pub fn sample(&self) -> Sample {
         match self {
-            Manager::V1(m) => stats::v1(|controller| m.dir_of(controller)),
+            Manager::V1(m) => stats::v1(
+                |controller| m.dir_of(controller),
+                m.unified_leaf().as_deref(),
+            ),
             Manager::V2(m) => stats::v2(m.leaf()),
         }
     }

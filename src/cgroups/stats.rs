@@ -18,6 +18,35 @@ pub struct Sample {
     /// Periods in which the CPU quota ran out, and the time spent throttled (ns).
     pub throttled_periods: u64,
     pub throttled_ns: u64,
+    /// Page faults so far (minor and major), from memory.stat.
+    pub page_faults: u64,
+    /// Pressure stall information, "some" share over the last 10 s in percent, where the kernel
+    /// keeps it (cgroup2 files; on hybrid hosts from the unified leaf).
+    pub psi: Option<Psi>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Psi {
+    pub cpu: f64,
+    pub memory: f64,
+    pub io: f64,
+}
+
+/// `some avg10=1.23 ...` from the three pressure files of a cgroup2 directory.
+fn psi(dir: &Path) -> Option<Psi> {
+    let some = |file: &str| -> Option<f64> {
+        let text = fs::read(dir, file).ok()?;
+        let line = text.lines().find(|l| l.starts_with("some "))?;
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix("avg10="))?
+            .parse()
+            .ok()
+    };
+    Some(Psi {
+        cpu: some("cpu.pressure")?,
+        memory: some("memory.pressure").unwrap_or(0.0),
+        io: some("io.pressure").unwrap_or(0.0),
+    })
 }
 
 /// `key value` lines (cpu.stat, memory.stat...).
@@ -43,9 +72,12 @@ fn limit(text: &str) -> Option<u64> {
     text.parse::<u64>().ok().filter(|v| *v < (1 << 62))
 }
 
-/// v1: one directory per controller.
-pub fn v1(dir_of: impl Fn(&str) -> Option<std::path::PathBuf>) -> Sample {
-    let mut s = Sample::default();
+/// v1: one directory per controller, plus the unified leaf of a hybrid host for pressure.
+pub fn v1(dir_of: impl Fn(&str) -> Option<std::path::PathBuf>, unified: Option<&Path>) -> Sample {
+    let mut s = Sample {
+        psi: unified.and_then(psi),
+        ..Sample::default()
+    };
     if let Some(d) = dir_of("cpuacct") {
         s.cpu_ns = number(&d, "cpuacct.usage");
     }
@@ -55,6 +87,7 @@ pub fn v1(dir_of: impl Fn(&str) -> Option<std::path::PathBuf>) -> Sample {
         s.throttled_ns = keyed(&stat, "throttled_time");
     }
     if let Some(d) = dir_of("memory") {
+        s.page_faults = keyed(&fs::read(&d, "memory.stat").unwrap_or_default(), "pgfault");
         s.memory_bytes = number(&d, "memory.usage_in_bytes");
         s.memory_limit = fs::read(&d, "memory.limit_in_bytes")
             .ok()
@@ -88,6 +121,11 @@ pub fn v2(leaf: &Path) -> Sample {
         memory_bytes: number(leaf, "memory.current"),
         memory_limit: fs::read(leaf, "memory.max").ok().as_deref().and_then(limit),
         pids: number(leaf, "pids.current"),
+        page_faults: keyed(
+            &fs::read(leaf, "memory.stat").unwrap_or_default(),
+            "pgfault",
+        ),
+        psi: psi(leaf),
         ..Sample::default()
     };
     for line in fs::read(leaf, "io.stat").unwrap_or_default().lines() {
@@ -119,6 +157,18 @@ mod tests {
         std::fs::write(d.join("memory.max"), "max\n").unwrap();
         std::fs::write(d.join("pids.current"), "3\n").unwrap();
         std::fs::write(
+            d.join("memory.stat"),
+            "anon 4096\npgfault 77\npgmajfault 1\n",
+        )
+        .unwrap();
+        for (file, avg) in [("cpu", "12.50"), ("memory", "0.00"), ("io", "1.25")] {
+            std::fs::write(
+                d.join(format!("{file}.pressure")),
+                format!("some avg10={avg} avg60=0.00 avg300=0.00 total=9\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+            )
+            .unwrap();
+        }
+        std::fs::write(
             d.join("io.stat"),
             "8:0 rbytes=100 wbytes=20 rios=1\n8:16 rbytes=1 wbytes=2\n",
         )
@@ -134,7 +184,13 @@ mod tests {
                 io_read_bytes: 101,
                 io_write_bytes: 22,
                 throttled_periods: 4,
-                throttled_ns: 700_000
+                throttled_ns: 700_000,
+                page_faults: 77,
+                psi: Some(Psi {
+                    cpu: 12.5,
+                    memory: 0.0,
+                    io: 1.25
+                }),
             }
         );
     }

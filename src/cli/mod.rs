@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Errors become one line on stderr and Docker's
 //! exit codes (125 for poc's own errors); anyhow lives only here.
 
+mod events;
 mod exec;
 mod format;
 mod images;
@@ -111,6 +112,8 @@ enum Command {
     Update(update::Args),
     /// Live resource use of running containers: CPU, memory, network, block I/O, pids, throttling.
     Stats(stats::Args),
+    /// What happens to containers, live: start, exit, kill, stop, update, OOM kills, memory limit breaches, removal.
+    Events(events::Args),
     /// The bridge network: inspect it, or remove it when unused.
     #[command(subcommand)]
     Network(network::Command),
@@ -169,6 +172,7 @@ pub fn main() -> i32 {
         Command::Inspect(args) => manage::inspect(&paths, args),
         Command::Update(args) => update::run(&paths, args),
         Command::Stats(args) => stats::run(&paths, args),
+        Command::Events(args) => events::run(&paths, args),
         Command::Network(command) => network::run(&paths, command),
     };
     report(result)

@@ -1,7 +1,9 @@
-//! `poc stats [--no-stream] [--format json] [CONTAINER...]`: CPU, memory, network, block I/O, pids and
-//! throttling of running containers, like `docker stats`, from their cgroups' own files.
+//! `poc stats [--no-stream] [--format json] [--duration D [--plot F.svg]] [CONTAINER...]`: CPU, memory,
+//! network, block I/O, pids and throttling of running containers, like `docker stats`, from their
+//! cgroups' own files; over a duration, also as an SVG time series.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::config::Paths;
 use crate::container::state::{self, Observed, State};
@@ -17,6 +19,15 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Sample for this long, then exit (30s, 2m...).
+    #[arg(long, value_parser = crate::spec::parse_duration, conflicts_with = "no_stream")]
+    duration: Option<Duration>,
+    /// Time between samples.
+    #[arg(long, value_parser = crate::spec::parse_duration, default_value = "1s")]
+    interval: Duration,
+    /// Write the samples as an SVG time series (CPU, memory, page faults, throttling, pids, PSI).
+    #[arg(long, requires = "duration")]
+    plot: Option<PathBuf>,
     /// Containers (default: all running ones).
     containers: Vec<String>,
 }
@@ -44,12 +55,28 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         }
         chosen
     };
+    if args.interval < Duration::from_millis(10) {
+        return Err(anyhow::anyhow!("--interval: at least 10ms").into());
+    }
+    if let Some(plot) = &args.plot {
+        // Refuse a place the chart cannot go before sampling for minutes.
+        let dir = plot.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(anyhow::anyhow!(
+                "--plot: directory {} does not exist",
+                dir.unwrap().display()
+            )
+            .into());
+        }
+    }
     let host_memory = host_memory_bytes();
+    let start = Instant::now();
+    let mut history: Vec<(f64, Vec<Row>)> = Vec::new();
     let mut before: Vec<Usage> = containers.iter().map(usage).collect();
     let interval = if args.no_stream {
         Duration::from_millis(500)
     } else {
-        Duration::from_secs(1)
+        args.interval
     };
     loop {
         std::thread::sleep(interval);
@@ -71,7 +98,67 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
             return Ok(0);
         }
         before = after;
+        let elapsed = start.elapsed();
+        if args.plot.is_some() {
+            history.push((elapsed.as_secs_f64(), rows));
+        }
+        if args.duration.is_some_and(|d| elapsed + interval / 2 >= d) {
+            break;
+        }
     }
+    if let Some(path) = &args.plot {
+        let svg = crate::plot::time_series(
+            &format!("poc stats, every {:?}", interval),
+            "seconds",
+            &panels(&history),
+        );
+        std::fs::write(path, svg)
+            .map_err(|e| anyhow::anyhow!("--plot: writing {}: {e}", path.display()))?;
+    }
+    Ok(0)
+}
+
+/// One panel per measure, one line per container.
+fn panels(history: &[(f64, Vec<Row>)]) -> Vec<crate::plot::Panel> {
+    type Measure = fn(&Row) -> Option<f64>;
+    let measures: [(&str, &str, Measure); 8] = [
+        ("CPU", "% of one CPU", |r| Some(r.cpu_percent)),
+        ("Memory", "MiB", |r| Some(r.memory_bytes as f64 / 1048576.0)),
+        ("Page faults", "per second", |r| {
+            Some(r.page_faults_per_second)
+        }),
+        ("Throttled", "ms per second", |r| {
+            Some(r.throttled_ms_per_second)
+        }),
+        ("Processes", "pids", |r| Some(r.pids as f64)),
+        ("CPU pressure", "some avg10 %", |r| r.psi.map(|p| p.cpu)),
+        ("Memory pressure", "some avg10 %", |r| {
+            r.psi.map(|p| p.memory)
+        }),
+        ("I/O pressure", "some avg10 %", |r| r.psi.map(|p| p.io)),
+    ];
+    let Some((_, first)) = history.first() else {
+        return Vec::new();
+    };
+    measures
+        .iter()
+        .filter(|(_, _, m)| first.iter().any(|r| m(r).is_some()))
+        .map(|(title, unit, measure)| crate::plot::Panel {
+            title: title.to_string(),
+            unit: unit.to_string(),
+            series: first
+                .iter()
+                .enumerate()
+                .map(|(i, r)| crate::plot::Series {
+                    name: r.name.clone().unwrap_or_else(|| r.id[..12].to_string()),
+                    points: history
+                        .iter()
+                        .filter_map(|(t, rows)| Some((*t, measure(rows.get(i)?)?)))
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 #[derive(serde::Serialize)]
@@ -89,6 +176,10 @@ struct Row {
     pids: u64,
     throttled_periods: u64,
     throttled_seconds: f64,
+    /// Rates over the last interval.
+    page_faults_per_second: f64,
+    throttled_ms_per_second: f64,
+    psi: Option<crate::cgroups::Psi>,
 }
 
 impl Row {
@@ -114,6 +205,21 @@ impl Row {
             pids: after.cgroup.pids,
             throttled_periods: after.cgroup.throttled_periods,
             throttled_seconds: after.cgroup.throttled_ns as f64 / 1e9,
+            page_faults_per_second: after
+                .cgroup
+                .page_faults
+                .saturating_sub(before.cgroup.page_faults)
+                as f64
+                / wall
+                * 1e9,
+            throttled_ms_per_second: after
+                .cgroup
+                .throttled_ns
+                .saturating_sub(before.cgroup.throttled_ns)
+                as f64
+                / wall
+                * 1e3,
+            psi: after.cgroup.psi,
         }
     }
 }

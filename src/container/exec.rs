@@ -106,6 +106,7 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
             stdin: req.interactive,
         }),
         &mut to_terminal,
+        None,
     )?)
 }
 

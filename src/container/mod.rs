@@ -2,6 +2,7 @@
 //! The state record is written before any resource exists and names every resource, so `destroy`
 //! undoes a half-made container exactly as it removes a finished one.
 
+pub mod events;
 mod exec;
 pub mod logs;
 mod ops;
@@ -17,7 +18,7 @@ use oci_spec::runtime::Spec;
 pub use exec::{exec, ExecRequest};
 pub use ops::{inspect, kill as kill_container, observed_name, remove, stop, update, usage, Usage};
 
-use crate::cgroups::{CgroupError, Hierarchies, Manager};
+use crate::cgroups::{CgroupError, Hierarchies, Manager, MemoryWatch};
 use crate::config::Paths;
 use crate::image::{now_secs, ImageError, Store};
 use crate::network::{
@@ -25,7 +26,7 @@ use crate::network::{
 };
 use crate::process::{
     self, Attach, ChildConfig, ChildStdio, ParentIo, ProcessError, Role, Running, Stream,
-    Supervisor,
+    Supervisor, Watch,
 };
 use crate::rootfs::RootSource;
 use crate::spec::{build_spec, RunRequest, SpecError};
@@ -335,6 +336,7 @@ fn create_and_start(
     state.status = Status::Running;
     state.started = Some(now_secs());
     state::save(paths, state)?;
+    events::record(paths, state, "start", &[("pid", running.pid.to_string())]);
     Ok((running, parent_io))
 }
 
@@ -355,14 +357,68 @@ fn monitor(
         let _ = log.append(stream, data);
         sink(stream, data);
     };
-    let code = supervisor.wait(running, parent_io, attach, &mut record)?;
+    let mut memory = MemoryEvents::new(paths, state);
+    let watch = memory.as_mut().map(|m| m as &mut dyn Watch);
+    let code = supervisor.wait(running, parent_io, attach, &mut record, watch)?;
+    // A last look: what the kernel counted as the container ended (an OOM kill) comes before its exit.
+    if let Some(m) = memory.as_mut() {
+        m.report(true);
+    }
     record_exit(paths, state, code)?;
     Ok(code)
+}
+
+/// Journals the memory events the kernel notifies for the container's cgroup.
+struct MemoryEvents<'a> {
+    paths: &'a Paths,
+    state: &'a State,
+    watch: MemoryWatch,
+}
+
+impl<'a> MemoryEvents<'a> {
+    fn new(paths: &'a Paths, state: &'a State) -> Option<Self> {
+        Some(MemoryEvents {
+            paths,
+            state,
+            watch: MemoryWatch::new(&state.cgroup)?,
+        })
+    }
+}
+
+impl Watch for MemoryEvents<'_> {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.watch.fd()
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.watch.deadline()
+    }
+
+    fn ready(&mut self) {
+        self.report(false);
+    }
+}
+
+impl MemoryEvents<'_> {
+    fn report(&mut self, last: bool) {
+        for e in self.watch.check(last) {
+            events::record(
+                self.paths,
+                self.state,
+                e.kind,
+                &[
+                    ("count", e.count.to_string()),
+                    ("total", e.total.to_string()),
+                ],
+            );
+        }
+    }
 }
 
 /// After the init exited and its output is in the log: remove an `--rm` container, or record the
 /// exit and release the cgroup. A container removed meanwhile (`rm -f`) needs nothing more.
 fn record_exit(paths: &Paths, state: &State, code: i32) -> Result<(), ContainerError> {
+    events::record(paths, state, "exit", &[("exitCode", code.to_string())]);
     let _lock = match state::lock(paths, &state.id) {
         Ok(lock) => lock,
         Err(StateError::NoSuchContainer(_)) => return Ok(()),
@@ -507,6 +563,7 @@ pub fn destroy(paths: &Paths, state: &State) -> Result<(), ContainerError> {
         _ => {}
     }
     state::remove(paths, &state.id, state.name.as_deref())?;
+    events::record(paths, state, "remove", &[]);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::state::{self, Observed, Status};
-use super::{destroy, load_config, ContainerError};
+use super::{destroy, events, load_config, ContainerError};
 use crate::cgroups::CgroupError;
 use crate::config::Paths;
 use crate::spec::Limits;
@@ -21,6 +21,7 @@ pub fn kill(paths: &Paths, query: &str, signal: Signal) -> Result<String, Contai
             nix::sys::signal::kill(Pid::from_raw(init.pid), signal).map_err(|e| {
                 ContainerError::Refused(format!("signalling container {query}: {e}"))
             })?;
+            events::record(paths, &st, "kill", &[("signal", signal.as_str().into())]);
             Ok(id)
         }
         _ => Err(ContainerError::Refused(format!(
@@ -39,6 +40,12 @@ pub fn stop(paths: &Paths, query: &str, grace: Duration) -> Result<String, Conta
         .filter(|i| st.status == Status::Running && i.is_alive())
     {
         let pid = Pid::from_raw(init.pid);
+        events::record(
+            paths,
+            &st,
+            "stop",
+            &[("timeout", grace.as_secs().to_string())],
+        );
         let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
         if !wait_until(grace, || !init.is_alive()) {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
@@ -198,6 +205,8 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
     }
     st.limits.merge(limits);
     state::save(paths, &st)?;
+    let written: Vec<(&str, String)> = changes.iter().map(|c| (c.file, c.value.clone())).collect();
+    events::record(paths, &st, "update", &written);
     Ok(UpdateReport {
         id,
         changes,

@@ -14,7 +14,7 @@ use nix::sys::socket::{
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-pub use supervise::{write_all, Attach, Supervisor};
+pub use supervise::{write_all, Attach, Supervisor, Watch};
 
 use crate::network::NamespacePlan;
 use crate::rootfs::RootSource;

@@ -43,6 +43,15 @@ pub struct Attach {
     pub stdin: bool,
 }
 
+/// Something more the loop waits on (the container's memory events): a notification fd, and
+/// what to do when it becomes readable.
+pub trait Watch {
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// When `ready` must run even if the fd stays quiet.
+    fn deadline(&self) -> Option<Instant>;
+    fn ready(&mut self);
+}
+
 /// Owns the signals poc handles for its container. Create it before cloning, so nothing sent in
 /// between is lost: blocked signals wait in the queue until the loop reads them.
 pub struct Supervisor {
@@ -78,6 +87,7 @@ impl Supervisor {
         io: ParentIo,
         attach: Option<Attach>,
         sink: &mut dyn FnMut(Stream, &[u8]),
+        mut watch: Option<&mut dyn Watch>,
     ) -> Result<i32, ProcessError> {
         let pid = running.pid;
         let mut relay = Relay::new(running.pty_master, io, attach);
@@ -88,15 +98,23 @@ impl Supervisor {
                     return Ok(code);
                 }
             }
-            let timeout = match exit {
-                Some((_, at)) => PollTimeout::try_from(DRAIN_LIMIT.saturating_sub(at.elapsed()))
-                    .unwrap_or(PollTimeout::ZERO),
+            let mut wake = exit.map(|(_, at)| at + DRAIN_LIMIT);
+            if let Some(due) = watch.as_deref().and_then(|w| w.deadline()) {
+                wake = Some(wake.map_or(due, |w| w.min(due)));
+            }
+            let timeout = match wake {
+                Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()))
+                    .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
             };
             let stdin = std::io::stdin();
-            let (ready, signals_ready) = {
+            let (ready, signals_ready, watch_ready) = {
                 let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
                 let slots = relay.poll_fds(stdin.as_fd(), &mut fds);
+                let relayed = fds.len();
+                if let Some(w) = watch.as_deref() {
+                    fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+                }
                 match poll(&mut fds, timeout) {
                     Err(nix::Error::EINTR) => continue,
                     Err(source) => return Err(ProcessError::Terminal { op: "poll", source }),
@@ -105,14 +123,24 @@ impl Supervisor {
                 let ready: Vec<(Slot, PollFlags)> = slots
                     .into_iter()
                     .zip(
-                        fds[1..]
+                        fds[1..relayed]
                             .iter()
                             .map(|f| f.revents().unwrap_or(PollFlags::empty())),
                     )
                     .collect();
-                (ready, fds[0].any().unwrap_or(false))
+                let watch_ready = fds[relayed..].iter().any(|f| f.any().unwrap_or(false))
+                    || watch
+                        .as_deref()
+                        .and_then(|w| w.deadline())
+                        .is_some_and(|due| due <= Instant::now());
+                (ready, fds[0].any().unwrap_or(false), watch_ready)
             };
             relay.pump(&ready, stdin.as_fd(), sink);
+            if watch_ready {
+                if let Some(w) = watch.as_deref_mut() {
+                    w.ready();
+                }
+            }
             if signals_ready {
                 if let Some(code) = self.handle_signals(pid, &relay)? {
                     exit = Some((code, Instant::now()));

@@ -1,0 +1,226 @@
+//! SVG charts, hand-written: stacked time-series panels (stats, trace, bench). Text out, nothing else;
+//! no fonts or scripts, so any browser or image viewer shows them.
+
+use std::fmt::Write;
+
+pub struct Series {
+    pub name: String,
+    /// (x, y), x increasing.
+    pub points: Vec<(f64, f64)>,
+}
+
+pub struct Panel {
+    pub title: String,
+    pub unit: String,
+    pub series: Vec<Series>,
+}
+
+const WIDTH: f64 = 900.0;
+const PANEL_HEIGHT: f64 = 190.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 170.0;
+const TOP: f64 = 50.0;
+const GAP: f64 = 45.0;
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// Panels one under another, sharing the x axis (`x_label`); one colour per series name.
+pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
+    let height = TOP + panels.len() as f64 * (PANEL_HEIGHT + GAP) + 10.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    let (x_min, x_max) = bounds(
+        panels
+            .iter()
+            .flat_map(|p| &p.series)
+            .flat_map(|s| s.points.iter().map(|p| p.0)),
+    );
+    let mut names: Vec<&str> = Vec::new();
+    for series in panels.iter().flat_map(|p| &p.series) {
+        if !names.contains(&series.name.as_str()) {
+            names.push(&series.name);
+        }
+    }
+    let color =
+        |name: &str| COLORS[names.iter().position(|n| *n == name).unwrap_or(0) % COLORS.len()];
+    let plot_w = WIDTH - LEFT - RIGHT;
+    for (i, panel) in panels.iter().enumerate() {
+        let top = TOP + i as f64 * (PANEL_HEIGHT + GAP);
+        let (_, y_top) = bounds(
+            panel
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1)),
+        );
+        let y_ticks = ticks(0.0, y_top.max(f64::MIN_POSITIVE));
+        let y_max = *y_ticks.last().unwrap_or(&1.0);
+        let sx = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(f64::MIN_POSITIVE) * plot_w;
+        let sy = |y: f64| top + PANEL_HEIGHT - y / y_max.max(f64::MIN_POSITIVE) * PANEL_HEIGHT;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{LEFT}" y="{}" font-weight="bold">{} ({})</text>"#,
+            top - 8.0,
+            escape(&panel.title),
+            escape(&panel.unit)
+        );
+        for t in &y_ticks {
+            let y = sy(*t);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                LEFT + plot_w,
+                LEFT - 6.0,
+                y + 4.0,
+                label(*t)
+            );
+        }
+        for t in ticks(x_min, x_max) {
+            if t < x_min || t > x_max {
+                continue;
+            }
+            let x = sx(t);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+                top + PANEL_HEIGHT,
+                top + PANEL_HEIGHT + 15.0,
+                label(t)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL_HEIGHT}" fill="none" stroke="#444"/>"##
+        );
+        for series in &panel.series {
+            let points: Vec<String> = series
+                .points
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/>"#,
+                color(&series.name),
+                points.join(" ")
+            );
+        }
+    }
+    let x_axis_y = TOP + panels.len() as f64 * (PANEL_HEIGHT + GAP) - GAP + 32.0;
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{x_axis_y}" text-anchor="middle">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        escape(x_label)
+    );
+    for (i, name) in names.iter().enumerate() {
+        let y = TOP + 10.0 + i as f64 * 18.0;
+        let x = LEFT + plot_w + 15.0;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}</text>"#,
+            y - 10.0,
+            color(name),
+            x + 18.0,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        (0.0, 1.0)
+    } else if lo == hi {
+        (lo, lo + 1.0)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// Round tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten, about five of them.
+pub fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).max(f64::MIN_POSITIVE);
+    let raw = span / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    let first = (lo / step).floor() * step;
+    let mut out = Vec::new();
+    let mut t = first;
+    while t < hi + step * 0.999 && out.len() < 50 {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+fn label(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(ticks(0.0, 100.0), vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        assert_eq!(ticks(0.0, 7.0), vec![0.0, 2.0, 4.0, 6.0, 8.0]);
+        let t = ticks(0.0, 0.33);
+        assert!(
+            t.first() == Some(&0.0) && *t.last().unwrap() >= 0.33,
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn a_chart_has_a_line_per_series_and_a_legend_entry_per_name() {
+        let panel = |title: &str| Panel {
+            title: title.into(),
+            unit: "%".into(),
+            series: ["web", "db<1>"]
+                .iter()
+                .map(|n| Series {
+                    name: n.to_string(),
+                    points: vec![(0.0, 1.0), (1.0, 3.0), (2.0, 2.0)],
+                })
+                .collect(),
+        };
+        let svg = time_series("t", "seconds", &[panel("CPU"), panel("Memory")]);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert!(svg.contains("db&lt;1&gt;") && !svg.contains("db<1>"));
+        assert_eq!(svg.matches(r#"width="12""#).count(), 2);
+    }
+}
