@@ -2,97 +2,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
-use std::sync::mpsc;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use common::pty::{wait_exit, Pty};
 use common::Env;
-
-struct Pty {
-    master: std::fs::File,
-    output: mpsc::Receiver<Vec<u8>>,
-    seen: String,
-}
-
-impl Pty {
-    /// Opens a pty of `rows` x `cols` and starts `cmd` on its slave as a session leader with it as the
-    /// controlling terminal, the way a shell runs `poc run -it` in a real terminal.
-    fn spawn(cmd: &mut std::process::Command, rows: u16, cols: u16) -> (Self, std::process::Child) {
-        let size = nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        let slave: OwnedFd = pty.slave;
-        let slave_fd = slave.as_raw_fd();
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
-        let master = std::fs::File::from(pty.master);
-        let mut reader = master.try_clone().unwrap();
-        let (tx, output) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        (
-            Pty {
-                master,
-                output,
-                seen: String::new(),
-            },
-            child,
-        )
-    }
-
-    fn send(&mut self, text: &str) {
-        self.master.write_all(text.as_bytes()).unwrap();
-    }
-
-    /// Reads until `needle` appears (and returns everything seen so far).
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.seen.contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
-                Err(_) => panic!("{needle:?} never appeared; output so far: {:?}", self.seen),
-            }
-        }
-        self.seen.clone()
-    }
-}
-
-fn wait_exit(child: &mut std::process::Child) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        assert!(Instant::now() < deadline, "poc did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn run_it_gives_a_real_terminal_with_size_and_ctrl_c_reaches_the_container() {

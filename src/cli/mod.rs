@@ -13,6 +13,7 @@ mod ps;
 mod rmi;
 mod run;
 mod stats;
+mod top;
 mod update;
 
 use std::path::PathBuf;
@@ -112,6 +113,8 @@ enum Command {
     Update(update::Args),
     /// Live resource use of running containers: CPU, memory, network, block I/O, pids, throttling.
     Stats(stats::Args),
+    /// Full-screen live view: stats table and sparkline histories (CPU, memory, page faults, throttling, PSI).
+    Top(top::Args),
     /// What happens to containers, live: start, exit, kill, stop, update, OOM kills, memory limit breaches, removal.
     Events(events::Args),
     /// The bridge network: inspect it, or remove it when unused.
@@ -173,6 +176,7 @@ pub fn main() -> i32 {
         Command::Update(args) => update::run(&paths, args),
         Command::Stats(args) => stats::run(&paths, args),
         Command::Events(args) => events::run(&paths, args),
+        Command::Top(args) => top::run(&paths, args),
         Command::Network(command) => network::run(&paths, command),
     };
     report(result)

@@ -38,23 +38,27 @@ enum Format {
     Json,
 }
 
-pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
-    let containers: Vec<State> = if args.containers.is_empty() {
-        state::list(paths)
+/// The containers named (each must be running), or all running ones.
+pub(super) fn choose(paths: &Paths, queries: &[String]) -> Result<Vec<State>, super::Exit> {
+    if queries.is_empty() {
+        return Ok(state::list(paths)
             .into_iter()
             .filter(|s| s.observed() == Observed::Running)
-            .collect()
-    } else {
-        let mut chosen = Vec::new();
-        for query in &args.containers {
-            let st = state::load(paths, &state::resolve(paths, query)?)?;
-            if st.observed() != Observed::Running {
-                return Err(anyhow::anyhow!("container {query} is not running").into());
-            }
-            chosen.push(st);
+            .collect());
+    }
+    let mut chosen = Vec::new();
+    for query in queries {
+        let st = state::load(paths, &state::resolve(paths, query)?)?;
+        if st.observed() != Observed::Running {
+            return Err(anyhow::anyhow!("container {query} is not running").into());
         }
-        chosen
-    };
+        chosen.push(st);
+    }
+    Ok(chosen)
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    let containers = choose(paths, &args.containers)?;
     if args.interval < Duration::from_millis(10) {
         return Err(anyhow::anyhow!("--interval: at least 10ms").into());
     }
@@ -161,29 +165,30 @@ fn panels(history: &[(f64, Vec<Row>)]) -> Vec<crate::plot::Panel> {
         .collect()
 }
 
+/// One container's numbers over one interval.
 #[derive(serde::Serialize)]
-struct Row {
-    id: String,
-    name: Option<String>,
-    cpu_percent: f64,
-    memory_bytes: u64,
-    memory_limit: u64,
-    memory_percent: f64,
-    net_rx_bytes: u64,
-    net_tx_bytes: u64,
-    block_read_bytes: u64,
-    block_write_bytes: u64,
-    pids: u64,
-    throttled_periods: u64,
-    throttled_seconds: f64,
+pub(super) struct Row {
+    pub id: String,
+    pub name: Option<String>,
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub memory_limit: u64,
+    pub memory_percent: f64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    pub block_read_bytes: u64,
+    pub block_write_bytes: u64,
+    pub pids: u64,
+    pub throttled_periods: u64,
+    pub throttled_seconds: f64,
     /// Rates over the last interval.
-    page_faults_per_second: f64,
-    throttled_ms_per_second: f64,
-    psi: Option<crate::cgroups::Psi>,
+    pub page_faults_per_second: f64,
+    pub throttled_ms_per_second: f64,
+    pub psi: Option<crate::cgroups::Psi>,
 }
 
 impl Row {
-    fn new(s: &State, before: &Usage, after: &Usage, host_memory: u64) -> Self {
+    pub fn new(s: &State, before: &Usage, after: &Usage, host_memory: u64) -> Self {
         let wall = after.at.duration_since(before.at).as_nanos().max(1) as f64;
         let cpu = after.cgroup.cpu_ns.saturating_sub(before.cgroup.cpu_ns) as f64;
         let limit = after
@@ -266,7 +271,7 @@ fn print_table(rows: &[Row]) {
 }
 
 /// The host's memory, the limit shown for a container without one.
-fn host_memory_bytes() -> u64 {
+pub(super) fn host_memory_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

@@ -2,6 +2,8 @@
 //! cgroup parent, so tests run in parallel and never touch real containers; dropping it removes all.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,112 @@
+//! `poc top`: the full-screen view, driven through a pty this test opens (CI has no terminal).
+
+mod common;
+
+use common::pty::{wait_exit, Pty};
+use common::{assert_error, Env};
+
+#[test]
+fn top_shows_each_running_container_with_sparklines_and_quits_on_q() {
+    let env = Env::with_busybox();
+    let spinner = env.run_detached(&[
+        "--name",
+        "spinner",
+        "--network",
+        "none",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    let sleeper = env.run_detached(&[
+        "--name",
+        "sleeper",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let mut cmd = env.command(&["top", "--interval", "200ms"]);
+    let (mut pty, mut child) = Pty::spawn(&mut cmd, 40, 120);
+    // The alternate screen, the table with both containers, then a chart per measure.
+    pty.expect("\x1b[?1049h");
+    let screen = pty.expect_on_screen("ms/s");
+    let text = screen.join("\n");
+    assert!(screen[0].contains(" poc top "), "{text}");
+    let line = |name: &str| {
+        screen
+            .iter()
+            .find(|l| l.contains(name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(line("spinner").contains("running"), "{text}");
+    assert!(line("sleeper").contains("running"), "{text}");
+    for title in [
+        "CPU",
+        "Memory",
+        "Page faults",
+        "Throttled",
+        "Processes",
+        "CPU pressure",
+    ] {
+        assert!(
+            text.contains(&format!(" {title} ")),
+            "no {title} chart:\n{text}"
+        );
+    }
+    // The charts are the selected container's: select the spinner, throttled by --cpus 0.5.
+    let spinner_row = screen.iter().position(|l| l.contains("spinner")).unwrap();
+    let first_row = screen
+        .iter()
+        .position(|l| l.contains("sleeper"))
+        .unwrap()
+        .min(spinner_row);
+    for _ in first_row..spinner_row {
+        pty.send("j");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let screen = pty.screen();
+        let title = screen.iter().find(|l| l.contains(" Throttled ")).unwrap();
+        let ms: f64 = title
+            .split(" Throttled ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{title}"));
+        if ms > 100.0
+            && screen
+                .iter()
+                .any(|l| l.contains(" CPU ") && !l.contains(" CPU 0.0%"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spinner's charts never showed its throttling:\n{}",
+            screen.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A container that goes away is shown as exited; top keeps going.
+    assert!(env.poc(&["rm", "-f", &sleeper]).status.success());
+    pty.expect_on_screen("exited");
+    pty.send("j");
+    pty.send("q");
+    assert_eq!(wait_exit(&mut child), 0);
+    // The terminal is given back: alternate screen left.
+    pty.expect("\x1b[?1049l");
+    assert!(env.poc(&["rm", "-f", &spinner]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn top_without_a_terminal_says_so() {
+    let env = Env::with_busybox();
+    assert_error(&env.poc(&["top"]), 125, "needs a terminal");
+    assert_error(&env.poc(&["top", "nobody"]), 125, "needs a terminal");
+}
