@@ -12,6 +12,7 @@ mod process;
 mod rootfs;
 mod security;
 mod spec;
+mod trace;
 
 fn main() {
     std::process::exit(cli::main());

@@ -138,6 +138,96 @@ pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
     svg
 }
 
+/// One histogram panel per sample set (title, values), sharing the x unit: 24 bins from the
+/// smallest value to the 99th percentile (larger values go to the last bin).
+pub fn histograms(title: &str, sets: &[(String, Vec<f64>)], x_label: &str) -> String {
+    const BINS: usize = 24;
+    let height = TOP + sets.len() as f64 * (PANEL_HEIGHT + GAP) + 10.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    let plot_w = WIDTH - LEFT - RIGHT;
+    for (i, (name, values)) in sets.iter().enumerate() {
+        let top = TOP + i as f64 * (PANEL_HEIGHT + GAP);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{LEFT}" y="{}" font-weight="bold">{} (n={})</text>"#,
+            top - 8.0,
+            escape(name),
+            values.len()
+        );
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL_HEIGHT}" fill="none" stroke="#444"/>"##
+        );
+        if sorted.is_empty() {
+            continue;
+        }
+        let lo = sorted[0];
+        let hi = sorted[((sorted.len() - 1) as f64 * 0.99) as usize].max(lo + f64::MIN_POSITIVE);
+        let width = (hi - lo) / BINS as f64;
+        let mut counts = [0usize; BINS];
+        for v in &sorted {
+            let b = (((v - lo) / width.max(f64::MIN_POSITIVE)) as usize).min(BINS - 1);
+            counts[b] += 1;
+        }
+        let peak = *counts.iter().max().unwrap_or(&1) as f64;
+        let y_ticks = ticks(0.0, peak);
+        let y_max = *y_ticks.last().unwrap_or(&1.0);
+        for t in &y_ticks {
+            let y = top + PANEL_HEIGHT - t / y_max * PANEL_HEIGHT;
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                LEFT + plot_w,
+                LEFT - 6.0,
+                y + 4.0,
+                label(*t)
+            );
+        }
+        let bar_w = plot_w / BINS as f64;
+        for (b, n) in counts.iter().enumerate() {
+            let h = *n as f64 / y_max * PANEL_HEIGHT;
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/>"#,
+                LEFT + b as f64 * bar_w + 1.0,
+                top + PANEL_HEIGHT - h,
+                (bar_w - 2.0).max(1.0),
+                COLORS[i % COLORS.len()]
+            );
+        }
+        for b in (0..=BINS).step_by(4) {
+            let x = LEFT + b as f64 * bar_w;
+            let _ = writeln!(
+                svg,
+                r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                top + PANEL_HEIGHT + 15.0,
+                label(((lo + b as f64 * width) * 1000.0).round() / 1000.0)
+            );
+        }
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        height - 12.0,
+        escape(x_label)
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
@@ -192,6 +282,21 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_has_a_panel_per_set_and_bars_that_count_every_value() {
+        let svg = histograms(
+            "h",
+            &[
+                ("a".into(), (0..100).map(f64::from).collect()),
+                ("b".into(), vec![]),
+            ],
+            "us",
+        );
+        assert_eq!(svg.matches("font-weight=\"bold\"").count(), 2);
+        assert!(svg.contains(">a (n=100)<") && svg.contains(">b (n=0)<"));
+        assert_eq!(svg.matches("<rect x=").count(), 24 + 2);
+    }
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {

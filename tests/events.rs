@@ -3,78 +3,45 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{assert_error, stdout, Env};
+use common::{assert_error, stdout, Env, Lines};
 
 /// A `poc events --format json` running in the background, its events read line by line.
 struct Follower {
-    child: Child,
-    events: mpsc::Receiver<serde_json::Value>,
-    seen: Vec<serde_json::Value>,
+    lines: Lines,
 }
 
 impl Follower {
     fn start(env: &Env, args: &[&str]) -> Self {
         let mut full = vec!["events", "--format", "json"];
         full.extend_from_slice(args);
-        let mut child = env
-            .command(&full)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("poc events starts");
-        let out = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                let event = serde_json::from_str(&line).expect("one JSON event per line");
-                if tx.send(event).is_err() {
-                    return;
-                }
-            }
-        });
         Follower {
-            child,
-            events,
-            seen: Vec::new(),
+            lines: Lines::start(env.command(&full), None),
         }
     }
 
     /// Waits for an event of `kind` (about `id`) and returns it.
     fn wait_for(&mut self, kind: &str, id: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(e) = self
-                .seen
-                .iter()
-                .find(|e| e["type"] == kind && e["id"] == id)
-            {
-                return e.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(e) => self.seen.push(e),
-                Err(_) => panic!("no {kind} event for {id}; seen: {:#?}", self.seen),
-            }
-        }
+        let line = self
+            .lines
+            .wait_for(30, &format!("{kind} event for {id}"), |l| {
+                let e: serde_json::Value =
+                    serde_json::from_str(l).expect("one JSON event per line");
+                e["type"] == kind && e["id"] == id
+            });
+        serde_json::from_str(&line).unwrap()
     }
 
     fn kinds(&self) -> Vec<String> {
-        self.seen
+        self.lines
+            .seen
             .iter()
-            .map(|e| e["type"].as_str().unwrap().to_string())
+            .map(|l| {
+                let e: serde_json::Value = serde_json::from_str(l).unwrap();
+                e["type"].as_str().unwrap().to_string()
+            })
             .collect()
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -214,6 +214,34 @@ impl Manager {
             .try_for_each(|dir| fs::remove_leaf(dir))
     }
 
+    /// The container's directory in the cgroup2 hierarchy (the leaf on v2, the unified leaf on a
+    /// hybrid host): its inode number is the cgroup id BPF programs see.
+    pub fn unified_dir(&self) -> Option<PathBuf> {
+        match self {
+            Manager::V1(m) => m.unified_leaf(),
+            Manager::V2(m) => Some(m.leaf().to_path_buf()),
+        }
+    }
+
+    /// The file holding the hard memory limit and the one holding the CPU quota, with how a
+    /// value is written to each (v2 `cpu.max` takes "QUOTA PERIOD").
+    pub fn limit_files(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        match self {
+            Manager::V1(m) => (
+                m.dir_of("memory").map(|d| d.join("memory.limit_in_bytes")),
+                m.dir_of("cpu").map(|d| d.join("cpu.cfs_quota_us")),
+            ),
+            Manager::V2(m) => (
+                Some(m.leaf().join("memory.max")),
+                Some(m.leaf().join("cpu.max")),
+            ),
+        }
+    }
+
+    pub fn is_v2(&self) -> bool {
+        matches!(self, Manager::V2(_))
+    }
+
     /// Every directory this container owns, one per hierarchy.
     pub fn leaf_dirs(&self) -> Vec<PathBuf> {
         match self {

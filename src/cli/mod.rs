@@ -3,7 +3,7 @@
 
 mod events;
 mod exec;
-mod format;
+pub mod format;
 mod images;
 mod init;
 mod logs;
@@ -14,6 +14,7 @@ mod rmi;
 mod run;
 mod stats;
 mod top;
+mod trace;
 mod update;
 
 use std::path::PathBuf;
@@ -115,6 +116,8 @@ enum Command {
     Stats(stats::Args),
     /// Full-screen live view: stats table and sparkline histories (CPU, memory, page faults, throttling, PSI).
     Top(top::Args),
+    /// eBPF: the kernel's time to enforce limit changes, live memory and scheduling metrics.
+    Trace(Box<trace::Args>),
     /// What happens to containers, live: start, exit, kill, stop, update, OOM kills, memory limit breaches, removal.
     Events(events::Args),
     /// The bridge network: inspect it, or remove it when unused.
@@ -177,6 +180,7 @@ pub fn main() -> i32 {
         Command::Stats(args) => stats::run(&paths, args),
         Command::Events(args) => events::run(&paths, args),
         Command::Top(args) => top::run(&paths, args),
+        Command::Trace(args) => trace::run(&paths, *args),
         Command::Network(command) => network::run(&paths, command),
     };
     report(result)

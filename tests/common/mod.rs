@@ -316,3 +316,86 @@ pub fn read_trimmed(path: &Path) -> String {
         .trim()
         .to_string()
 }
+
+/// A long-running poc command (events, trace) whose stdout lines are read as they come.
+pub struct Lines {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    /// Starts `cmd` with stdout piped; with `ready`, waits until its stderr says that.
+    pub fn start(mut cmd: Command, ready: Option<&str>) -> Self {
+        use std::io::BufRead;
+        cmd.stdout(Stdio::piped());
+        if ready.is_some() {
+            cmd.stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("poc starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        if let Some(needle) = ready {
+            let err = child.stderr.take().unwrap();
+            let mut reader = std::io::BufReader::new(err);
+            let mut said = String::new();
+            loop {
+                let mut line = String::new();
+                let n = reader.read_line(&mut line).unwrap_or(0);
+                said.push_str(&line);
+                assert!(n > 0, "{needle:?} never said; stderr: {said}");
+                if line.contains(needle) {
+                    break;
+                }
+            }
+            // Keep draining stderr so the command never blocks on it.
+            std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut reader, &mut sink);
+            });
+        }
+        Lines {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (up to `secs`) for a line for which `found` holds, and returns it.
+    pub fn wait_for(&mut self, secs: u64, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(l) = self.seen.iter().find(|l| found(l)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!("no {what} within {secs} s; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Every line until the command exits.
+    pub fn rest(&mut self) -> Vec<String> {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(60)) {
+            self.seen.push(l);
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

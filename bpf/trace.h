@@ -1,0 +1,63 @@
+/* Events and counters shared by trace.bpf.c and src/trace/abi.rs (keep the two in step). */
+#ifndef POC_TRACE_H
+#define POC_TRACE_H
+
+#define NAME_LEN 32
+#define HIST_BUCKETS 32
+
+enum event_kind {
+	EVENT_LIMIT_WRITE = 1,
+	EVENT_THROTTLE = 2,
+};
+
+/* A write(2) to a cgroup file of the container, from its entry to its return. */
+struct limit_event {
+	__u32 kind;
+	__u32 pid;
+	__u32 tid;
+	__u32 reclaim_passes;
+	__u64 ts_start;
+	__u64 ts_end;
+	__s64 ret;
+	__u64 dir_ino;
+	__u64 reclaim_ns;
+	__u64 reclaimed_pages;
+	char comm[16];
+	char file[NAME_LEN];
+	char value[NAME_LEN];
+};
+
+/* The first time a task of the container was switched out with its group throttled, after a
+ * write of a CPU quota. */
+struct throttle_event {
+	__u32 kind;
+	__u32 pid;
+	__u32 cpu;
+	__u32 pad;
+	__u64 ts;
+	__u64 armed_ts;
+};
+
+/* --mem, summed over CPUs by user space. */
+struct mem_counters {
+	__u64 faults_user;
+	__u64 faults_kernel;
+	__u64 lru_isolated;
+	__u64 reclaim_passes;
+	__u64 reclaim_ns;
+	__u64 reclaimed_pages;
+};
+
+/* --sched, summed over CPUs by user space. Run-queue waits: from the moment a task of the
+ * container became runnable (woken, or switched out still runnable) to the moment it ran. */
+struct sched_counters {
+	__u64 waits;
+	__u64 wait_ns;
+	__u64 wait_max_ns;
+	__u64 throttled_wait_ns;
+	__u64 throttled_switches;
+	__u64 preempted_switches;
+	__u64 hist[HIST_BUCKETS];
+};
+
+#endif

@@ -1,0 +1,63 @@
+//! Builds the BPF programs in bpf/ for `poc trace`: C, compiled by clang for the bpf target with
+//! BTF (CO-RE), against a vmlinux.h dumped from the build machine's kernel BTF. The object is
+//! embedded in the binary; CO-RE relocations fit it to the running kernel at load time.
+//! Needs clang, llvm-strip, bpftool and libbpf's headers: `scripts/setup.sh --deps` installs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    println!("cargo:rerun-if-changed=bpf/trace.bpf.c");
+    println!("cargo:rerun-if-changed=bpf/trace.h");
+    println!("cargo:rerun-if-env-changed=POC_VMLINUX_BTF");
+    let btf = std::env::var("POC_VMLINUX_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".into());
+    let vmlinux = out.join("vmlinux.h");
+    let dump = run(
+        Command::new(tool("bpftool")).args(["btf", "dump", "file", &btf, "format", "c"]),
+        "bpftool (package bpftool) dumping the kernel's BTF",
+    );
+    std::fs::write(&vmlinux, dump).expect("write vmlinux.h");
+    let object = out.join("trace.bpf.o");
+    run(
+        Command::new(tool("clang"))
+            .args([
+                "-target",
+                "bpf",
+                "-g",
+                "-O2",
+                "-D__TARGET_ARCH_x86",
+                "-Wall",
+            ])
+            .arg("-I")
+            .arg(&out)
+            .args(["-I", "bpf", "-c", "bpf/trace.bpf.c", "-o"])
+            .arg(&object),
+        "clang (packages clang, libbpf-dev) compiling bpf/trace.bpf.c",
+    );
+    // Debug info out, BTF (which CO-RE needs) kept.
+    run(
+        Command::new(tool("llvm-strip")).arg("-g").arg(&object),
+        "llvm-strip (package llvm)",
+    );
+}
+
+/// A tool by name, also from /usr/sbin (bpftool lives there, and PATH may not have it).
+fn tool(name: &str) -> PathBuf {
+    let sbin = Path::new("/usr/sbin").join(name);
+    if Command::new(name).arg("--version").output().is_err() && sbin.exists() {
+        sbin
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}; run scripts/setup.sh --deps"));
+    if !out.status.success() {
+        panic!("{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.stdout
+}

@@ -1,0 +1,255 @@
+//! `poc trace CONTAINER --limits|--mem|--sched`: eBPF measurements of the kernel's work for one
+//! container (see src/trace).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::format::human_size;
+use crate::config::Paths;
+use crate::container::state;
+use crate::trace::{self, limits, mem, sched, Target};
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["limits", "mem", "sched"]))]
+pub struct Args {
+    /// Report every write to the container's cgroup files (by anyone): kernel time, reclaim,
+    /// and after a CPU quota write the delay until its tasks are first throttled.
+    #[arg(long)]
+    limits: bool,
+    /// Per interval: usage, RSS, page faults, LRU isolation, memcg reclaim, swap, OOM kills.
+    #[arg(long)]
+    mem: bool,
+    /// Per interval: run-queue waits, the share due to CPU throttling, and a verdict.
+    #[arg(long)]
+    sched: bool,
+    /// With --limits: drive alternating memory and CPU limit changes and summarise them per phase
+    /// (the container's limits are restored at the end).
+    #[arg(long)]
+    experiment: bool,
+    /// With --experiment: rounds of the four phases (default 100).
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// With --experiment: the lowered memory limit (default: 3/4 of the usage at the start).
+    #[arg(long, value_parser = crate::spec::parse_memory)]
+    mem_low: Option<u64>,
+    /// With --experiment: the lowered CPU quota in microseconds per period (default 10000).
+    #[arg(long, value_parser = crate::spec::parse_cpu_quota)]
+    cpu_low: Option<u64>,
+    /// With --limits: stop after this many reports.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop after this long (30s, 2m...).
+    #[arg(long, value_parser = crate::spec::parse_duration)]
+    duration: Option<Duration>,
+    /// Time between reports of --mem and --sched.
+    #[arg(long, value_parser = crate::spec::parse_duration, default_value = "1s")]
+    interval: Duration,
+    /// One JSON object per report.
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG: time series (--mem, --sched) or latency histograms (--experiment).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    container: String,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(trace::TraceError::NotRoot.into());
+    }
+    if args.interval < Duration::from_millis(10) {
+        return Err(anyhow::anyhow!("--interval: at least 10ms").into());
+    }
+    // (clap's `requires` counts a flag's default `false` as given, so these are checked here.)
+    if args.experiment && !args.limits {
+        return Err(anyhow::anyhow!("--experiment goes with --limits").into());
+    }
+    if !args.experiment
+        && (args.iterations.is_some() || args.mem_low.is_some() || args.cpu_low.is_some())
+    {
+        return Err(
+            anyhow::anyhow!("--iterations, --mem-low and --cpu-low go with --experiment").into(),
+        );
+    }
+    if args.count.is_some() && !args.limits {
+        return Err(anyhow::anyhow!("--count goes with --limits").into());
+    }
+    if args.limits && !args.experiment && args.plot.is_some() {
+        return Err(anyhow::anyhow!("--plot with --limits needs --experiment").into());
+    }
+    let iterations = args.iterations.unwrap_or(100);
+    if iterations == 0 {
+        return Err(anyhow::anyhow!("--iterations: at least 1").into());
+    }
+    if let Some(dir) = args.plot.as_ref().and_then(|p| p.parent()) {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            return Err(
+                anyhow::anyhow!("--plot: directory {} does not exist", dir.display()).into(),
+            );
+        }
+    }
+    let id = state::resolve(paths, &args.container)?;
+    let target = Target::of(state::load(paths, &id)?)?;
+    if args.limits {
+        if args.experiment {
+            limits::experiment(
+                &target,
+                &limits::Experiment {
+                    iterations,
+                    mem_low: args.mem_low,
+                    cpu_low: args.cpu_low,
+                    json: args.json,
+                    plot: args.plot,
+                },
+            )?;
+        } else {
+            limits::watch(
+                &target,
+                &limits::WatchOptions {
+                    json: args.json,
+                    count: args.count,
+                    duration: args.duration,
+                },
+            )?;
+        }
+        return Ok(0);
+    }
+    let json = args.json;
+    if args.mem {
+        if !json {
+            println!(
+                "{:>7} {:>10} {:>10} {:>9} {:>10} {:>11} {:>9} {:>10} {:>10} {:>9} {:>4}",
+                "SECONDS",
+                "USAGE",
+                "RSS",
+                "SWAP",
+                "FAULTS/s",
+                "ISOLATED/s",
+                "RECLAIM/s",
+                "RECL ms/s",
+                "PAGES/s",
+                "FAULTS",
+                "OOM"
+            );
+        }
+        let samples = mem::run(&target, args.interval, args.duration, &mut |s| {
+            if json {
+                println!("{}", serde_json::to_string(s).unwrap_or_default());
+            } else {
+                println!(
+                    "{:>7.1} {:>10} {:>10} {:>9} {:>10.0} {:>11.0} {:>9.1} {:>10.3} {:>10.0} {:>9} {:>4}",
+                    s.seconds,
+                    human_size(s.usage_bytes),
+                    human_size(s.rss_bytes),
+                    human_size(s.swap_bytes),
+                    s.page_faults_per_second,
+                    s.lru_isolated_per_second,
+                    s.reclaim_passes_per_second,
+                    s.reclaim_ms_per_second,
+                    s.reclaimed_pages_per_second,
+                    s.page_faults,
+                    s.oom_kills
+                );
+            }
+        })?;
+        if let Some(path) = &args.plot {
+            let measures: [Measure<mem::MemSample>; 6] = [
+                ("Usage", "MiB", |s| s.usage_bytes as f64 / 1048576.0),
+                ("RSS", "MiB", |s| s.rss_bytes as f64 / 1048576.0),
+                ("Page faults", "per second", |s| s.page_faults_per_second),
+                ("LRU pages isolated", "per second", |s| {
+                    s.lru_isolated_per_second
+                }),
+                ("Memcg reclaim passes", "per second", |s| {
+                    s.reclaim_passes_per_second
+                }),
+                ("Memcg reclaim time", "ms per second", |s| {
+                    s.reclaim_ms_per_second
+                }),
+            ];
+            write_plot(path, &target, "--mem", &samples, |s| s.seconds, &measures)?;
+        }
+    } else {
+        if !json {
+            println!(
+                "{:>7} {:>6} {:>8} {:>9} {:>9} {:>10} {:>13} {:>12} {:>12}  VERDICT",
+                "SECONDS",
+                "CPU %",
+                "WAITS/s",
+                "AVG us",
+                "P99 us",
+                "MAX us",
+                "THROTTLED ms",
+                "OTHER ms",
+                "CPU.STAT ms"
+            );
+        }
+        let samples = sched::run(&target, args.interval, args.duration, &mut |s| {
+            if json {
+                println!("{}", serde_json::to_string(s).unwrap_or_default());
+            } else {
+                println!(
+                    "{:>7.1} {:>6.1} {:>8.0} {:>9.1} {:>9.0} {:>10.0} {:>13.1} {:>12.1} {:>12.1}  {}",
+                    s.seconds,
+                    s.cpu_percent,
+                    s.waits_per_second,
+                    s.wait_avg_us,
+                    s.wait_p99_us,
+                    s.wait_max_us,
+                    s.throttled_wait_ms_per_second,
+                    s.other_wait_ms_per_second,
+                    s.cgroup_throttled_ms_per_second,
+                    s.verdict
+                );
+            }
+        })?;
+        if let Some(path) = &args.plot {
+            let measures: [Measure<sched::SchedSample>; 4] = [
+                ("CPU", "% of one CPU", |s| s.cpu_percent),
+                ("Run-queue wait, average", "us", |s| s.wait_avg_us),
+                ("Waiting while throttled", "ms per second", |s| {
+                    s.throttled_wait_ms_per_second
+                }),
+                ("Waiting for the host", "ms per second", |s| {
+                    s.other_wait_ms_per_second
+                }),
+            ];
+            write_plot(path, &target, "--sched", &samples, |s| s.seconds, &measures)?;
+        }
+    }
+    Ok(0)
+}
+
+/// A panel: title, unit, and the value of a sample.
+type Measure<S> = (&'static str, &'static str, fn(&S) -> f64);
+
+fn write_plot<S>(
+    path: &PathBuf,
+    target: &Target,
+    mode: &str,
+    samples: &[S],
+    x: fn(&S) -> f64,
+    measures: &[Measure<S>],
+) -> Result<(), trace::TraceError> {
+    let panels: Vec<crate::plot::Panel> = measures
+        .iter()
+        .map(|(title, unit, m)| crate::plot::Panel {
+            title: title.to_string(),
+            unit: unit.to_string(),
+            series: vec![crate::plot::Series {
+                name: target.name.clone(),
+                points: samples.iter().map(|s| (x(s), m(s))).collect(),
+            }],
+        })
+        .collect();
+    let svg = crate::plot::time_series(
+        &format!("poc trace {} {mode}", target.name),
+        "seconds",
+        &panels,
+    );
+    std::fs::write(path, svg).map_err(|source| trace::TraceError::Io {
+        op: "write",
+        path: path.display().to_string(),
+        source,
+    })
+}

@@ -1,0 +1,216 @@
+//! `poc trace`: what the kernel does for one container, measured with eBPF. The programs
+//! (bpf/trace.bpf.c) attach to tracepoints only and filter in the kernel by the container's cgroup;
+//! this module loads the ones a mode needs, decodes what they report and turns it into reports.
+//! It reads the container's state and cgroup files; only `--experiment` writes its limits.
+
+pub mod abi;
+pub mod limits;
+pub mod mem;
+pub mod sched;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use aya::maps::{MapData, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Btf, Ebpf, EbpfLoader};
+
+use crate::cgroups::Manager;
+use crate::container::state::{Observed, State};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trace.bpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("poc trace loads BPF programs into the kernel: run it as root")]
+    NotRoot,
+    #[error("this kernel has no BTF ({0} is missing): poc trace needs a kernel built with CONFIG_DEBUG_INFO_BTF")]
+    NoBtf(String),
+    #[error("this kernel has no tracepoint {0}, which this mode needs")]
+    NoTracepoint(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} has no cgroup2 directory (the cgroup id BPF filters by); mount the unified hierarchy")]
+    NoCgroup2(String),
+    #[error("loading the BPF programs: {0}")]
+    Load(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The container being traced, as the kernel knows it.
+pub struct Target {
+    pub id: String,
+    pub name: String,
+    pub state: State,
+    /// Its cgroup2 id: the inode number of its cgroup2 directory.
+    pub cgroup_id: u64,
+    /// Inode numbers of all its cgroup directories (one per hierarchy on v1).
+    pub dirs: Vec<u64>,
+}
+
+impl Target {
+    pub fn of(state: State) -> Result<Self, TraceError> {
+        let name = state
+            .name
+            .clone()
+            .unwrap_or_else(|| state.short_id().to_string());
+        if state.observed() != Observed::Running {
+            return Err(TraceError::NotRunning(name));
+        }
+        let unified = state
+            .cgroup
+            .unified_dir()
+            .ok_or_else(|| TraceError::NoCgroup2(name.clone()))?;
+        let ino = |dir: &Path| {
+            std::fs::metadata(dir)
+                .map(|m| m.ino())
+                .map_err(|source| TraceError::Io {
+                    op: "stat",
+                    path: dir.display().to_string(),
+                    source,
+                })
+        };
+        let cgroup_id = ino(&unified).map_err(|_| TraceError::NoCgroup2(name.clone()))?;
+        let mut dirs = vec![cgroup_id];
+        for dir in state.cgroup.leaf_dirs() {
+            let i = ino(&dir)?;
+            if !dirs.contains(&i) {
+                dirs.push(i);
+            }
+        }
+        Ok(Target {
+            id: state.id.clone(),
+            name,
+            cgroup_id,
+            dirs,
+            state,
+        })
+    }
+
+    pub fn cgroup(&self) -> &Manager {
+        &self.state.cgroup
+    }
+
+    pub fn alive(&self) -> bool {
+        self.state.observed() == Observed::Running
+    }
+}
+
+/// Loaded programs, attached; detached and unloaded when dropped.
+pub struct Probe {
+    bpf: Ebpf,
+}
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+impl Probe {
+    /// Loads the object with the target's cgroup id, and loads and attaches `programs`
+    /// (program name, tracepoint).
+    pub fn attach(target: &Target, programs: &[(&str, &str)]) -> Result<Self, TraceError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(TraceError::NotRoot);
+        }
+        if !Path::new(BTF_PATH).exists() {
+            return Err(TraceError::NoBtf(BTF_PATH.into()));
+        }
+        let btf = Btf::from_sys_fs().map_err(|e| TraceError::NoBtf(format!("{BTF_PATH} ({e})")))?;
+        let mut bpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("target_cgid", &target.cgroup_id, true)
+            .load(OBJECT)
+            .map_err(|e| TraceError::Load(e.to_string()))?;
+        {
+            let mut dirs: aya::maps::HashMap<_, u64, u8> = bpf
+                .map_mut("target_dirs")
+                .ok_or_else(|| TraceError::Load("no map target_dirs".into()))?
+                .try_into()
+                .map_err(|e: aya::maps::MapError| TraceError::Load(e.to_string()))?;
+            for dir in &target.dirs {
+                dirs.insert(dir, 1, 0)
+                    .map_err(|e| TraceError::Load(e.to_string()))?;
+            }
+        }
+        for (program, tracepoint) in programs {
+            let p: &mut BtfTracePoint = bpf
+                .program_mut(program)
+                .ok_or_else(|| TraceError::Load(format!("no program {program}")))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| TraceError::Load(e.to_string()))?;
+            p.load(tracepoint, &btf).map_err(|e| match e {
+                aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
+                    TraceError::NoTracepoint(tracepoint.to_string())
+                }
+                e => TraceError::Load(format!("{program} ({tracepoint}): {e}")),
+            })?;
+            p.attach().map_err(|e| {
+                TraceError::Load(format!("attaching {program} to {tracepoint}: {e}"))
+            })?;
+        }
+        Ok(Probe { bpf })
+    }
+
+    pub fn ring(&mut self) -> Result<RingBuf<MapData>, TraceError> {
+        let map = self
+            .bpf
+            .take_map("events")
+            .ok_or_else(|| TraceError::Load("no map events".into()))?;
+        RingBuf::try_from(map).map_err(|e| TraceError::Load(e.to_string()))
+    }
+
+    /// The per-CPU counters in `map`, summed.
+    pub fn counters<T: aya::Pod + Default>(
+        &self,
+        map: &str,
+        add: fn(&mut T, &T),
+    ) -> Result<T, TraceError> {
+        let array: aya::maps::PerCpuArray<_, T> = self
+            .bpf
+            .map(map)
+            .ok_or_else(|| TraceError::Load(format!("no map {map}")))?
+            .try_into()
+            .map_err(|e: aya::maps::MapError| TraceError::Load(e.to_string()))?;
+        let values = array
+            .get(&0, 0)
+            .map_err(|e| TraceError::Load(e.to_string()))?;
+        let mut sum = T::default();
+        for v in values.iter() {
+            add(&mut sum, v);
+        }
+        Ok(sum)
+    }
+}
+
+/// CLOCK_MONOTONIC (what bpf_ktime_get_ns reads) now, in ns.
+pub fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we pass; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Converts a BPF timestamp (monotonic) to wall-clock ns since the epoch.
+pub fn wall_ns(monotonic: u64) -> u64 {
+    let now_wall = crate::container::logs::now_ns();
+    let now_mono = monotonic_ns();
+    (now_wall + monotonic).saturating_sub(now_mono)
+}
+
+/// Median and p99 and min of a sample (sorted in place).
+pub fn percentiles(values: &mut [f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    Some((values[0], at(0.5), at(0.99)))
+}

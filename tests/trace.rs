@@ -1,0 +1,298 @@
+//! `poc trace`: real BPF programs in the kernel, watching real containers.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+
+use common::{assert_error, is_cgroup_v1, stderr, stdout, Env, Lines};
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+fn memory_file(env: &Env, id: &str) -> std::path::PathBuf {
+    if is_cgroup_v1() {
+        common::hierarchy_of("memory")
+            .join(env.cgroup_parent.trim_start_matches('/'))
+            .join(id)
+            .join("memory.limit_in_bytes")
+    } else {
+        common::hierarchy_of("memory")
+            .join(env.cgroup_parent.trim_start_matches('/'))
+            .join(id)
+            .join("memory.max")
+    }
+}
+
+#[test]
+fn a_memory_limit_lowered_under_page_cache_is_reported_with_its_reclaim() {
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "--name",
+        "cache",
+        "--network",
+        "none",
+        "--mem",
+        "256M",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/fill bs=1M count=96 2>/dev/null; echo filled; exec sleep 600",
+    ]);
+    env.wait_for_log(&id, "filled");
+    let mut trace = Lines::start(
+        env.command(&["trace", "cache", "--limits", "--json", "--duration", "60s"]),
+        Some("watching"),
+    );
+    assert!(env
+        .poc(&["update", "cache", "--mem", "48M"])
+        .status
+        .success());
+    let line = trace.wait_for(30, "a memory limit write", |l| {
+        let e = json(l);
+        e["type"] == "limit-write" && e["value"] == "50331648"
+    });
+    let e = json(&line);
+    assert_eq!(e["comm"], "poc", "{e}");
+    assert!(
+        e["file"] == "memory.limit_in_bytes" || e["file"] == "memory.max",
+        "{e}"
+    );
+    assert!(e["reclaim_passes"].as_u64().unwrap() > 0, "no reclaim: {e}");
+    assert!(e["reclaim_ms"].as_f64().unwrap() > 0.0, "{e}");
+    assert!(
+        e["kernel_us"].as_f64().unwrap() >= e["reclaim_ms"].as_f64().unwrap(),
+        "{e}"
+    );
+    assert!(e["usage_after"].as_u64().unwrap() <= 48 << 20, "{e}");
+
+    // Any writer is seen, not only poc: this test process writes the file itself.
+    std::fs::write(memory_file(&env, &id), "134217728").unwrap();
+    let line = trace.wait_for(30, "the test's own write", |l| {
+        json(l)["value"] == "134217728"
+    });
+    let e = json(&line);
+    assert_ne!(e["comm"], "poc", "{e}");
+    assert_eq!(e["pid"], std::process::id(), "{e}");
+    drop(trace);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn a_cpu_limit_lowered_under_a_busy_loop_is_seen_throttling_it() {
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "--name",
+        "spin",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    env.wait_running();
+    let mut trace = Lines::start(
+        env.command(&["trace", "spin", "--limits", "--json", "--duration", "60s"]),
+        Some("watching"),
+    );
+    assert!(env
+        .poc(&["update", "spin", "--cpus", "0.2"])
+        .status
+        .success());
+    let quota = trace.wait_for(30, "the quota write", |l| {
+        let f = json(l)["file"].clone();
+        f == "cpu.max" || f == "cpu.cfs_quota_us"
+    });
+    assert_eq!(json(&quota)["error"], serde_json::Value::Null, "{quota}");
+    let throttle = json(&trace.wait_for(30, "a throttle", |l| json(l)["type"] == "throttle"));
+    let after = throttle["after_write_ms"].as_f64().unwrap();
+    // The quota is enforced at the latest when the next period's runtime runs out.
+    assert!((0.0..=1000.0).contains(&after), "{throttle}");
+    drop(trace);
+
+    // --sched sees the same thing and says why the loop waits.
+    let out = env.poc(&["trace", "spin", "--sched", "--json", "--duration", "3s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let samples: Vec<serde_json::Value> = stdout(&out).lines().map(json).collect();
+    assert!(samples.len() >= 2, "{samples:?}");
+    let last = samples.last().unwrap();
+    assert_eq!(last["verdict"], "throttled by its CPU limit", "{last}");
+    let throttled = last["throttled_wait_ms_per_second"].as_f64().unwrap();
+    let cgroup = last["cgroup_throttled_ms_per_second"].as_f64().unwrap();
+    assert!(throttled > 300.0 && cgroup > 300.0, "{last}");
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn mem_counts_the_page_faults_of_a_workload_of_known_size() {
+    let env = Env::with_busybox();
+    // On SIGUSR1 the shell runs dd with a fresh 40 MiB buffer that read(2) fills from /dev/zero:
+    // 10240 pages, each faulted in once (in kernel mode, on a user address).
+    let id = env.run_detached(&[
+        "--name", "faulter", "--network", "none", "busybox", "sh", "-c",
+        "trap 'dd if=/dev/zero of=/dev/null bs=40M count=1 2>/dev/null; echo done' USR1; sleep 600 & wait; exec sleep 600",
+    ]);
+    env.wait_running();
+    let mut trace = Lines::start(
+        env.command(&[
+            "trace",
+            "faulter",
+            "--mem",
+            "--json",
+            "--interval",
+            "250ms",
+            "--duration",
+            "60s",
+        ]),
+        Some("tracing"),
+    );
+    // A first sample, then the workload.
+    let first = json(&trace.wait_for(30, "a sample", |_| true));
+    assert!(env.poc(&["kill", "-s", "USR1", "faulter"]).status.success());
+    env.wait_for_log(&id, "done");
+    let before = first["page_faults"].as_u64().unwrap();
+    let line = trace.wait_for(30, "the faults counted", |l| {
+        json(l)["page_faults"].as_u64().unwrap() >= before + 10240
+    });
+    // Let a last interval pass so that nothing is still being counted.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let settled = trace.wait_for(30, "a later sample", |l| {
+        json(l)["seconds"].as_f64() > json(&line)["seconds"].as_f64()
+    });
+    let faults = json(&settled)["page_faults"].as_u64().unwrap() - before;
+    // Stated tolerance: the fork of the shell and the exec of dd add a few hundred.
+    assert!(
+        (10240..=10240 + 1024).contains(&faults),
+        "{faults} faults for 10240 pages"
+    );
+    drop(trace);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn the_experiment_reports_every_phase_and_gives_the_limits_back() {
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "--name",
+        "lab",
+        "--network",
+        "none",
+        "--mem",
+        "128M",
+        "--cpus",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    env.wait_running();
+    let file = memory_file(&env, &id);
+    let before = std::fs::read_to_string(&file).unwrap();
+    let plot = env.store().join("latency.svg");
+    let out = env.poc(&[
+        "trace",
+        "lab",
+        "--limits",
+        "--experiment",
+        "--iterations",
+        "5",
+        "--mem-low",
+        "64M",
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let phases = report["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["memory lower", "memory raise", "cpu lower", "cpu raise"]
+    );
+    for p in phases {
+        assert_eq!(p["kernel_us"]["n"], 5, "{p}");
+        let kernel = p["kernel_us"]["median"].as_f64().unwrap();
+        let user = p["user_us"]["median"].as_f64().unwrap();
+        assert!(kernel > 0.0 && kernel <= user, "{p}");
+    }
+    assert_eq!(phases[0]["value"], "67108864");
+    assert!(
+        phases[2]["throttle_ms"]["n"].as_u64().unwrap() >= 1,
+        "{}",
+        phases[2]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        before,
+        "limits given back"
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert_eq!(svg.matches("(n=5)").count(), 4);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn bad_requests_are_refused_in_one_line() {
+    let env = Env::with_busybox();
+    assert_error(
+        &env.poc(&["trace", "nobody", "--mem"]),
+        125,
+        "no such container",
+    );
+    let id = env.run_detached(&[
+        "--name",
+        "idle",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_error(&env.poc(&["trace", "idle"]), 125, "--limits");
+    assert_error(
+        &env.poc(&["trace", "idle", "--limits", "--plot", "x.svg"]),
+        125,
+        "--experiment",
+    );
+    assert_error(
+        &env.poc(&["trace", "idle", "--mem", "--experiment"]),
+        125,
+        "--limits",
+    );
+    assert_error(
+        &env.poc(&["trace", "idle", "--sched", "--iterations", "3"]),
+        125,
+        "--experiment",
+    );
+    assert_error(
+        &env.poc(&[
+            "trace",
+            "idle",
+            "--limits",
+            "--experiment",
+            "--iterations",
+            "0",
+        ]),
+        125,
+        "--iterations",
+    );
+    // Not root: refused before anything is read or loaded.
+    let mut cmd = env.command(&["trace", "idle", "--mem"]);
+    cmd.uid(65534).gid(65534);
+    let out = cmd.output().unwrap();
+    assert_error(&out, 125, "as root");
+    assert!(env.poc(&["stop", "-t", "0", "idle"]).status.success());
+    assert_error(&env.poc(&["trace", "idle", "--sched"]), 125, "not running");
+    assert!(env.poc(&["rm", &id]).status.success());
+    env.assert_clean();
+}
