@@ -44,6 +44,16 @@ fn a_memory_limit_lowered_under_page_cache_is_reported_with_its_reclaim() {
         env.command(&["trace", "cache", "--limits", "--json", "--duration", "60s"]),
         Some("watching"),
     );
+    // Any writer is seen, not only poc: this test process writes the file itself. (First: on v2
+    // the lowering below can OOM-kill the container, whose /tmp is on tmpfs in the guest.)
+    std::fs::write(memory_file(&env, &id), "201326592").unwrap();
+    let line = trace.wait_for(30, "the test's own write", |l| {
+        json(l)["value"] == "201326592"
+    });
+    let e = json(&line);
+    assert_ne!(e["comm"], "poc", "{e}");
+    assert_eq!(e["pid"], std::process::id(), "{e}");
+
     assert!(env
         .poc(&["update", "cache", "--mem", "48M"])
         .status
@@ -64,16 +74,11 @@ fn a_memory_limit_lowered_under_page_cache_is_reported_with_its_reclaim() {
         e["kernel_us"].as_f64().unwrap() >= e["reclaim_ms"].as_f64().unwrap(),
         "{e}"
     );
-    assert!(e["usage_after"].as_u64().unwrap() <= 48 << 20, "{e}");
-
-    // Any writer is seen, not only poc: this test process writes the file itself.
-    std::fs::write(memory_file(&env, &id), "134217728").unwrap();
-    let line = trace.wait_for(30, "the test's own write", |l| {
-        json(l)["value"] == "134217728"
-    });
-    let e = json(&line);
-    assert_ne!(e["comm"], "poc", "{e}");
-    assert_eq!(e["pid"], std::process::id(), "{e}");
+    // (On v1 the cache goes back to disk and usage drops under the limit; in the v2 guest /tmp's
+    // layer is on tmpfs, which cannot be reclaimed without swap, so usage may stay above it.)
+    if is_cgroup_v1() {
+        assert!(e["usage_after"].as_u64().unwrap() <= 48 << 20, "{e}");
+    }
     drop(trace);
     assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
@@ -130,11 +135,25 @@ fn a_cpu_limit_lowered_under_a_busy_loop_is_seen_throttling_it() {
 fn mem_counts_the_page_faults_of_a_workload_of_known_size() {
     let env = Env::with_busybox();
     // On SIGUSR1 the shell runs dd with a fresh 40 MiB buffer that read(2) fills from /dev/zero:
-    // 10240 pages, each faulted in once (in kernel mode, on a user address).
-    let id = env.run_detached(&[
-        "--name", "faulter", "--network", "none", "busybox", "sh", "-c",
+    // 10240 pages, each faulted in once (in kernel mode, on a user address). Transparent huge pages
+    // would fault 2 MiB at a time, so they are off for the container (prctl PR_SET_THP_DISABLE is
+    // inherited through fork and exec, from poc to its monitor to the container).
+    let mut run = env.command(&[
+        "run", "-d", "--name", "faulter", "--network", "none", "busybox", "sh", "-c",
         "trap 'dd if=/dev/zero of=/dev/null bs=40M count=1 2>/dev/null; echo done' USR1; sleep 600 & wait; exec sleep 600",
     ]);
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        run.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
     env.wait_running();
     let mut trace = Lines::start(
         env.command(&[
