@@ -28,10 +28,10 @@ echo "building a debian image with sysbench (debootstrap, about a minute)" >&2
 "$poc" init debian --with sysbench >"$work/init.log" 2>&1 || { cat "$work/init.log" >&2; exit 1; }
 cid=$("$poc" run -d --name bench --network none debian sleep 100000)
 
-# events per second of one sysbench run inside the container
+# The rate of one sysbench run inside the container: cpu events per second, memory MiB per second.
 run_sysbench() {
   "$poc" exec bench sysbench "$1" --threads=1 --time="$secs" run 2>/dev/null |
-    awk '/events per second/ {print $4}'
+    awk '/events per second/ {print $4} /MiB transferred/ {gsub(/[(]/, "", $4); print $4}'
 }
 declare -A sum count
 for round in $(seq 1 "$rounds"); do
@@ -47,11 +47,12 @@ for round in $(seq 1 "$rounds"); do
       [ -n "$eps" ] || { echo "sysbench $test gave no result" >&2; exit 1; }
       sum[$test.$mode]=$(python3 -c "print(${sum[$test.$mode]:-0} + $eps)")
       count[$test.$mode]=$(( ${count[$test.$mode]:-0} + 1 ))
-      echo "round $round $test $mode: $eps events/s" >&2
+      echo "round $round $test $mode: $eps" >&2
     done
   done
 done
-printf '\n%-22s %14s %14s %10s\n' "sysbench in poc" "untraced ev/s" "traced ev/s" "overhead"
+printf '\n%-22s %14s %14s %10s\n' "sysbench in poc" "untraced" "traced" "overhead"
+echo "(cpu: events/s; memory: MiB/s; each the mean of $rounds runs of $secs s)"
 for test in cpu memory; do
   base=$(python3 -c "print(${sum[$test.none]} / ${count[$test.none]})")
   for mode in limits mem sched; do
