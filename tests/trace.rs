@@ -117,6 +117,29 @@ fn a_cpu_limit_lowered_under_a_busy_loop_is_seen_throttling_it() {
     assert!((0.0..=1000.0).contains(&after), "{throttle}");
     drop(trace);
 
+    // Watching for one write and plotting it: the process ends by itself and leaves the chart.
+    let plot = env.store().join("writes.svg");
+    let mut watcher = Lines::start(
+        env.command(&[
+            "trace",
+            "spin",
+            "--limits",
+            "--count",
+            "1",
+            "--plot",
+            plot.to_str().unwrap(),
+        ]),
+        Some("watching"),
+    );
+    assert!(env
+        .poc(&["update", "spin", "--cpus", "0.3"])
+        .status
+        .success());
+    assert_eq!(watcher.rest().len(), 1);
+    assert!(watcher.child.wait().unwrap().success());
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert_eq!(svg.matches("(n=1)").count(), 1, "{svg}");
+
     // --sched sees the same thing and says why the loop waits.
     let out = env.poc(&["trace", "spin", "--sched", "--json", "--duration", "3s"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -281,7 +304,7 @@ fn bad_requests_are_refused_in_one_line() {
     assert_error(
         &env.poc(&["trace", "idle", "--limits", "--plot", "x.svg"]),
         125,
-        "--experiment",
+        "--count, --duration or --experiment",
     );
     assert_error(
         &env.poc(&["trace", "idle", "--mem", "--experiment"]),

@@ -47,7 +47,7 @@ pub struct Args {
     /// One JSON object per report.
     #[arg(long)]
     json: bool,
-    /// Write an SVG: time series (--mem, --sched) or latency histograms (--experiment).
+    /// Write an SVG: time series (--mem, --sched) or histograms of kernel time per write (--limits).
     #[arg(long)]
     plot: Option<PathBuf>,
     container: String,
@@ -74,8 +74,16 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     if args.count.is_some() && !args.limits {
         return Err(anyhow::anyhow!("--count goes with --limits").into());
     }
-    if args.limits && !args.experiment && args.plot.is_some() {
-        return Err(anyhow::anyhow!("--plot with --limits needs --experiment").into());
+    if args.limits
+        && !args.experiment
+        && args.plot.is_some()
+        && args.count.is_none()
+        && args.duration.is_none()
+    {
+        return Err(anyhow::anyhow!(
+            "--plot with --limits needs an end: --count, --duration or --experiment"
+        )
+        .into());
     }
     let iterations = args.iterations.unwrap_or(100);
     if iterations == 0 {
@@ -109,6 +117,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
                     json: args.json,
                     count: args.count,
                     duration: args.duration,
+                    plot: args.plot,
                 },
             )?;
         }

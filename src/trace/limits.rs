@@ -116,12 +116,36 @@ pub struct WatchOptions {
     pub json: bool,
     pub count: Option<usize>,
     pub duration: Option<Duration>,
+    /// At the end, histograms of the kernel time per file written.
+    pub plot: Option<PathBuf>,
 }
 
 /// Reports limit changes as they happen, until the count or duration is reached or the container
 /// stops. Events are submitted without a wake-up (one costs microseconds inside the write being
 /// measured) and collected every 20 ms.
 pub fn watch(target: &Target, opts: &WatchOptions) -> Result<(), TraceError> {
+    let mut seen: Vec<(String, Vec<f64>)> = Vec::new();
+    watch_until_done(target, opts, &mut seen)?;
+    if let Some(path) = &opts.plot {
+        let svg = crate::plot::histograms(
+            &format!("poc trace {} --limits: kernel time per write", target.name),
+            &seen,
+            "microseconds in the kernel",
+        );
+        std::fs::write(path, svg).map_err(|source| TraceError::Io {
+            op: "write",
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn watch_until_done(
+    target: &Target,
+    opts: &WatchOptions,
+    seen: &mut Vec<(String, Vec<f64>)>,
+) -> Result<(), TraceError> {
     let mut probe = Probe::attach(target, &PROGRAMS)?;
     let mut ring = probe.ring()?;
     eprintln!(
@@ -135,6 +159,10 @@ pub fn watch(target: &Target, opts: &WatchOptions) -> Result<(), TraceError> {
         for record in drain(&mut ring) {
             let line = match record {
                 Record::Write(mut w) => {
+                    match seen.iter_mut().find(|(file, _)| *file == w.file) {
+                        Some((_, times)) => times.push(w.kernel_us),
+                        None => seen.push((w.file.clone(), vec![w.kernel_us])),
+                    }
                     if w.file.starts_with("memory.") {
                         w.usage_after = target.cgroup().memory_report().map(|(u, _)| u);
                     }
