@@ -3,6 +3,9 @@
 # each mode (--limits, --mem, --sched) on that container; events per second and the ratio to the
 # untraced runs, interleaved so drift hits every variant alike. Then the limit-enforcement figures
 # of `poc trace --limits --experiment` on a busy container holding page cache.
+# With POC_BENCH_VM=1, the experiment also runs in the pure cgroup v2 guest (scripts/vm-test.sh
+# --run): emulated (TCG), so its times are the emulator's; its tmpfs-only disk has nothing to
+# reclaim, so memory there is lowered above the usage.
 # Usage: scripts/bench-trace.sh [ROUNDS] [SECONDS per sysbench run]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,3 +71,23 @@ done
 sleep 3
 echo
 "$poc" trace lab --limits --experiment --iterations "${EXPERIMENT_ITERATIONS:-200}" --mem-low 48M
+
+if [ "${POC_BENCH_VM:-0}" = 1 ]; then
+  cat >"$work/guest.sh" <<GUEST
+set -e
+export POC_STORE=/var/tmp/poc-store POC_STATE_ROOT=/run/poc-bench POC_CGROUP_PARENT=/poc-bench
+$poc init busybox >/dev/null
+# Without a CPU limit (the quota goes from max and back: bandwidth control is switched on and off),
+# then with one (between two finite quotas).
+for cpus in "" "--cpus 1"; do
+  echo "== container started with: --mem 256M \$cpus"
+  $poc run -d --name lab --network none --mem 256M \$cpus busybox sh -c 'while :; do :; done' >/dev/null
+  sleep 1
+  $poc trace lab --limits --experiment --iterations ${EXPERIMENT_VM_ITERATIONS:-50} --mem-low 64M
+  $poc rm -f lab >/dev/null
+done
+GUEST
+  echo
+  echo "the same in the pure cgroup v2 guest (emulated):"
+  scripts/vm-test.sh --run "$work/guest.sh"
+fi

@@ -7,6 +7,8 @@
 # boot fails the run with its serial log. Success is decided from a marker and an rc file the guest
 # writes, because qemu exits 0 even when it is killed.
 # Usage: scripts/vm-test.sh [TEST-BINARY-NAME...]     (default: every integration test but debian)
+#        scripts/vm-test.sh --run SCRIPT               run a shell script in the guest instead (from
+#                                                      the repository, which the guest sees at its path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -46,10 +48,14 @@ ip link set lo up; hostname poc-guest
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 echo "guest up: $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 cd "$repo"; rc=0
-for t in $(cat /results/tests); do
-  echo "== $t"; "$t" --test-threads=2 2>&1 || rc=1
-done | tee /results/output.txt
-grep -q "FAILED\|panicked\|error: test failed" /results/output.txt && rc=1
+if [ -f /results/script ]; then
+  sh /results/script >/results/output.txt 2>&1 || rc=1
+else
+  for t in $(cat /results/tests); do
+    echo "== $t"; "$t" --test-threads=2 2>&1 || rc=1
+  done | tee /results/output.txt
+  grep -q "FAILED\|panicked\|error: test failed" /results/output.txt && rc=1
+fi
 echo "$rc" > /results/rc; echo done > /results/marker; sync
 echo o > /proc/sysrq-trigger
 EOF
@@ -86,6 +92,12 @@ started=$(date +%s)
 [ "$(cat "$cache/ready" 2>/dev/null)" = "$recipe" ] || build_guest
 built=$(date +%s)
 
+script=""
+if [ "${1:-}" = --run ]; then
+  script=${2:?"--run needs a script"}
+  [ -f "$script" ] || { echo "vm-test: no script $script" >&2; exit 1; }
+  set --
+fi
 # The host's test binaries (cargo prints where they are).
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
@@ -94,7 +106,8 @@ if [ ${#names[@]} -eq 0 ]; then
 fi
 results=$(mktemp -d /var/tmp/poc-vm-results-XXXXXX)
 trap 'rm -rf "$results"' EXIT
-cargo test --no-run --message-format=json 2>/dev/null |
+[ -z "$script" ] || cp "$script" "$results/script"
+[ -n "$script" ] || cargo test --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, sys
 wanted = set(sys.argv[1:])
