@@ -17,7 +17,7 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
-    /// Only events of these containers (names or id prefixes; they need not exist yet).
+    /// Only events of these containers (names, or id prefixes of 12+ characters; they need not exist yet).
     containers: Vec<String>,
 }
 

@@ -16,6 +16,7 @@ use super::state::State;
 use crate::config::Paths;
 
 const JOURNAL: &str = "events.jsonl";
+const SHORT_ID: usize = 12;
 const ROTATED: &str = "events.1.jsonl";
 /// The journal is moved aside (one generation kept) once it is this big.
 const ROTATE_AT: u64 = 4 << 20;
@@ -47,9 +48,12 @@ impl Event {
         }
     }
 
-    /// Is this about the container the user named (by name, full id or id prefix)?
+    /// Is this about the container the user named: by name, or by an id prefix at least as long
+    /// as the short id `ps` shows? (The container may be gone or not yet made, so a shorter prefix
+    /// could not be told from a name: "a" would also match every id starting with a.)
     pub fn is_about(&self, query: &str) -> bool {
-        self.name.as_deref() == Some(query) || (!query.is_empty() && self.id.starts_with(query))
+        self.name.as_deref() == Some(query)
+            || (query.len() >= SHORT_ID && self.id.starts_with(query))
     }
 }
 
@@ -263,10 +267,12 @@ mod tests {
     }
 
     #[test]
-    fn is_about_matches_names_and_id_prefixes() {
+    fn is_about_matches_names_and_id_prefixes_as_long_as_a_short_id() {
         let e = event(7);
         assert!(e.is_about("c7"));
-        assert!(e.is_about("0000"));
+        assert!(e.is_about("000000000000"));
+        assert!(e.is_about(&e.id.clone()));
+        assert!(!e.is_about("0000"), "a short prefix could be a name");
         assert!(!e.is_about("c8"));
         assert!(!e.is_about(""));
     }
