@@ -113,8 +113,9 @@ fn a_duration_of_samples_is_plotted_as_svg() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
+    // (Each sample also takes the reading's own time, which an emulated guest stretches.)
     assert!(
-        (5..=7).contains(&samples.len()),
+        (4..=7).contains(&samples.len()),
         "{} samples",
         samples.len()
     );
