@@ -97,7 +97,7 @@ static __always_inline __u64 task_cgid(struct task_struct *t)
 	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
 }
 
-/* Only the field we read: `throttled` is an int before 6.18 and a one-bit field since; the
+/* Only the field we read: `throttled` is an int in 6.1 and a one-bit field in 6.18; the
  * bitfield relocations give its place and width in the running kernel either way. (The kernel's
  * own, 64-byte aligned, struct cfs_rq makes clang 14 fail on field-info relocations.) */
 struct cfs_rq___poc {
