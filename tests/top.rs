@@ -30,7 +30,7 @@ fn top_shows_each_running_container_with_sparklines_and_quits_on_q() {
         "60",
     ]);
     let mut cmd = env.command(&["top", "--interval", "200ms"]);
-    let (mut pty, mut child) = Pty::spawn(&mut cmd, 40, 120);
+    let mut pty = Pty::spawn(&mut cmd, 40, 120);
     // The alternate screen, the table with both containers, then a chart per measure.
     pty.expect("\x1b[?1049h");
     let screen = pty.expect_on_screen("ms/s");
@@ -97,7 +97,7 @@ fn top_shows_each_running_container_with_sparklines_and_quits_on_q() {
     pty.expect_on_screen("exited");
     pty.send("j");
     pty.send("q");
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(wait_exit(&mut pty.child), 0);
     // The terminal is given back: alternate screen left.
     pty.expect("\x1b[?1049l");
     assert!(env.poc(&["rm", "-f", &spinner]).status.success());

@@ -12,7 +12,7 @@ use common::Env;
 fn run_it_gives_a_real_terminal_with_size_and_ctrl_c_reaches_the_container() {
     let env = Env::with_busybox();
     let mut cmd = env.command(&["run", "-it", "--rm", "busybox", "sh"]);
-    let (mut pty, mut child) = Pty::spawn(&mut cmd, 33, 101);
+    let mut pty = Pty::spawn(&mut cmd, 33, 101);
     pty.send("tty; stty size; echo answer=$((6*7))\n");
     pty.expect("answer=42");
     let seen = pty.expect("33 101");
@@ -31,7 +31,7 @@ fn run_it_gives_a_real_terminal_with_size_and_ctrl_c_reaches_the_container() {
     );
 
     pty.send("exit 7\n");
-    assert_eq!(wait_exit(&mut child), 7);
+    assert_eq!(wait_exit(&mut pty.child), 7);
     env.assert_clean();
 }
 
@@ -39,7 +39,7 @@ fn run_it_gives_a_real_terminal_with_size_and_ctrl_c_reaches_the_container() {
 fn the_window_size_follows_a_resize() {
     let env = Env::with_busybox();
     let mut cmd = env.command(&["run", "--rm", "-it", "busybox", "sh"]);
-    let (mut pty, mut child) = Pty::spawn(&mut cmd, 24, 80);
+    let mut pty = Pty::spawn(&mut cmd, 24, 80);
     pty.send("stty size\n");
     pty.expect("24 80");
     let size = nix::pty::Winsize {
@@ -54,7 +54,7 @@ fn the_window_size_follows_a_resize() {
     pty.send("stty size\n");
     pty.expect("50 132");
     pty.send("exit\n");
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(wait_exit(&mut pty.child), 0);
     env.assert_clean();
 }
 
@@ -83,13 +83,13 @@ fn exec_it_gives_a_terminal_inside_a_running_container() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut cmd = env.command(&["exec", "-it", "ttybox", "sh"]);
-    let (mut pty, mut child) = Pty::spawn(&mut cmd, 40, 120);
+    let mut pty = Pty::spawn(&mut cmd, 40, 120);
     pty.send("tty; stty size; echo pid1=$(cat /proc/1/comm)\n");
     pty.expect("pid1=sleep");
     let seen = pty.expect("40 120");
     assert!(seen.contains("/dev/pts/1"), "{seen}");
     pty.send("exit 3\n");
-    assert_eq!(wait_exit(&mut child), 3);
+    assert_eq!(wait_exit(&mut pty.child), 3);
     assert!(env.poc(&["rm", "-f", "ttybox"]).status.success());
     env.assert_clean();
 }

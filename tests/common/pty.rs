@@ -2,14 +2,18 @@
 //! session leader with it as the controlling terminal, type into the master, read what appears.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Owns the command it runs: a test that fails half-way kills it on drop rather than leaving a
+/// process blocked on a terminal nobody reads.
 pub struct Pty {
     pub master: std::fs::File,
+    pub child: std::process::Child,
     output: mpsc::Receiver<Vec<u8>>,
     seen: String,
     raw: Vec<u8>,
@@ -19,19 +23,34 @@ pub struct Pty {
 impl Pty {
     /// Opens a pty of `rows` x `cols` and starts `cmd` on its slave as a session leader with it as the
     /// controlling terminal, the way a shell runs `poc run -it` in a real terminal.
-    pub fn spawn(
-        cmd: &mut std::process::Command,
-        rows: u16,
-        cols: u16,
-    ) -> (Self, std::process::Child) {
-        let size = nix::pty::Winsize {
+    pub fn spawn(cmd: &mut std::process::Command, rows: u16, cols: u16) -> Self {
+        // Both ends close-on-exec from the start: tests run in parallel threads, and a process
+        // another test starts must not inherit this master (holding it, the command here would
+        // never see its terminal hang up).
+        use nix::fcntl::OFlag;
+        let master =
+            nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
+        nix::pty::grantpt(&master).unwrap();
+        nix::pty::unlockpt(&master).unwrap();
+        let slave_path = nix::pty::ptsname_r(&master).unwrap();
+        let slave: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&slave_path)
+            .unwrap()
+            .into();
+        let size = libc::winsize {
             ws_row: rows,
             ws_col: cols,
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        let slave: OwnedFd = pty.slave;
+        // SAFETY: TIOCSWINSZ reads the winsize we pass.
+        assert_eq!(
+            unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size) },
+            0
+        );
         let slave_fd = slave.as_raw_fd();
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
@@ -47,7 +66,8 @@ impl Pty {
             });
         }
         let child = cmd.spawn().unwrap();
-        let master = std::fs::File::from(pty.master);
+        // SAFETY: the fd is the master we opened and own from here on.
+        let master = unsafe { std::fs::File::from_raw_fd(master.into_raw_fd()) };
         let mut reader = master.try_clone().unwrap();
         let (tx, output) = mpsc::channel();
         std::thread::spawn(move || {
@@ -58,16 +78,14 @@ impl Pty {
                 }
             }
         });
-        (
-            Pty {
-                master,
-                output,
-                seen: String::new(),
-                raw: Vec::new(),
-                size: (rows, cols),
-            },
+        Pty {
+            master,
             child,
-        )
+            output,
+            seen: String::new(),
+            raw: Vec::new(),
+            size: (rows, cols),
+        }
     }
 
     pub fn send(&mut self, text: &str) {
@@ -165,6 +183,15 @@ fn render(output: &str, (rows, cols): (u16, u16)) -> Vec<String> {
         }
     }
     grid.into_iter().map(|l| l.into_iter().collect()).collect()
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 pub fn wait_exit(child: &mut std::process::Child) -> i32 {
