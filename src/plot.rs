@@ -28,17 +28,7 @@ const COLORS: [&str; 8] = [
 /// Panels one under another, sharing the x axis (`x_label`); one colour per series name.
 pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
     let height = TOP + panels.len() as f64 * (PANEL_HEIGHT + GAP) + 10.0;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
-        WIDTH / 2.0,
-        escape(title)
-    );
+    let mut svg = open(title, height);
     let (x_min, x_max) = bounds(
         panels
             .iter()
@@ -73,17 +63,7 @@ pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
             escape(&panel.title),
             escape(&panel.unit)
         );
-        for t in &y_ticks {
-            let y = sy(*t);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                LEFT + plot_w,
-                LEFT - 6.0,
-                y + 4.0,
-                label(*t)
-            );
-        }
+        y_grid(&mut svg, &y_ticks, sy);
         for t in ticks(x_min, x_max) {
             if t < x_min || t > x_max {
                 continue;
@@ -143,17 +123,7 @@ pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
 pub fn histograms(title: &str, sets: &[(String, Vec<f64>)], x_label: &str) -> String {
     const BINS: usize = 24;
     let height = TOP + sets.len() as f64 * (PANEL_HEIGHT + GAP) + 10.0;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
-        WIDTH / 2.0,
-        escape(title)
-    );
+    let mut svg = open(title, height);
     let plot_w = WIDTH - LEFT - RIGHT;
     for (i, (name, values)) in sets.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL_HEIGHT + GAP);
@@ -184,17 +154,9 @@ pub fn histograms(title: &str, sets: &[(String, Vec<f64>)], x_label: &str) -> St
         let peak = *counts.iter().max().unwrap_or(&1) as f64;
         let y_ticks = ticks(0.0, peak);
         let y_max = *y_ticks.last().unwrap_or(&1.0);
-        for t in &y_ticks {
-            let y = top + PANEL_HEIGHT - t / y_max * PANEL_HEIGHT;
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                LEFT + plot_w,
-                LEFT - 6.0,
-                y + 4.0,
-                label(*t)
-            );
-        }
+        y_grid(&mut svg, &y_ticks, |t| {
+            top + PANEL_HEIGHT - t / y_max * PANEL_HEIGHT
+        });
         let bar_w = plot_w / BINS as f64;
         for (b, n) in counts.iter().enumerate() {
             let h = *n as f64 / y_max * PANEL_HEIGHT;
@@ -226,6 +188,37 @@ pub fn histograms(title: &str, sets: &[(String, Vec<f64>)], x_label: &str) -> St
     );
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The document's opening: size, white background, title.
+fn open(title: &str, height: f64) -> String {
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    svg
+}
+
+/// A panel's horizontal grid lines with their labels; `y` places a value.
+fn y_grid(svg: &mut String, ticks: &[f64], y: impl Fn(f64) -> f64) {
+    for t in ticks {
+        let at = y(*t);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            at + 4.0,
+            label(*t)
+        );
+    }
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {

@@ -175,6 +175,14 @@ impl Manager {
         }
     }
 
+    /// OOM kills so far, if the memory controller is there.
+    pub fn oom_kills(&self) -> Option<u64> {
+        match self {
+            Manager::V1(m) => m.oom_kills(),
+            Manager::V2(m) => m.oom_kills(),
+        }
+    }
+
     /// A directory fd of a cgroup2 leaf for `clone3(CLONE_INTO_CGROUP)`: the process is born inside it.
     pub fn clone_into_fd(&self) -> Option<OwnedFd> {
         match self {

@@ -51,9 +51,14 @@ impl V1Manager {
     pub fn memory_report(&self) -> Option<(u64, u64)> {
         let dir = self.leaf_of("memory")?;
         let usage = fs::read(dir, "memory.usage_in_bytes").ok()?.parse().ok()?;
-        Some((
-            usage,
-            super::counter(&fs::read(dir, "memory.oom_control").ok()?, "oom_kill"),
+        Some((usage, self.oom_kills()?))
+    }
+
+    pub fn oom_kills(&self) -> Option<u64> {
+        let dir = self.leaf_of("memory")?;
+        Some(super::counter(
+            &fs::read(dir, "memory.oom_control").ok()?,
+            "oom_kill",
         ))
     }
 

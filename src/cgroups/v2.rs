@@ -26,9 +26,13 @@ impl V2Manager {
     /// Bytes in use and OOM kills so far.
     pub fn memory_report(&self) -> Option<(u64, u64)> {
         let usage = fs::read(&self.leaf, "memory.current").ok()?.parse().ok()?;
-        Some((
-            usage,
-            super::counter(&fs::read(&self.leaf, "memory.events").ok()?, "oom_kill"),
+        Some((usage, self.oom_kills()?))
+    }
+
+    pub fn oom_kills(&self) -> Option<u64> {
+        Some(super::counter(
+            &fs::read(&self.leaf, "memory.events").ok()?,
+            "oom_kill",
         ))
     }
 

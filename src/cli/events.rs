@@ -50,7 +50,10 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
             println!("{}", line(e));
         }
     };
-    let (past, position) = events::read_since(paths, since.unwrap_or(now));
+    let (past, position) = match since {
+        Some(since) => events::read_since(paths, since),
+        None => (Vec::new(), events::end(paths)),
+    };
     for e in past.iter().filter(|e| wanted(e)) {
         if until.is_some_and(|u| e.time > u) {
             return Ok(0);

@@ -233,7 +233,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
 type Measure<S> = (&'static str, &'static str, fn(&S) -> f64);
 
 fn write_plot<S>(
-    path: &PathBuf,
+    path: &std::path::Path,
     target: &Target,
     mode: &str,
     samples: &[S],
@@ -256,9 +256,5 @@ fn write_plot<S>(
         "seconds",
         &panels,
     );
-    std::fs::write(path, svg).map_err(|source| trace::TraceError::Io {
-        op: "write",
-        path: path.display().to_string(),
-        source,
-    })
+    trace::write_file(path, svg)
 }

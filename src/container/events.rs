@@ -101,6 +101,16 @@ pub fn read_since(paths: &Paths, since: u64) -> (Vec<Event>, Option<Position>) {
     (events, position)
 }
 
+/// The end of the live journal, for a reader that wants only what comes next. Writers append whole
+/// lines in one write each, so the end is always a line's end.
+pub fn end(paths: &Paths) -> Option<Position> {
+    let meta = std::fs::metadata(journal(paths)).ok()?;
+    Some(Position {
+        ino: meta.ino(),
+        offset: meta.len(),
+    })
+}
+
 /// Where a reader stopped in the live journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {

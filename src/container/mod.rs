@@ -336,7 +336,6 @@ fn create_and_start(
     state.status = Status::Running;
     state.started = Some(now_secs());
     state::save(paths, state)?;
-    events::record(paths, state, "start", &[("pid", running.pid.to_string())]);
     Ok((running, parent_io))
 }
 
@@ -350,6 +349,8 @@ fn monitor(
     attach: Option<Attach>,
     sink: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<i32, ContainerError> {
+    // Journaled here, not while starting: a detached run has already told the CLI it started.
+    events::record(paths, state, "start", &[("pid", running.pid.to_string())]);
     let log_path = state.log_path();
     let mut log = logs::Writer::create(&log_path).map_err(io("create", &log_path))?;
     let mut record = |stream: Stream, data: &[u8]| {

@@ -180,7 +180,7 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
     let resources = crate::spec::resources(limits)?;
     let touches_memory = limits.memory.is_some() || limits.memory_soft.is_some();
     let oom_before = if touches_memory {
-        st.cgroup.memory_report().map(|(_, kills)| kills)
+        st.cgroup.oom_kills()
     } else {
         None
     };

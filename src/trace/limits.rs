@@ -132,11 +132,7 @@ pub fn watch(target: &Target, opts: &WatchOptions) -> Result<(), TraceError> {
             &seen,
             "microseconds in the kernel",
         );
-        std::fs::write(path, svg).map_err(|source| TraceError::Io {
-            op: "write",
-            path: path.display().to_string(),
-            source,
-        })?;
+        super::write_file(path, svg)?;
     }
     Ok(())
 }
@@ -271,11 +267,7 @@ pub fn experiment(target: &Target, x: &Experiment) -> Result<Vec<Phase>, TraceEr
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p)
             .map(|s| s.trim().to_string())
-            .map_err(|source| TraceError::Io {
-                op: "read",
-                path: p.display().to_string(),
-                source,
-            })
+            .map_err(super::io("read", p))
     };
     let mem_original = read(&mem_file)?;
     let cpu_original = read(&cpu_file)?;
@@ -301,11 +293,7 @@ pub fn experiment(target: &Target, x: &Experiment) -> Result<Vec<Phase>, TraceEr
         std::fs::OpenOptions::new()
             .write(true)
             .open(p)
-            .map_err(|source| TraceError::Io {
-                op: "open",
-                path: p.display().to_string(),
-                source,
-            })
+            .map_err(super::io("open", p))
     };
     let mem_fd = open(&mem_file)?;
     let cpu_fd = open(&cpu_file)?;
@@ -314,30 +302,24 @@ pub fn experiment(target: &Target, x: &Experiment) -> Result<Vec<Phase>, TraceEr
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
+    let phase = |name, file: &PathBuf, value| Phase {
+        name,
+        file: file_name(file),
+        value,
+        ..Phase::default()
+    };
     let mut phases = vec![
-        (&mem_fd, mem_low.to_string(), "memory lower"),
-        (&mem_fd, mem_original.clone(), "memory raise"),
-        (&cpu_fd, cpu_low, "cpu lower"),
-        (&cpu_fd, cpu_original.clone(), "cpu raise"),
-    ]
-    .into_iter()
-    .map(|(fd, value, name)| {
-        let file = if std::ptr::eq(fd, &mem_fd) {
-            file_name(&mem_file)
-        } else {
-            file_name(&cpu_file)
-        };
         (
-            fd,
-            Phase {
-                name,
-                file,
-                value,
-                ..Phase::default()
-            },
-        )
-    })
-    .collect::<Vec<_>>();
+            &mem_fd,
+            phase("memory lower", &mem_file, mem_low.to_string()),
+        ),
+        (
+            &mem_fd,
+            phase("memory raise", &mem_file, mem_original.clone()),
+        ),
+        (&cpu_fd, phase("cpu lower", &cpu_file, cpu_low)),
+        (&cpu_fd, phase("cpu raise", &cpu_file, cpu_original.clone())),
+    ];
     let tid = nix::unistd::gettid().as_raw() as u32;
     let result = (|| -> Result<(), TraceError> {
         for _ in 0..x.iterations {
@@ -438,11 +420,7 @@ pub fn experiment(target: &Target, x: &Experiment) -> Result<Vec<Phase>, TraceEr
                 .collect::<Vec<_>>(),
             "microseconds in the kernel",
         );
-        std::fs::write(path, svg).map_err(|source| TraceError::Io {
-            op: "write",
-            path: path.display().to_string(),
-            source,
-        })?;
+        super::write_file(path, svg)?;
     }
     Ok(phases)
 }

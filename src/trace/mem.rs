@@ -2,7 +2,7 @@
 //! RSS (its cgroup files), page faults (user and kernel mode, on its behalf), LRU pages isolated
 //! for reclaim, memcg reclaim passes and their time and yield (BPF, by its tasks), swap, OOM kills.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::abi::MemCounters;
 use super::{Probe, Target, TraceError};
@@ -66,49 +66,38 @@ pub fn run(
     each: &mut dyn FnMut(&MemSample),
 ) -> Result<Vec<MemSample>, TraceError> {
     let probe = Probe::attach(target, &PROGRAMS)?;
-    eprintln!(
-        "tracing the memory of {} (cgroup id {}) every {:?}; Ctrl-C to stop",
-        target.name, target.cgroup_id, interval
-    );
-    let start = Instant::now();
     let mut before = probe.counters::<MemCounters>("mem", MemCounters::add)?;
-    let mut at = Instant::now();
     let (_, kills_at_start) = target.cgroup().memory_report().unwrap_or((0, 0));
     let mut total_faults = 0u64;
-    let mut samples = Vec::new();
-    loop {
-        std::thread::sleep(interval);
-        if !target.alive() {
-            break;
-        }
-        let now = probe.counters::<MemCounters>("mem", MemCounters::add)?;
-        let secs = at.elapsed().as_secs_f64().max(1e-9);
-        at = Instant::now();
-        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
-        let faults = (now.faults_user + now.faults_kernel)
-            .saturating_sub(before.faults_user + before.faults_kernel);
-        total_faults += faults;
-        let (usage, kills) = target.cgroup().memory_report().unwrap_or((0, 0));
-        let (rss, swap) = rss_and_swap(target.cgroup());
-        let sample = MemSample {
-            seconds: start.elapsed().as_secs_f64(),
-            usage_bytes: usage,
-            rss_bytes: rss,
-            swap_bytes: swap,
-            page_faults: total_faults,
-            page_faults_per_second: faults as f64 / secs,
-            lru_isolated_per_second: rate(now.lru_isolated, before.lru_isolated),
-            reclaim_passes_per_second: rate(now.reclaim_passes, before.reclaim_passes),
-            reclaim_ms_per_second: rate(now.reclaim_ns, before.reclaim_ns) / 1e6,
-            reclaimed_pages_per_second: rate(now.reclaimed_pages, before.reclaimed_pages),
-            oom_kills: kills.saturating_sub(kills_at_start),
-        };
-        each(&sample);
-        samples.push(sample);
-        before = now;
-        if duration.is_some_and(|d| start.elapsed() + interval / 2 >= d) {
-            break;
-        }
-    }
-    Ok(samples)
+    super::every(
+        target,
+        "memory",
+        interval,
+        duration,
+        |secs, seconds| {
+            let now = probe.counters::<MemCounters>("mem", MemCounters::add)?;
+            let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+            let faults = (now.faults_user + now.faults_kernel)
+                .saturating_sub(before.faults_user + before.faults_kernel);
+            total_faults += faults;
+            let (usage, kills) = target.cgroup().memory_report().unwrap_or((0, 0));
+            let (rss, swap) = rss_and_swap(target.cgroup());
+            let sample = MemSample {
+                seconds,
+                usage_bytes: usage,
+                rss_bytes: rss,
+                swap_bytes: swap,
+                page_faults: total_faults,
+                page_faults_per_second: faults as f64 / secs,
+                lru_isolated_per_second: rate(now.lru_isolated, before.lru_isolated),
+                reclaim_passes_per_second: rate(now.reclaim_passes, before.reclaim_passes),
+                reclaim_ms_per_second: rate(now.reclaim_ns, before.reclaim_ns) / 1e6,
+                reclaimed_pages_per_second: rate(now.reclaimed_pages, before.reclaimed_pages),
+                oom_kills: kills.saturating_sub(kills_at_start),
+            };
+            before = now;
+            Ok(sample)
+        },
+        each,
+    )
 }

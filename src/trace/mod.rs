@@ -44,6 +44,20 @@ pub enum TraceError {
     Refused(String),
 }
 
+/// Maps an I/O error on `path` to a TraceError naming the operation.
+pub fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TraceError + 'a {
+    move |source| TraceError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes a report file (an SVG).
+pub fn write_file(path: &Path, text: String) -> Result<(), TraceError> {
+    std::fs::write(path, text).map_err(io("write", path))
+}
+
 /// The container being traced, as the kernel knows it.
 pub struct Target {
     pub id: String,
@@ -71,11 +85,7 @@ impl Target {
         let ino = |dir: &Path| {
             std::fs::metadata(dir)
                 .map(|m| m.ino())
-                .map_err(|source| TraceError::Io {
-                    op: "stat",
-                    path: dir.display().to_string(),
-                    source,
-                })
+                .map_err(io("stat", dir))
         };
         let cgroup_id = ino(&unified).map_err(|_| TraceError::NoCgroup2(name.clone()))?;
         let mut dirs = vec![cgroup_id];
@@ -184,6 +194,40 @@ impl Probe {
             add(&mut sum, v);
         }
         Ok(sum)
+    }
+}
+
+/// The per-interval modes' loop: says what it traces, then every `interval` calls `sample` with the
+/// seconds since its previous call and since the start, hands the result to `each` and keeps it,
+/// until `duration` has passed or the container stops.
+pub fn every<S>(
+    target: &Target,
+    what: &str,
+    interval: std::time::Duration,
+    duration: Option<std::time::Duration>,
+    mut sample: impl FnMut(f64, f64) -> Result<S, TraceError>,
+    each: &mut dyn FnMut(&S),
+) -> Result<Vec<S>, TraceError> {
+    eprintln!(
+        "tracing the {what} of {} (cgroup id {}) every {interval:?}; Ctrl-C to stop",
+        target.name, target.cgroup_id
+    );
+    let start = std::time::Instant::now();
+    let mut at = start;
+    let mut samples = Vec::new();
+    loop {
+        std::thread::sleep(interval);
+        if !target.alive() {
+            return Ok(samples);
+        }
+        let secs = at.elapsed().as_secs_f64().max(1e-9);
+        at = std::time::Instant::now();
+        let s = sample(secs, start.elapsed().as_secs_f64())?;
+        each(&s);
+        samples.push(s);
+        if duration.is_some_and(|d| start.elapsed() + interval / 2 >= d) {
+            return Ok(samples);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! moment they were runnable to the moment they ran), how much of that waiting was its group being
 //! throttled by its CPU quota, the time its cpu.stat counts as throttled, and a verdict.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::abi::{SchedCounters, HIST_BUCKETS};
 use super::{Probe, Target, TraceError};
@@ -67,68 +67,57 @@ pub fn run(
     each: &mut dyn FnMut(&SchedSample),
 ) -> Result<Vec<SchedSample>, TraceError> {
     let probe = Probe::attach(target, &PROGRAMS)?;
-    eprintln!(
-        "tracing the scheduling of {} (cgroup id {}) every {:?}; Ctrl-C to stop",
-        target.name, target.cgroup_id, interval
-    );
-    let start = Instant::now();
     let mut before = probe.counters::<SchedCounters>("sched", SchedCounters::add)?;
     let mut cg_before = target.cgroup().sample();
-    let mut at = Instant::now();
-    let mut samples = Vec::new();
-    loop {
-        std::thread::sleep(interval);
-        if !target.alive() {
-            break;
-        }
-        let now = probe.counters::<SchedCounters>("sched", SchedCounters::add)?;
-        let cg = target.cgroup().sample();
-        let secs = at.elapsed().as_secs_f64().max(1e-9);
-        at = Instant::now();
-        let waits = now.waits.saturating_sub(before.waits);
-        let wait_ns = now.wait_ns.saturating_sub(before.wait_ns);
-        let throttled_ns = now
-            .throttled_wait_ns
-            .saturating_sub(before.throttled_wait_ns);
-        let mut hist = [0u64; HIST_BUCKETS];
-        for (i, h) in hist.iter_mut().enumerate() {
-            *h = now.hist[i].saturating_sub(before.hist[i]);
-        }
-        let throttled_ms = throttled_ns as f64 / 1e6 / secs;
-        let other_ms = wait_ns.saturating_sub(throttled_ns) as f64 / 1e6 / secs;
-        let cg_throttled =
-            cg.throttled_ns.saturating_sub(cg_before.throttled_ns) as f64 / 1e6 / secs;
-        let sample = SchedSample {
-            seconds: start.elapsed().as_secs_f64(),
-            cpu_percent: cg.cpu_ns.saturating_sub(cg_before.cpu_ns) as f64 / 1e7 / secs,
-            waits_per_second: waits as f64 / secs,
-            wait_avg_us: if waits > 0 {
-                wait_ns as f64 / waits as f64 / 1e3
-            } else {
-                0.0
-            },
-            wait_p99_us: p99_bucket(&hist),
-            // The maximum is kept since the start (per CPU); it is what the kernel saw so far.
-            wait_max_us: now.wait_max_ns as f64 / 1e3,
-            throttled_wait_ms_per_second: throttled_ms,
-            other_wait_ms_per_second: other_ms,
-            throttled_switches_per_second: now
-                .throttled_switches
-                .saturating_sub(before.throttled_switches)
-                as f64
-                / secs,
-            cgroup_throttled_ms_per_second: cg_throttled,
-            verdict: verdict(throttled_ms, other_ms, cg_throttled),
-        };
-        each(&sample);
-        samples.push(sample);
-        before = now;
-        cg_before = cg;
-        if duration.is_some_and(|d| start.elapsed() + interval / 2 >= d) {
-            break;
-        }
-    }
-    Ok(samples)
+    super::every(
+        target,
+        "scheduling",
+        interval,
+        duration,
+        |secs, seconds| {
+            let now = probe.counters::<SchedCounters>("sched", SchedCounters::add)?;
+            let cg = target.cgroup().sample();
+            let waits = now.waits.saturating_sub(before.waits);
+            let wait_ns = now.wait_ns.saturating_sub(before.wait_ns);
+            let throttled_ns = now
+                .throttled_wait_ns
+                .saturating_sub(before.throttled_wait_ns);
+            let mut hist = [0u64; HIST_BUCKETS];
+            for (i, h) in hist.iter_mut().enumerate() {
+                *h = now.hist[i].saturating_sub(before.hist[i]);
+            }
+            let throttled_ms = throttled_ns as f64 / 1e6 / secs;
+            let other_ms = wait_ns.saturating_sub(throttled_ns) as f64 / 1e6 / secs;
+            let cg_throttled =
+                cg.throttled_ns.saturating_sub(cg_before.throttled_ns) as f64 / 1e6 / secs;
+            let sample = SchedSample {
+                seconds,
+                cpu_percent: cg.cpu_ns.saturating_sub(cg_before.cpu_ns) as f64 / 1e7 / secs,
+                waits_per_second: waits as f64 / secs,
+                wait_avg_us: if waits > 0 {
+                    wait_ns as f64 / waits as f64 / 1e3
+                } else {
+                    0.0
+                },
+                wait_p99_us: p99_bucket(&hist),
+                // The maximum is kept since the start (per CPU); it is what the kernel saw so far.
+                wait_max_us: now.wait_max_ns as f64 / 1e3,
+                throttled_wait_ms_per_second: throttled_ms,
+                other_wait_ms_per_second: other_ms,
+                throttled_switches_per_second: now
+                    .throttled_switches
+                    .saturating_sub(before.throttled_switches)
+                    as f64
+                    / secs,
+                cgroup_throttled_ms_per_second: cg_throttled,
+                verdict: verdict(throttled_ms, other_ms, cg_throttled),
+            };
+            before = now;
+            cg_before = cg;
+            Ok(sample)
+        },
+        each,
+    )
 }
 
 #[cfg(test)]
