@@ -238,6 +238,29 @@ impl Drop for Env {
     }
 }
 
+/// The directory of the static programs built from tests/attack/*.c, which tests mount into
+/// containers (`-v DIR:/attack:ro`). Built here when a compiler is present; the v2 guest has none
+/// and uses what scripts/vm-test.sh built before it booted.
+pub fn attack_dir() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attack");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attack/build.sh");
+            if Command::new("cc").arg("--version").output().is_ok() {
+                let status = Command::new(script).arg(&out).status().expect("build.sh runs");
+                assert!(status.success(), "building tests/attack failed");
+            }
+            assert!(
+                out.join("attack").exists(),
+                "{} has no attack programs",
+                out.display()
+            );
+            out
+        })
+        .clone()
+}
+
 /// Mount points of every cgroup hierarchy on this host.
 pub fn cgroup_mounts() -> Vec<PathBuf> {
     std::fs::read_to_string("/proc/self/mountinfo")

@@ -1,0 +1,247 @@
+/*
+ * What a hostile process inside a poc container tries, one subcommand per attack. Each attempt
+ * prints one line, "NAME ok" or "NAME errno N (TEXT)", or "ESCAPE ..." when it reached the host,
+ * so the tests in tests/escape.rs can assert the refusal and its errno.
+ * Built statically by tests/attack/build.sh (the test images have no libc).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/io_uring.h>
+#include <linux/perf_event.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int report(const char *what, long rc) {
+  if (rc < 0) {
+    int e = errno;
+    printf("%s errno %d (%s)\n", what, e, strerror(e));
+  } else {
+    printf("%s ok\n", what);
+  }
+  fflush(stdout);
+  return rc < 0 ? 1 : 0;
+}
+
+/* Reads the host-only marker through `dirfd` by climbing far enough to reach any root. */
+static int try_marker(int dirfd, const char *marker, const char *token, const char *how) {
+  char path[4096];
+  snprintf(path, sizeof path, "../../../../../../../../../../../../../../..%s", marker);
+  int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  char buf[256] = {0};
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n > 0 && strstr(buf, token)) {
+    printf("ESCAPE %s read the host marker\n", how);
+    fflush(stdout);
+    return 1;
+  }
+  return 0;
+}
+
+/*
+ * fdscan ROUNDS MARKER TOKEN DEV INO: watches every other process's descriptors, cwd and exe (as a
+ * process waiting for `poc exec` would) for a way to the host: a directory fd that climbs to the
+ * host's marker file, or poc's own binary (host device and inode DEV:INO).
+ */
+static int fdscan(int rounds, const char *marker, const char *token, dev_t dev, ino_t ino) {
+  char self[32];
+  snprintf(self, sizeof self, "%d", getpid());
+  int found = 0;
+  for (int r = 0; r < rounds && !found; r++) {
+    DIR *proc = opendir("/proc");
+    if (!proc)
+      return report("opendir /proc", -1);
+    struct dirent *p;
+    while ((p = readdir(proc)) && !found) {
+      if (p->d_name[0] < '1' || p->d_name[0] > '9' || !strcmp(p->d_name, self))
+        continue;
+      char path[300];
+      snprintf(path, sizeof path, "/proc/%s/exe", p->d_name);
+      int exe = open(path, O_RDONLY | O_CLOEXEC);
+      if (exe >= 0) {
+        struct stat st;
+        if (fstat(exe, &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+          printf("ESCAPE opened poc's binary through %s\n", path);
+          found = 1;
+        }
+        close(exe);
+      }
+      snprintf(path, sizeof path, "/proc/%s/cwd", p->d_name);
+      int cwd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (cwd >= 0) {
+        found |= try_marker(cwd, marker, token, path);
+        close(cwd);
+      }
+      snprintf(path, sizeof path, "/proc/%s/fd", p->d_name);
+      DIR *fds = opendir(path);
+      if (!fds)
+        continue;
+      struct dirent *f;
+      while ((f = readdir(fds)) && !found) {
+        if (f->d_name[0] == '.')
+          continue;
+        char fdpath[600];
+        snprintf(fdpath, sizeof fdpath, "%s/%s", path, f->d_name);
+        int d = open(fdpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d >= 0) {
+          found |= try_marker(d, marker, token, fdpath);
+          close(d);
+        }
+      }
+      closedir(fds);
+    }
+    closedir(proc);
+  }
+  if (!found)
+    printf("fdscan done\n");
+  fflush(stdout);
+  return found;
+}
+
+/* climb MARKER TOKEN: from the current directory (a working directory poc chose), to the host. */
+static int climb(const char *marker, const char *token) {
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd))
+    printf("cwd %s\n", cwd);
+  else
+    printf("cwd errno %d (%s)\n", errno, strerror(errno));
+  if (!try_marker(AT_FDCWD, marker, token, "the working directory"))
+    printf("climb done\n");
+  fflush(stdout);
+  return 0;
+}
+
+/* cgroup-raise: CVE-2022-0492's setting: a new user namespace, cgroup v1 mounted there, and the
+ * container's own memory limit raised. */
+static int cgroup_raise(void) {
+  if (report("unshare-user-mnt-cgroup", unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWCGROUP)))
+    return 1;
+  mkdir("/tmp/cg", 0755);
+  if (report("mount-cgroup-memory", mount("cgroup", "/tmp/cg", "cgroup", 0, "memory")))
+    return 1;
+  int fd = open("/tmp/cg/memory.limit_in_bytes", O_WRONLY);
+  if (report("open-limit", fd))
+    return 1;
+  return report("write-limit", write(fd, "1073741824", 10));
+}
+
+static int opendev(const char *path) {
+  char what[300];
+  snprintf(what, sizeof what, "open %s", path);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  int rc = report(what, fd);
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+static long perf_open(void) {
+  struct perf_event_attr attr = {0};
+  attr.type = PERF_TYPE_SOFTWARE;
+  attr.size = sizeof attr;
+  attr.config = PERF_COUNT_SW_CPU_CLOCK;
+  return syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
+}
+
+static long bpf_map(void) {
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.map_type = BPF_MAP_TYPE_ARRAY;
+  attr.key_size = 4;
+  attr.value_size = 4;
+  attr.max_entries = 1;
+  return syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr);
+}
+
+/* syscalls: the calls Docker's default profile refuses, each tried once. */
+static int syscalls(void) {
+  report("keyctl", syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -4 /* session */, 0));
+  report("add_key", syscall(SYS_add_key, "user", "poc-test", "x", 1, -4));
+  report("unshare-user", unshare(CLONE_NEWUSER));
+  report("unshare-net", unshare(CLONE_NEWNET));
+  struct io_uring_params params = {0};
+  report("io_uring_setup", syscall(SYS_io_uring_setup, 1, &params));
+  report("perf_event_open", perf_open());
+  report("userfaultfd", syscall(SYS_userfaultfd, O_CLOEXEC));
+  report("bpf", bpf_map());
+  report("mount", mount("tmpfs", "/mnt", "tmpfs", 0, NULL));
+  report("umount", umount2("/proc", MNT_DETACH));
+  report("swapoff", swapoff("/"));
+  report("setns", setns(0, CLONE_NEWNET));
+  report("personality", syscall(SYS_personality, 0x0040000 /* ADDR_NO_RANDOMIZE */));
+  report("clone-newuser", syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0));
+  report("kexec_load", syscall(SYS_kexec_load, 0, 0, 0, 0));
+  report("open_by_handle_at", syscall(SYS_open_by_handle_at, AT_FDCWD, 0, 0));
+  report("init_module", syscall(SYS_init_module, 0, 0, ""));
+  report("ptrace-attach-1", syscall(SYS_ptrace, 16 /* PTRACE_ATTACH */, 1, 0, 0));
+  return 0;
+}
+
+/* tiocsti: puts a character into the input queue of the terminal on fd 0, as a process left behind
+ * by `poc exec` could do to the administrator's shell. */
+static int tiocsti(void) {
+  char c = '#';
+  return report("tiocsti", ioctl(0, TIOCSTI, &c));
+}
+
+/* linger SECONDS FILE: outlives the command that started it, then reads what arrives on its stdin
+ * into FILE and writes a line to its stdout (the caller's terminal, if it still had it). */
+static int linger(int seconds, const char *file) {
+  if (fork() != 0)
+    return 0;
+  setsid();
+  sleep(seconds);
+  int out = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  char buf[256];
+  ssize_t n = read(0, buf, sizeof buf);
+  if (out >= 0 && n > 0)
+    write(out, buf, n);
+  printf("LINGER wrote after exec returned\n");
+  fflush(stdout);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|tiocsti|linger ...\n");
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "fdscan") && argc == 7)
+    return fdscan(atoi(argv[2]), argv[3], argv[4], (dev_t)strtoull(argv[5], 0, 10),
+                  (ino_t)strtoull(argv[6], 0, 10));
+  if (!strcmp(cmd, "climb") && argc == 4)
+    return climb(argv[2], argv[3]);
+  if (!strcmp(cmd, "cgroup-raise"))
+    return cgroup_raise();
+  if (!strcmp(cmd, "opendev") && argc >= 3) {
+    int rc = 0;
+    for (int i = 2; i < argc; i++)
+      rc |= opendev(argv[i]);
+    return rc;
+  }
+  if (!strcmp(cmd, "syscalls"))
+    return syscalls();
+  if (!strcmp(cmd, "tiocsti"))
+    return tiocsti();
+  if (!strcmp(cmd, "linger") && argc == 4)
+    return linger(atoi(argv[2]), argv[3]);
+  fprintf(stderr, "attack: bad arguments for %s\n", cmd);
+  return 2;
+}
