@@ -200,20 +200,22 @@ static int tiocsti(void) {
   return report("tiocsti", ioctl(0, TIOCSTI, &c));
 }
 
-/* linger SECONDS FILE: outlives the command that started it, then reads what arrives on its stdin
- * into FILE and writes a line to its stdout (the caller's terminal, if it still had it). */
+/* linger SECONDS FILE: outlives the command that started it (its output closed, so nothing waits
+ * for it), then reads whatever arrives on the stdin it was given into FILE: the administrator's
+ * next typed line, if that stdin was their terminal. */
 static int linger(int seconds, const char *file) {
   if (fork() != 0)
     return 0;
   setsid();
+  int null = open("/dev/null", O_WRONLY);
+  dup2(null, 1);
+  dup2(null, 2);
   sleep(seconds);
-  int out = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   char buf[256];
   ssize_t n = read(0, buf, sizeof buf);
+  int out = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (out >= 0 && n > 0)
     write(out, buf, n);
-  printf("LINGER wrote after exec returned\n");
-  fflush(stdout);
   return 0;
 }
 

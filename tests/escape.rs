@@ -1,0 +1,644 @@
+//! Attacks from inside a container, performed for real: each test is one story of a hostile image or
+//! a compromised process trying to reach the host (tests/attack/attack.c does the work in the
+//! container), and asserts the refusal. Races repeat enough to have caught the bugs they guard.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::pty::{wait_exit, Pty};
+use common::{assert_error, attack_dir, is_cgroup_v1, read_trimmed, stderr, stdout, Env};
+
+/// A file only the host can see, holding a token no container may ever read.
+struct HostMarker {
+    path: String,
+    token: String,
+}
+
+fn host_marker(env: &Env) -> HostMarker {
+    let token = format!(
+        "host-only-{}-{}",
+        std::process::id(),
+        env.cgroup_parent.len()
+    );
+    let path = env.dir.path().join("host-marker");
+    std::fs::write(&path, &token).unwrap();
+    HostMarker {
+        path: path.to_string_lossy().into_owned(),
+        token,
+    }
+}
+
+fn attack_volume() -> String {
+    format!("{}:/attack:ro", attack_dir().display())
+}
+
+/// `poc run --rm` of the attack program (or a shell script using it) in a busybox container.
+fn attack(env: &Env, flags: &[&str], command: &[&str]) -> std::process::Output {
+    let volume = attack_volume();
+    let mut args = vec!["run", "--rm", "--network", "none", "-v", &volume];
+    args.extend_from_slice(flags);
+    args.push("busybox");
+    args.extend_from_slice(command);
+    env.poc(&args)
+}
+
+fn assert_no_escape(out: &std::process::Output, what: &str) {
+    let text = format!("{}{}", stdout(out), stderr(out));
+    assert!(!text.contains("ESCAPE"), "{what}: {text}");
+}
+
+fn init_pid(env: &Env, name: &str) -> i32 {
+    let out = env.poc(&["inspect", name]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = if json.is_array() { &json[0] } else { &json };
+    state["State"]["Pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no init pid in {state}")) as i32
+}
+
+fn container_id(env: &Env, name: &str) -> String {
+    read_trimmed(&env.state_root().join("names").join(name))
+}
+
+#[test]
+fn a_process_watching_proc_during_exec_finds_no_host_descriptor_or_poc_binary() {
+    let env = Env::with_busybox();
+    let marker = host_marker(&env);
+    let poc = std::fs::metadata(env!("CARGO_BIN_EXE_poc")).unwrap();
+    let (dev, ino) = (poc.dev().to_string(), poc.ino().to_string());
+    let volume = attack_volume();
+    env.run_detached(&[
+        "--name",
+        "watcher",
+        "--network",
+        "none",
+        "-v",
+        &volume,
+        "busybox",
+        "/attack/attack",
+        "fdscan",
+        "1000000000",
+        &marker.path,
+        &marker.token,
+        &dev,
+        &ino,
+    ]);
+    // The review saw the cgroup directory fd after 3 to 52 execs.
+    for round in 0..150 {
+        let out = env.poc(&["exec", "watcher", "true"]);
+        if !out.status.success() || round % 25 == 24 {
+            // The watcher stops (and its container with it) once it got out.
+            let logs = stdout(&env.poc(&["logs", "watcher"]));
+            assert!(
+                !logs.contains("ESCAPE"),
+                "after {} execs: {logs}",
+                round + 1
+            );
+            assert!(out.status.success(), "exec {round}: {}", stderr(&out));
+        }
+    }
+    let logs = stdout(&env.poc(&["logs", "watcher"]));
+    assert!(!logs.contains("ESCAPE"), "{logs}");
+    assert!(env.poc(&["rm", "-f", "watcher"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn exec_refuses_a_working_directory_swapped_for_a_descriptor_link() {
+    let env = Env::with_busybox();
+    let marker = host_marker(&env);
+    let volume = attack_volume();
+    env.run_detached(&[
+        "--name",
+        "swapper",
+        "--network",
+        "none",
+        "-w",
+        "/work",
+        "-v",
+        &volume,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    for n in 3..=20 {
+        let link = format!("rm -rf /work; ln -s /proc/self/fd/{n} /work");
+        let out = env.poc(&["exec", "-w", "/", "swapper", "sh", "-c", &link]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = env.poc(&[
+            "exec",
+            "swapper",
+            "/attack/attack",
+            "climb",
+            &marker.path,
+            &marker.token,
+        ]);
+        assert_no_escape(&out, &format!("/work -> /proc/self/fd/{n}"));
+        assert_error(&out, 125, "working directory");
+    }
+    assert!(env.poc(&["rm", "-f", "swapper"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn a_working_directory_through_proc_self_fd_never_lands_on_the_host() {
+    let env = Env::with_busybox();
+    let marker = host_marker(&env);
+    let climb = ["/attack/attack", "climb", &marker.path, &marker.token];
+    for n in 3..=12 {
+        let dir = format!("/proc/self/fd/{n}");
+        let out = attack(&env, &["-w", &dir], &climb);
+        assert_no_escape(&out, &format!("run -w {dir}"));
+        assert_error(&out, 125, "working directory");
+        let out = attack(&env, &["-d", "-w", &dir], &climb);
+        assert_no_escape(&out, &format!("run -d -w {dir}"));
+        assert_error(&out, 125, "working directory");
+    }
+    let volume = attack_volume();
+    env.run_detached(&[
+        "--name",
+        "target",
+        "--network",
+        "none",
+        "-v",
+        &volume,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    for n in 3..=14 {
+        let dir = format!("/proc/self/fd/{n}");
+        let mut args = vec!["exec", "-w", &dir, "target"];
+        args.extend_from_slice(&climb);
+        let out = env.poc(&args);
+        assert_no_escape(&out, &format!("exec -w {dir}"));
+        assert_error(&out, 125, "working directory");
+    }
+    assert!(env.poc(&["rm", "-f", "target"]).status.success());
+    env.assert_clean();
+}
+
+/// The busybox image again, with `/app` a symlink to one of the init's descriptors.
+fn image_with_app_link(env: &Env, target: &str) {
+    let rootfs = env.store().join("images/busybox/rootfs");
+    let tarball = env.dir.path().join("app-link.tar");
+    let file = std::fs::File::create(&tarball).unwrap();
+    let mut tar = tar::Builder::new(file);
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", &rootfs).unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    header.set_mode(0o777);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    tar.append_link(&mut header, "app", target).unwrap();
+    tar.finish().unwrap();
+    let out = env.poc(&["init", "--from", &tarball.to_string_lossy(), "applink"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_image_whose_workdir_links_to_a_descriptor_cannot_reach_the_host() {
+    let env = Env::with_busybox();
+    let marker = host_marker(&env);
+    image_with_app_link(&env, "/proc/self/fd/8");
+    let volume = attack_volume();
+    for detach in [false, true] {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &volume,
+            "-w",
+            "/app",
+        ];
+        if detach {
+            args.push("-d");
+        }
+        args.extend_from_slice(&[
+            "applink",
+            "/attack/attack",
+            "climb",
+            &marker.path,
+            &marker.token,
+        ]);
+        let out = env.poc(&args);
+        assert_no_escape(&out, "-w /app");
+        assert_error(&out, 125, "working directory");
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn device_nodes_a_container_makes_cannot_be_opened() {
+    let env = Env::with_busybox();
+    let nodes = [
+        ("kvm", "c 10 232"),
+        ("fuse", "c 10 229"),
+        ("loop-control", "c 10 237"),
+        ("hwrng", "c 10 183"),
+        ("tty1", "c 4 1"),
+        ("sda", "b 8 0"),
+    ];
+    let mut script = String::new();
+    for (name, spec) in nodes {
+        script.push_str(&format!(
+            "mknod /tmp/{name} {spec} || echo mknod {name} failed; "
+        ));
+    }
+    script.push_str("/attack/attack opendev");
+    for (name, _) in nodes {
+        script.push_str(&format!(" /tmp/{name}"));
+    }
+    script.push_str(" /dev/null /dev/zero /dev/urandom");
+    let out = attack(&env, &[], &["sh", "-c", &script]);
+    let text = stdout(&out);
+    assert!(
+        !text.contains("failed"),
+        "mknod is allowed, as Docker: {text}"
+    );
+    for (name, _) in nodes {
+        assert!(
+            text.contains(&format!("open /tmp/{name} errno 1 ")),
+            "{name} must be refused (EPERM): {text}{}",
+            stderr(&out)
+        );
+    }
+    for dev in ["null", "zero", "urandom"] {
+        assert!(text.contains(&format!("open /dev/{dev} ok")), "{text}");
+    }
+    env.assert_clean();
+}
+
+/// The container's hard memory limit as the host sees it.
+fn host_memory_limit(env: &Env, id: &str) -> String {
+    let leaf = if is_cgroup_v1() {
+        common::hierarchy_of("memory")
+            .join(env.cgroup_parent.trim_start_matches('/'))
+            .join(id)
+            .join("memory.limit_in_bytes")
+    } else {
+        common::hierarchy_of("memory")
+            .join(env.cgroup_parent.trim_start_matches('/'))
+            .join(id)
+            .join("memory.max")
+    };
+    read_trimmed(&leaf)
+}
+
+#[test]
+fn a_new_user_namespace_cannot_mount_cgroupfs_to_raise_the_containers_limits() {
+    let env = Env::with_busybox();
+    let volume = attack_volume();
+    env.run_detached(&[
+        "--name",
+        "raiser",
+        "--network",
+        "none",
+        "--mem",
+        "64M",
+        "-v",
+        &volume,
+        "busybox",
+        "sh",
+        "-c",
+        "/attack/attack cgroup-raise; echo attempted; sleep 1000",
+    ]);
+    env.wait_for_log("raiser", "attempted");
+    let logs = stdout(&env.poc(&["logs", "raiser"]));
+    assert!(
+        logs.contains("unshare-user-mnt-cgroup errno 1 "),
+        "the new user namespace must be refused: {logs}"
+    );
+    let id = container_id(&env, "raiser");
+    assert_eq!(host_memory_limit(&env, &id), (64u64 << 20).to_string());
+    assert!(env.poc(&["rm", "-f", "raiser"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn syscalls_docker_refuses_are_refused_with_eperm() {
+    let env = Env::with_busybox();
+    let out = attack(&env, &[], &["/attack/attack", "syscalls"]);
+    let text = stdout(&out);
+    for call in [
+        "keyctl",
+        "add_key",
+        "unshare-user",
+        "unshare-net",
+        "io_uring_setup",
+        "perf_event_open",
+        "userfaultfd",
+        "bpf",
+        "mount",
+        "umount",
+        "setns",
+        "personality",
+        "clone-newuser",
+        "open_by_handle_at",
+        "kexec_load",
+        "init_module",
+    ] {
+        assert!(
+            text.contains(&format!("{call} errno 1 ")),
+            "{call} must be refused with EPERM: {text}{}",
+            stderr(&out)
+        );
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn the_default_process_is_confined_like_dockers_and_tighter() {
+    let env = Env::with_busybox();
+    let script = "grep -E '^(Seccomp|CapEff|CapBnd|NoNewPrivs):' /proc/self/status; \
+        echo b > /proc/sysrq-trigger && echo sysrq-written; \
+        echo 1 > /proc/sys/vm/drop_caches && echo sysctl-written; \
+        echo -n kcore=; head -c 16 /proc/kcore | wc -c; \
+        mount -t tmpfs tmpfs /mnt && echo mounted; \
+        unshare -U true && echo unshared; \
+        echo procs=$(ls /proc | grep -c '^[0-9]')";
+    let out = attack(&env, &[], &["sh", "-c", script]);
+    let text = stdout(&out);
+    for want in [
+        "Seccomp:\t2",
+        "CapEff:\t00000000a80425fb",
+        "CapBnd:\t00000000a80425fb",
+        "NoNewPrivs:\t1",
+        "kcore=0",
+    ] {
+        assert!(text.contains(want), "{want:?} not in {text}");
+    }
+    for refused in ["sysrq-written", "sysctl-written", "mounted", "unshared"] {
+        assert!(!text.contains(refused), "{refused}: {text}");
+    }
+    let procs: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(procs <= 4, "host processes visible: {text}");
+    env.assert_clean();
+}
+
+/// Runs `program args...` on the host as uid and gid 65534 (nobody), with no groups.
+fn as_nobody(program: &Path, arg0: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(program);
+    if let Some(arg0) = arg0 {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args).uid(65534).gid(65534).output().unwrap()
+}
+
+#[test]
+fn host_users_cannot_read_a_containers_secrets_or_run_what_it_planted() {
+    let env = Env::with_busybox();
+    // Only poc's own modes may protect its files: open up the test's private directory.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.run_detached(&[
+        "--name",
+        "secrets",
+        "--network",
+        "none",
+        "-e",
+        "DB_PASSWORD=hunter2",
+        "busybox",
+        "sh",
+        "-c",
+        "cp /bin/busybox /planted && chmod 4755 /planted && echo the-log-secret && sleep 1000",
+    ]);
+    env.wait_for_log("secrets", "the-log-secret");
+    let id = container_id(&env, "secrets");
+    let config = env
+        .state_root()
+        .join("containers")
+        .join(&id)
+        .join("config.json");
+    let layer = env.store().join("containers").join(&id);
+    let planted = layer.join("upper/planted");
+    assert!(
+        planted.exists(),
+        "the container's file is in its upper layer"
+    );
+    let cat = Path::new("/bin/cat");
+    for file in [config.clone(), layer.join("container.log")] {
+        let out = as_nobody(cat, None, &[&file.to_string_lossy()]);
+        assert!(
+            !out.status.success() && !stdout(&out).contains("hunter2"),
+            "uid 65534 read {}: {}",
+            file.display(),
+            stdout(&out)
+        );
+    }
+    let out = as_nobody(&planted, Some("id"), &["-u"]);
+    assert!(
+        !out.status.success(),
+        "uid 65534 ran the planted setuid file: euid {}",
+        stdout(&out)
+    );
+    for private in [env.store(), env.state_root(), layer.clone()] {
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", private.display());
+    }
+    for file in [config, layer.join("container.log")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    assert!(env.poc(&["rm", "-f", "secrets"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn a_process_left_behind_by_exec_never_reads_the_callers_terminal() {
+    let env = Env::with_busybox();
+    let volume = attack_volume();
+    env.run_detached(&[
+        "--name",
+        "lurker",
+        "--network",
+        "none",
+        "-v",
+        &volume,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let mut cmd = env.command(&[
+        "exec",
+        "-i",
+        "lurker",
+        "/attack/attack",
+        "linger",
+        "3",
+        "/stolen",
+    ]);
+    let mut pty = Pty::spawn(&mut cmd, 24, 80);
+    let started = Instant::now();
+    assert_eq!(wait_exit(&mut pty.child), 0);
+    // The administrator types their next command once `poc exec` has returned.
+    pty.send("secret-typed-after-exec\n");
+    std::thread::sleep(
+        Duration::from_secs(4).saturating_sub(started.elapsed()) + Duration::from_secs(1),
+    );
+    let out = env.poc(&["exec", "lurker", "cat", "/stolen"]);
+    assert!(
+        !stdout(&out).contains("secret-typed-after-exec"),
+        "the lingering process read the caller's terminal: {}",
+        stdout(&out)
+    );
+    assert!(env.poc(&["rm", "-f", "lurker"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn run_and_rmi_refuse_image_names_that_leave_the_store() {
+    let env = Env::with_busybox();
+    let outside = env.dir.path().join("outside");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(env.store().join("images/busybox"))
+        .arg(&outside)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let outside_name = outside.to_string_lossy().into_owned();
+    for name in [
+        outside_name.as_str(),
+        "../../outside",
+        "../images/busybox",
+        "a/b",
+    ] {
+        let out = env.poc(&["run", "--rm", "--network", "none", name, "true"]);
+        assert_error(&out, 125, "image name");
+        let out = env.poc(&["rmi", name]);
+        assert_error(&out, 125, "image name");
+    }
+    assert!(
+        outside.join("image.json").exists(),
+        "rmi removed a directory outside the store"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn volumes_over_proc_sys_or_dev_are_refused() {
+    let env = Env::with_busybox();
+    let host = env.dir.path().join("volume");
+    std::fs::create_dir(&host).unwrap();
+    for target in [
+        "/proc",
+        "/proc/sys",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/dev",
+        "/dev/shm",
+        "/proc/../proc",
+    ] {
+        let volume = format!("{}:{target}", host.display());
+        let out = env.poc(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &volume,
+            "busybox",
+            "true",
+        ]);
+        assert_error(&out, 125, target.trim_end_matches("/../proc"));
+    }
+    let made: Vec<_> = std::fs::read_dir(&host).unwrap().collect();
+    assert!(
+        made.is_empty(),
+        "poc made files in the host directory: {made:?}"
+    );
+    env.assert_clean();
+}
+
+/// (hierarchy, path) pairs from a /proc/PID/cgroup file.
+fn cgroup_paths(pid: i32) -> Vec<(String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_container_has_its_own_leaf_in_every_hierarchy_including_named_ones() {
+    let env = Env::with_busybox();
+    env.run_detached(&[
+        "--name",
+        "leafy",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let id = container_id(&env, "leafy");
+    let pid = init_pid(&env, "leafy");
+    let want = format!("{}/{id}", env.cgroup_parent);
+    let paths = cgroup_paths(pid);
+    assert!(!paths.is_empty());
+    for (hierarchy, path) in &paths {
+        assert_eq!(path, &want, "hierarchy {hierarchy:?} of the init");
+    }
+    // release_agent lives only at a hierarchy's root, which the container must not see.
+    let out = env.poc(&[
+        "exec",
+        "leafy",
+        "sh",
+        "-c",
+        "find /sys/fs/cgroup -name release_agent | wc -l",
+    ]);
+    assert_eq!(stdout(&out).trim(), "0", "{}", stderr(&out));
+    assert!(env.poc(&["rm", "-f", "leafy"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn cgroup_files_inside_show_the_containers_limits_read_only() {
+    let env = Env::with_busybox();
+    let (file, value) = if is_cgroup_v1() {
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            (96u64 << 20).to_string(),
+        )
+    } else {
+        ("/sys/fs/cgroup/memory.max", (96u64 << 20).to_string())
+    };
+    let script = format!("cat {file}; echo 1073741824 > {file} && echo raised; cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null");
+    let out = attack(
+        &env,
+        &["--mem", "96M", "--pids", "77"],
+        &["sh", "-c", &script],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.lines().next() == Some(value.as_str()),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(text.contains("77"), "pids.max is visible: {text}");
+    assert!(!text.contains("raised"), "{text}");
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    env.assert_clean();
+}
