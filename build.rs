@@ -2,6 +2,8 @@
 //! BTF (CO-RE), against a vmlinux.h dumped from the build machine's kernel BTF. The object is
 //! embedded in the binary; CO-RE relocations fit it to the running kernel at load time.
 //! Needs clang, llvm-strip, bpftool and libbpf's headers: `scripts/setup.sh --deps` installs them.
+//! Also builds the exec stub (src/process/exec-stub.c), a tiny static program without libc that
+//! container processes exec from a sealed memfd right before their command.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +13,8 @@ fn main() {
     println!("cargo:rerun-if-changed=bpf/trace.bpf.c");
     println!("cargo:rerun-if-changed=bpf/trace.h");
     println!("cargo:rerun-if-env-changed=POC_VMLINUX_BTF");
+    println!("cargo:rerun-if-changed=src/process/exec-stub.c");
+    build_exec_stub(&out);
     let btf = std::env::var("POC_VMLINUX_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".into());
     let vmlinux = out.join("vmlinux.h");
     let dump = run(
@@ -39,6 +43,20 @@ fn main() {
     run(
         Command::new(tool("llvm-strip")).arg("-g").arg(&object),
         "llvm-strip (package llvm)",
+    );
+}
+
+/// No libc, no start files, no unwind tables or build id: a few hundred bytes of code.
+fn build_exec_stub(out: &Path) {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    run(
+        Command::new(cc)
+            .args(["-static", "-no-pie", "-nostdlib", "-Os", "-Wall"])
+            .args(["-fno-stack-protector", "-fno-asynchronous-unwind-tables"])
+            .args(["-Wl,--build-id=none", "-s", "-o"])
+            .arg(out.join("exec-stub"))
+            .arg("src/process/exec-stub.c"),
+        "cc (package gcc) building src/process/exec-stub.c",
     );
 }
 

@@ -309,8 +309,19 @@ pub fn parse_volume(text: &str) -> Result<Volume, String> {
     if !host.starts_with('/') || !container.starts_with('/') {
         return Err(format!("'{text}': both paths must be absolute"));
     }
-    if container == "/" {
+    let container = normalize(container);
+    if container == Path::new("/") {
         return Err(format!("'{text}': cannot mount over the container's root"));
+    }
+    // As runc: the kernel's filesystems are the runtime's to mount, never a host directory.
+    if let Some(kernel) = ["/proc", "/sys", "/dev"]
+        .iter()
+        .find(|k| container.starts_with(k))
+    {
+        return Err(format!(
+            "'{text}': {} is under {kernel}, which a volume may not cover",
+            container.display()
+        ));
     }
     let host = Path::new(host);
     if !host.exists() {
@@ -321,9 +332,24 @@ pub fn parse_volume(text: &str) -> Result<Volume, String> {
     }
     Ok(Volume {
         host: host.to_path_buf(),
-        container: PathBuf::from(container),
+        container,
         read_only,
     })
+}
+
+/// An absolute path with `.` and `..` worked out as the kernel would from `/` (symlinks aside).
+fn normalize(path: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for part in Path::new(path).components() {
+        match part {
+            std::path::Component::Normal(name) => out.push(name),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// CPU bandwidth: `quota` microseconds of CPU time per `period`.
@@ -386,6 +412,8 @@ pub struct RunRequest {
     pub network: NetworkMode,
     pub ports: Vec<crate::network::PortMapping>,
     pub dns: Vec<std::net::IpAddr>,
+    /// `--user`: name, uid, uid:gid or name:group, looked up in the image (None: root).
+    pub user: Option<String>,
     pub image: String,
     pub command: Vec<String>,
 }
@@ -571,6 +599,15 @@ pub fn build_spec(
         .build()?)
 }
 
+/// The OCI user for resolved ids (the primary group first among the supplementary ones).
+pub fn user(ids: &crate::security::user::UserIds) -> oci_spec::runtime::User {
+    let mut user = oci_spec::runtime::User::default();
+    user.set_uid(ids.uid);
+    user.set_gid(ids.gid);
+    user.set_additional_gids(Some(ids.groups.clone()));
+    user
+}
+
 /// Sets or replaces `KEY=VALUE` in an environment list.
 pub fn set_env(env: &mut Vec<String>, var: &str) {
     let key = var.split('=').next().unwrap_or(var);
@@ -671,6 +708,13 @@ fn default_mounts() -> Result<Vec<Mount>, SpecError> {
             "sysfs",
             "sysfs",
             &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+        // The container's own cgroups, read-only (the JVM, Go and .NET size themselves from them).
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
         )?,
     ])
 }
@@ -788,6 +832,22 @@ mod tests {
         assert!(parse_volume("/no/such/dir/poc:/data")
             .unwrap_err()
             .contains("does not exist"));
+        for kernel in [
+            "/proc",
+            "/proc/sys",
+            "/sys/fs/cgroup",
+            "/dev",
+            "/dev/shm",
+            "/x/../proc",
+        ] {
+            let err = parse_volume(&format!("/tmp:{kernel}")).unwrap_err();
+            assert!(err.contains("may not cover"), "{kernel}: {err}");
+        }
+        assert_eq!(
+            parse_volume("/tmp:/data/./x/../y").unwrap().container,
+            PathBuf::from("/data/y")
+        );
+        assert!(parse_volume("/tmp:/devices").is_ok());
         assert!(parse_env("=x").is_err());
         assert_eq!(parse_env("A=b=c"), Ok("A=b=c".into()));
         assert!(parse_workdir("rel").is_err());
@@ -823,6 +883,7 @@ mod tests {
             network: NetworkMode::None,
             ports: vec![],
             dns: vec![],
+            user: None,
             image: "busybox".into(),
             command: vec![],
         }

@@ -20,7 +20,7 @@ pub use stats::{Psi, Sample};
 /// The cgroup hierarchies mounted on this host, read from /proc/self/mountinfo.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Hierarchies {
-    /// cgroup v1 hierarchies: mount point and the controllers bound to it.
+    /// cgroup v1 hierarchies: mount point and the controllers bound to it (`name=X` for a named one).
     pub v1: Vec<(PathBuf, Vec<String>)>,
     /// The cgroup2 mount: the whole tree on a pure v2 host, `/sys/fs/cgroup/unified` on hybrid ones.
     pub unified: Option<PathBuf>,
@@ -67,9 +67,11 @@ impl Hierarchies {
             match right[0] {
                 "cgroup2" => found.unified = Some(mount_point),
                 "cgroup" => {
+                    // Named hierarchies (name=systemd) hold no controller but a container still
+                    // gets its own leaf there: at their root it would see release_agent.
                     let controllers: Vec<String> = right[2]
                         .split(',')
-                        .filter(|o| V1_CONTROLLERS.contains(o))
+                        .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
                         .map(String::from)
                         .collect();
                     if !controllers.is_empty() {
@@ -353,6 +355,10 @@ mod tests {
                 (
                     PathBuf::from("/sys/fs/cgroup/memory"),
                     vec!["memory".to_string()]
+                ),
+                (
+                    PathBuf::from("/sys/fs/cgroup/systemd"),
+                    vec!["name=systemd".to_string()]
                 ),
             ]
         );

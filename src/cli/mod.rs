@@ -142,6 +142,7 @@ impl<E: Into<anyhow::Error>> From<E> for Exit {
 }
 
 pub fn main() -> i32 {
+    crate::process::ensure_standard_descriptors();
     if std::env::args_os().nth(1).is_some_and(|a| a == "update") {
         let args = std::env::args_os()
             .enumerate()

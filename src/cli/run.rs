@@ -112,6 +112,9 @@ pub struct Args {
     /// DNS server for the container's /etc/resolv.conf (repeatable).
     #[arg(long)]
     dns: Vec<std::net::IpAddr>,
+    /// User: name, uid, uid:gid or name:group (looked up in the image).
+    #[arg(short, long)]
+    user: Option<String>,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's, /bin/sh).
@@ -137,6 +140,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         network: args.network,
         ports: args.publish,
         dns: args.dns,
+        user: args.user,
         image: args.image,
         command: args.command,
     };

@@ -36,6 +36,9 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     };
     let mut spec = load_config(paths, &id)?;
     let mut proc_ = spec.process().clone().unwrap_or_default();
+    if let Some(user) = &req.user {
+        proc_.set_user(resolve_user(init.pid, user)?);
+    }
     let mut env = proc_.env().clone().unwrap_or_default();
     for var in &req.env {
         crate::spec::set_env(&mut env, var);
@@ -73,22 +76,20 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     }
 
     let mut supervisor = Supervisor::new()?;
-    let stdio = if req.tty {
-        ChildStdio::Terminal
+    // Pipes that poc relays, never poc's own descriptors: a process the command leaves behind must
+    // not keep the caller's terminal (and read what they type next).
+    let (stdio, parent_io) = if req.tty {
+        (ChildStdio::Terminal, ParentIo::default())
     } else {
-        ChildStdio::Inherit {
-            stdin: req.interactive,
-        }
+        process::pipes(req.interactive)?
     };
     let cgroup_fd = st.cgroup.clone_into_fd();
     let cfg = ChildConfig {
         join_cgroups: st.cgroup.self_join_files(),
         spec: &spec,
-        role: Role::Exec {
-            namespaces,
-            user: req.user.clone(),
-        },
+        role: Role::Exec { namespaces },
         stdio,
+        seccomp: None,
     };
     let child = process::spawn(cfg, cgroup_fd.as_ref())?;
     if let Err(e) = st.cgroup.add_task(child.pid.as_raw(), child.born_in_cgroup) {
@@ -98,16 +99,30 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     }
     let running = child.release()?;
     let stdout = std::io::stdout();
-    let mut to_terminal = |_: Stream, data: &[u8]| process::write_all(stdout.as_fd(), data);
+    let stderr = std::io::stderr();
+    let mut to_terminal = |stream: Stream, data: &[u8]| match stream {
+        Stream::Stdout => process::write_all(stdout.as_fd(), data),
+        Stream::Stderr => process::write_all(stderr.as_fd(), data),
+    };
     Ok(supervisor.wait(
         running,
-        ParentIo::default(),
+        parent_io,
         Some(Attach {
             stdin: req.interactive,
         }),
         &mut to_terminal,
         None,
     )?)
+}
+
+/// `-u USER` looked up in the running container's own files, through its root as the init sees it.
+fn resolve_user(init: i32, user: &str) -> Result<oci_spec::runtime::User, ContainerError> {
+    let root_path = PathBuf::from(format!("/proc/{init}/root"));
+    let root = crate::rootfs::open_dir(&root_path)
+        .map_err(|e| ContainerError::Refused(format!("the container's root: {e}")))?;
+    let ids = crate::security::user::resolve(root.as_fd(), Some(user))
+        .map_err(|e| ContainerError::Refused(e.to_string()))?;
+    Ok(crate::spec::user(&ids))
 }
 
 /// The init's namespace of `kind`, unless it is poc's own (e.g. `--network host`).

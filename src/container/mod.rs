@@ -95,6 +95,7 @@ const CONFIG_FILE: &str = "config.json";
 /// A container's configuration, ready to create.
 struct Prepared {
     spec: Spec,
+    hierarchies: Hierarchies,
     state: State,
     root: RootSource,
     req: RunRequest,
@@ -119,7 +120,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     let container_dir = paths.container_dir(&id);
     let etc_dir = paths.container_state_dir(&id).join("etc");
     let cgroup_path = format!("{}/{}", paths.cgroup_parent.trim_end_matches('/'), id);
-    let spec = build_spec(
+    let mut spec = build_spec(
         &req,
         &image.meta.defaults,
         &id,
@@ -127,6 +128,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         &etc_dir,
         &cgroup_path,
     )?;
+    set_user(&mut spec, &image.rootfs, req.user.as_deref())?;
     let root = RootSource::Overlay {
         lower: image.rootfs.clone(),
         upper: container_dir.join("upper"),
@@ -159,10 +161,24 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     };
     Ok(Prepared {
         spec,
+        hierarchies,
         state,
         root,
         req,
     })
+}
+
+/// The process's user and groups, looked up in the image's /etc files through a descriptor of its
+/// root (root and its groups when no `--user` is given, as Docker).
+fn set_user(spec: &mut Spec, image_root: &Path, user: Option<&str>) -> Result<(), ContainerError> {
+    let root = crate::rootfs::open_dir(image_root)
+        .map_err(|e| ContainerError::Refused(format!("the image's root: {e}")))?;
+    let ids = crate::security::user::resolve(root.as_fd(), user)
+        .map_err(|e| ContainerError::Refused(e.to_string()))?;
+    if let Some(process) = spec.process_mut().as_mut() {
+        process.set_user(crate::spec::user(&ids));
+    }
+    Ok(())
 }
 
 fn run_attached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
@@ -313,10 +329,12 @@ fn create_and_start(
         join_cgroups: state.cgroup.self_join_files(),
         spec: &p.spec,
         role: Role::Init {
+            cgroups: p.hierarchies.clone(),
             root: p.root.clone(),
             network: NamespacePlan::for_container(p.req.network, state.network.as_ref()),
         },
         stdio,
+        seccomp: None,
     };
     let child = process::spawn(cfg, cgroup_fd.as_ref())?;
     // Not saved yet: if poc dies before release, the waiting init sees its channel close and exits.

@@ -1,18 +1,21 @@
-//! A container process from clone to exec, in the order the kernel needs. An init: cgroup namespace,
-//! hostname, network, root filesystem; an exec'd process: the init's namespaces. Then both: terminal or
-//! stdio, working directory, scheduling, privileges, user, exec.
+//! A container process from clone to exec, in the order the boundary needs. First, before anything
+//! of the container's is touched: stdio in place and every other descriptor closed. Then an init's
+//! cgroup namespace, hostname, network and root filesystem, or an exec'd process's namespaces; then
+//! terminal, rlimits, nice, privileges, user, working directory (resolved inside the root, entered
+//! as the user), seccomp, and the exec of the command through the sealed stub.
 //! Runs in the cloned child only; it never returns into poc's own code.
 
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{AtFlags, FcntlArg, FdFlag, ResolveFlag};
 use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::{access, AccessFlags};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::{ChildConfig, ChildStdio, Role, MSG_ERROR, MSG_PTY};
 
@@ -24,18 +27,13 @@ enum InitError {
     Setup(String),
     #[error("container command {0:?} not found in PATH ({1})")]
     NotFound(String, String),
-    #[error("container command {0:?}: no such file or directory")]
-    NoSuchFile(String),
-    #[error("container command {0:?} cannot be executed: {1}")]
-    CannotExecute(String, nix::Error),
 }
 
 impl InitError {
     fn exit_code(&self) -> i32 {
         match self {
             InitError::Setup(_) => 125,
-            InitError::NotFound(..) | InitError::NoSuchFile(_) => 127,
-            InitError::CannotExecute(..) => 126,
+            InitError::NotFound(..) => 127,
         }
     }
 }
@@ -45,10 +43,12 @@ fn setup_err(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> InitError + '
 }
 
 /// Entry point in the child. Reports any failure on the sync channel and exits with Docker's code.
-pub fn run(cfg: &ChildConfig, sock: OwnedFd) -> ! {
+pub fn run(cfg: &ChildConfig, sock: OwnedFd, stub: OwnedFd) -> ! {
     // A panic must not unwind into the parent's frames, which this forked child still has.
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_and_exec(cfg, &sock)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        isolate_descriptors(cfg, &sock, &stub)?;
+        setup_and_exec(cfg, &sock, &stub)
+    }));
     let (code, message) = match result {
         Ok(Ok(never)) => match never {},
         Ok(Err(e)) => (e.exit_code(), e.to_string()),
@@ -62,7 +62,66 @@ pub fn run(cfg: &ChildConfig, sock: OwnedFd) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn setup_and_exec(cfg: &ChildConfig, sock: &OwnedFd) -> Result<Infallible, InitError> {
+/// The child's stdio becomes its pipes (or /dev/null until its terminal exists), and every other
+/// descriptor it inherited from poc (the cgroup directory, the caller's terminal, logs, poc's own
+/// pipes) is closed, before the child waits, joins or resolves anything. poc keeps fds 0-2 open, so
+/// nothing kept here can sit on 0-2.
+fn isolate_descriptors(cfg: &ChildConfig, sock: &OwnedFd, stub: &OwnedFd) -> Result<(), InitError> {
+    let null = || {
+        nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| setup_err("stdio")(&e))
+    };
+    match &cfg.stdio {
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            match stdin {
+                Some(fd) => dup_onto_stdio(fd.as_raw_fd(), &[0])?,
+                None => dup_onto_stdio(null()?.as_raw_fd(), &[0])?,
+            }
+            dup_onto_stdio(stdout.as_raw_fd(), &[1])?;
+            dup_onto_stdio(stderr.as_raw_fd(), &[2])?;
+        }
+        ChildStdio::Terminal => dup_onto_stdio(null()?.as_raw_fd(), &[0, 1, 2])?,
+    }
+    let mut keep = vec![sock.as_raw_fd(), stub.as_raw_fd()];
+    if let Role::Exec { namespaces } = &cfg.role {
+        keep.extend(namespaces.iter().map(|(fd, _)| fd.as_raw_fd()));
+    }
+    close_all_but(&keep).map_err(|e| setup_err("closing inherited descriptors")(&e))
+}
+
+/// Closes every descriptor from 3 up except those in `keep`.
+fn close_all_but(keep: &[RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    let mut next = 3u32;
+    for fd in keep.into_iter().filter(|&fd| fd >= 3) {
+        if fd > next {
+            close_range(next, fd - 1)?;
+        }
+        next = next.max(fd + 1);
+    }
+    close_range(next, u32::MAX)
+}
+
+fn close_range(first: u32, last: u32) -> nix::Result<()> {
+    // SAFETY: closes descriptors of this single-threaded child; none of them is used afterwards.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    nix::Error::result(ret).map(drop)
+}
+
+fn setup_and_exec(
+    cfg: &ChildConfig,
+    sock: &OwnedFd,
+    stub: &OwnedFd,
+) -> Result<Infallible, InitError> {
     let spec = cfg.spec;
     wait_for_release(sock)?;
     for file in &cfg.join_cgroups {
@@ -78,7 +137,11 @@ fn setup_and_exec(cfg: &ChildConfig, sock: &OwnedFd) -> Result<Infallible, InitE
         .ok_or_else(|| InitError::Setup("the spec has no process".into()))?;
     let tty = process.terminal().unwrap_or(false);
     match &cfg.role {
-        Role::Init { root, network } => {
+        Role::Init {
+            root,
+            network,
+            cgroups,
+        } => {
             if has_namespace(spec, LinuxNamespaceType::Cgroup) {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                     .map_err(|e| setup_err("cgroup namespace")(&e))?;
@@ -89,10 +152,11 @@ fn setup_and_exec(cfg: &ChildConfig, sock: &OwnedFd) -> Result<Infallible, InitE
                 }
             }
             crate::network::setup_in_namespace(*network).map_err(|e| setup_err("network")(&e))?;
-            crate::rootfs::prepare(spec, root, tty)
+            crate::rootfs::prepare(spec, root, cgroups, tty)
                 .map_err(|e| setup_err("root filesystem")(&e))?;
         }
-        Role::Exec { namespaces, .. } => {
+        Role::Exec { namespaces } => {
+            // The mount namespace comes last: joining it moves root and cwd into the container.
             for (fd, kind) in namespaces {
                 nix::sched::setns(fd, *kind)
                     .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
@@ -101,42 +165,17 @@ fn setup_and_exec(cfg: &ChildConfig, sock: &OwnedFd) -> Result<Infallible, InitE
     }
 
     nix::unistd::setsid().map_err(|e| setup_err("setsid")(&e))?;
-    match &cfg.stdio {
-        ChildStdio::Terminal => attach_terminal(sock, matches!(cfg.role, Role::Init { .. }))?,
-        ChildStdio::Pipes {
-            stdin,
-            stdout,
-            stderr,
-        } => {
-            match stdin {
-                Some(fd) => dup_onto_stdio(fd, &[0])?,
-                None => redirect_stdin_to_null()?,
-            }
-            dup_onto_stdio(stdout, &[1])?;
-            dup_onto_stdio(stderr, &[2])?;
-        }
-        ChildStdio::Inherit { stdin: true } => {}
-        ChildStdio::Inherit { stdin: false } => redirect_stdin_to_null()?,
+    if tty {
+        attach_terminal(sock, matches!(cfg.role, Role::Init { .. }))?;
     }
-
-    let cwd = process.cwd();
-    std::fs::create_dir_all(cwd)
-        .map_err(|e| setup_err(&format!("working directory {}", cwd.display()))(&e))?;
-    nix::unistd::chdir(cwd)
-        .map_err(|e| setup_err(&format!("working directory {}", cwd.display()))(&e))?;
-
+    let workdir = open_working_directory(process.cwd())?;
+    apply_rlimits(process)?;
     if let Some(nice) = process.scheduler().as_ref().and_then(|s| *s.nice()) {
         // SAFETY: plain syscall on our own process.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
             return Err(setup_err("nice")(&nix::Error::last()));
         }
     }
-    let user = match &cfg.role {
-        Role::Exec {
-            user: Some(user), ..
-        } => Some(resolve_user(user)?),
-        _ => None,
-    };
 
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args: Vec<String> = process.args().clone().unwrap_or_default();
@@ -145,68 +184,109 @@ fn setup_and_exec(cfg: &ChildConfig, sock: &OwnedFd) -> Result<Infallible, InitE
         .ok_or_else(|| InitError::Setup("no command to run".into()))?;
     let path = find_executable(command, &env)?;
 
-    if process.no_new_privileges().unwrap_or(false) {
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if no_new_privs {
         crate::security::set_no_new_privs().map_err(|e| setup_err("privileges")(&e))?;
     }
+    if !no_new_privs {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while poc still has it.
+        install_seccomp(cfg)?;
+    }
     if let Some(caps) = process.capabilities() {
-        crate::security::apply_capabilities(caps).map_err(|e| setup_err("capabilities")(&e))?;
+        crate::security::apply_bounding(caps).map_err(|e| setup_err("capabilities")(&e))?;
     }
-    // Last: a non-root uid loses the capabilities needed to change it.
-    if let Some((uid, gid)) = user {
-        let gid = nix::unistd::Gid::from_raw(gid);
-        nix::unistd::setgroups(&[gid]).map_err(|e| setup_err("groups")(&e))?;
-        nix::unistd::setgid(gid).map_err(|e| setup_err("gid")(&e))?;
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(|e| setup_err("uid")(&e))?;
+    let uid = set_user(process)?;
+    // As the user: a directory it may not enter is refused, as runc does.
+    nix::unistd::fchdir(&workdir)
+        .map_err(|e| setup_err(&format!("working directory {}", process.cwd().display()))(&e))?;
+    check_inside_root(process.cwd())?;
+    if let (Some(caps), 0) = (process.capabilities(), uid) {
+        crate::security::apply_sets(caps).map_err(|e| setup_err("capabilities")(&e))?;
     }
-    close_inherited_fds();
+    if no_new_privs {
+        // Last, so that as few calls as possible run under the filter before the command's own.
+        install_seccomp(cfg)?;
+    }
     reset_signals();
-    exec(command, &path, &args, &env)
+    exec_through_stub(sock, stub, &path, &args, &env)
 }
 
-/// `-u user[:group]` with names looked up in the container's /etc/passwd and /etc/group.
-fn resolve_user(spec: &str) -> Result<(u32, u32), InitError> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
+fn install_seccomp(cfg: &ChildConfig) -> Result<(), InitError> {
+    match cfg.seccomp {
+        Some(filter) => filter
+            .install()
+            .map_err(|e| setup_err("seccomp filter")(&e)),
+        None => Ok(()),
+    }
+}
+
+/// The working directory, opened (and made if missing) inside the container's root: no symlink or
+/// `..` leads out, and no /proc magic link is followed (`-w /proc/self/fd/N` and swapped-in links
+/// to descriptors are refused). Entered later, as the container's user.
+fn open_working_directory(cwd: &Path) -> Result<OwnedFd, InitError> {
+    let err = |e: &dyn std::fmt::Display| {
+        InitError::Setup(format!("working directory {}: {e}", cwd.display()))
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && (f[0] == user || f[2] == user));
-    let (uid, default_gid) = match (user.parse::<u32>(), &entry) {
-        (Ok(uid), _) => (
-            uid,
-            entry
-                .as_ref()
-                .and_then(|f| f[3].parse().ok())
-                .unwrap_or(uid),
-        ),
-        (Err(_), Some(f)) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0)),
-        (Err(_), None) => {
-            return Err(InitError::Setup(format!(
-                "unable to find user {user}: no matching entry in /etc/passwd"
-            )))
+    let root = crate::rootfs::open_dir(Path::new("/")).map_err(|e| err(&e))?;
+    crate::rootfs::mkdir_all_in_root(root.as_fd(), cwd, ResolveFlag::empty()).map_err(|e| {
+        match e.errno() {
+            nix::Error::ELOOP => {
+                err(&"it leads through a /proc descriptor link or a symlink loop (refused)")
+            }
+            _ => err(&e),
         }
-    };
-    let gid = match group {
-        None => default_gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => std::fs::read_to_string("/etc/group")
-                .unwrap_or_default()
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 2 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    InitError::Setup(format!(
-                        "unable to find group {g}: no matching entry in /etc/group"
-                    ))
-                })?,
-        },
-    };
-    Ok((uid, gid))
+    })
+}
+
+/// The kernel's own view of where we are must be under our root, not "(unreachable)/...".
+fn check_inside_root(cwd: &Path) -> Result<(), InitError> {
+    match nix::unistd::getcwd() {
+        Ok(here) if here.is_absolute() => Ok(()),
+        _ => Err(InitError::Setup(format!(
+            "working directory {}: outside the container's root (refused)",
+            cwd.display()
+        ))),
+    }
+}
+
+/// Groups, gid, uid from the Spec (resolved by poc beforehand); returns the uid. A non-root user
+/// loses every capability here (the kernel clears them when the uid leaves 0), as with Docker.
+fn set_user(process: &Process) -> Result<u32, InitError> {
+    let user = process.user();
+    let mut groups: Vec<nix::unistd::Gid> = vec![nix::unistd::Gid::from_raw(user.gid())];
+    for gid in user.additional_gids().iter().flatten() {
+        let gid = nix::unistd::Gid::from_raw(*gid);
+        if !groups.contains(&gid) {
+            groups.push(gid);
+        }
+    }
+    nix::unistd::setgroups(&groups).map_err(|e| setup_err("groups")(&e))?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid()))
+        .map_err(|e| setup_err("gid")(&e))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid()))
+        .map_err(|e| setup_err("uid")(&e))?;
+    // poc's own umask is not the container's: runc's default.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        user.umask().unwrap_or(0o022),
+    ));
+    Ok(user.uid())
+}
+
+fn apply_rlimits(process: &Process) -> Result<(), InitError> {
+    for limit in process.rlimits().iter().flatten() {
+        let resource = crate::security::rlimit_resource(limit.typ());
+        let value = libc::rlimit {
+            rlim_cur: limit.soft(),
+            rlim_max: limit.hard(),
+        };
+        // SAFETY: setrlimit on our own process with a valid struct.
+        if unsafe { libc::setrlimit(resource, &value) } != 0 {
+            return Err(setup_err(&format!("ulimit {:?}", limit.typ()))(
+                &nix::Error::last(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn wait_for_release(sock: &OwnedFd) -> Result<(), InitError> {
@@ -238,12 +318,12 @@ fn attach_terminal(sock: &OwnedFd, bind_console: bool) -> Result<(), InitError> 
     let name = ptsname_r(&master).map_err(|e| setup_err("terminal")(&e))?;
     let slave = nix::fcntl::open(
         Path::new(&name),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| setup_err("terminal")(&e))?;
     if bind_console {
-        crate::rootfs::bind_console(Path::new(&name)).map_err(|e| setup_err("terminal")(&e))?;
+        crate::rootfs::bind_console(&slave).map_err(|e| setup_err("terminal")(&e))?;
     }
 
     let fds = [master.as_raw_fd()];
@@ -262,40 +342,17 @@ fn attach_terminal(sock: &OwnedFd, bind_console: bool) -> Result<(), InitError> 
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
         return Err(setup_err("terminal")(&nix::Error::last()));
     }
-    dup_onto_stdio(&slave, &[0, 1, 2])
+    dup_onto_stdio(slave.as_raw_fd(), &[0, 1, 2])
 }
 
-fn redirect_stdin_to_null() -> Result<(), InitError> {
-    let null = nix::fcntl::open(
-        "/dev/null",
-        nix::fcntl::OFlag::O_RDONLY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| setup_err("stdin")(&e))?;
-    dup_onto_stdio(&null, &[0])
-}
-
-fn dup_onto_stdio(fd: &OwnedFd, targets: &[i32]) -> Result<(), InitError> {
+fn dup_onto_stdio(fd: RawFd, targets: &[i32]) -> Result<(), InitError> {
     for &target in targets {
         // SAFETY: dup2 onto the standard descriptors, which this process owns.
-        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        if unsafe { libc::dup2(fd, target) } < 0 {
             return Err(setup_err("stdio")(&nix::Error::last()));
         }
     }
     Ok(())
-}
-
-/// Descriptors poc inherited from its caller must not reach the container.
-fn close_inherited_fds() {
-    // SAFETY: marks fds >= 3 close-on-exec; stdio stays.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
 }
 
 /// Rust ignores SIGPIPE and poc blocks signals it forwards; the container starts with the defaults.
@@ -335,8 +392,11 @@ fn find_executable(command: &str, env: &[String]) -> Result<PathBuf, InitError> 
     }
 }
 
-fn exec(
-    command: &str,
+/// Execs the sealed stub, which execs the command: argv is `poc-exec SYNC_FD PATH ARGS...`. The
+/// sync socket stays open across this exec only; the stub marks it close-on-exec again.
+fn exec_through_stub(
+    sock: &OwnedFd,
+    stub: &OwnedFd,
     path: &Path,
     args: &[String],
     env: &[String],
@@ -344,15 +404,17 @@ fn exec(
     let to_c = |s: &str| {
         CString::new(s).map_err(|_| InitError::Setup(format!("{s:?} contains a NUL byte")))
     };
-    let c_path = to_c(&path.to_string_lossy())?;
-    let c_args = args
-        .iter()
-        .map(|a| to_c(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let c_env = env.iter().map(|e| to_c(e)).collect::<Result<Vec<_>, _>>()?;
-    let err = nix::unistd::execve(&c_path, &c_args, &c_env).unwrap_err();
-    Err(match err {
-        nix::Error::ENOENT => InitError::NoSuchFile(command.to_string()),
-        other => InitError::CannotExecute(command.to_string(), other),
-    })
+    let mut argv = vec![
+        to_c("poc-exec")?,
+        to_c(&sock.as_raw_fd().to_string())?,
+        to_c(&path.to_string_lossy())?,
+    ];
+    for arg in args {
+        argv.push(to_c(arg)?);
+    }
+    let envp = env.iter().map(|e| to_c(e)).collect::<Result<Vec<_>, _>>()?;
+    nix::fcntl::fcntl(sock, FcntlArg::F_SETFD(FdFlag::empty()))
+        .map_err(|e| setup_err("sync channel")(&e))?;
+    let err = nix::unistd::execveat(stub, c"", &argv, &envp, AtFlags::AT_EMPTY_PATH).unwrap_err();
+    Err(setup_err("executing poc's exec stub")(&err))
 }

@@ -3,6 +3,7 @@
 //! parent, its stdio plan and the setup sequence up to exec. Owns no host state.
 
 mod init;
+mod stub;
 mod supervise;
 
 use std::io::IoSliceMut;
@@ -28,6 +29,8 @@ pub enum ProcessError {
     /// The init reported a failure before exec; `code` follows Docker (125, 126, 127).
     #[error("{message}")]
     Init { code: i32, message: String },
+    #[error("preparing the exec stub (memfd): {0}")]
+    Stub(nix::Error),
     #[error("{op}: {source}")]
     Terminal {
         op: &'static str,
@@ -50,13 +53,14 @@ pub enum Role {
     Init {
         root: RootSource,
         network: NamespacePlan,
+        /// The host's cgroup hierarchies, read before the init's cgroup namespace hides them: the
+        /// container's /sys/fs/cgroup mirrors them.
+        cgroups: crate::cgroups::Hierarchies,
     },
     /// A process joining a running container (`poc exec`): its namespaces, opened from the init's
-    /// /proc/PID/ns (the pid namespace is joined by the parent before cloning), and an optional
-    /// user (`name`, `uid`, `uid:gid`, `name:group`) resolved in the container's /etc files.
+    /// /proc/PID/ns (the pid namespace is joined by the parent before cloning).
     Exec {
         namespaces: Vec<(OwnedFd, nix::sched::CloneFlags)>,
-        user: Option<String>,
     },
 }
 
@@ -68,8 +72,6 @@ pub enum ChildStdio {
         stdout: OwnedFd,
         stderr: OwnedFd,
     },
-    /// The parent's own descriptors; stdin only if `stdin`, /dev/null otherwise.
-    Inherit { stdin: bool },
     /// A pty allocated inside the container; the master is sent to the parent.
     Terminal,
 }
@@ -80,6 +82,19 @@ pub struct ParentIo {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+}
+
+/// Opens /dev/null on any of fds 0-2 that poc was started without, so that no descriptor poc opens
+/// later lands there (a container process sets its stdio up by dup2 onto 0-2 and closes the rest).
+pub fn ensure_standard_descriptors() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            // open returns the lowest free descriptor: this one.
+            // SAFETY: a plain open of /dev/null, left open for the life of the process.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
 }
 
 /// Pipes for a container's stdio: the child's ends and the parent's.
@@ -121,6 +136,8 @@ pub struct ChildConfig<'a> {
     pub stdio: ChildStdio,
     /// cgroup v1 `tasks` files the child writes `0` to before anything else (it joins them itself).
     pub join_cgroups: Vec<std::path::PathBuf>,
+    /// The compiled seccomp filter, loaded just before the command (none: unconfined).
+    pub seccomp: Option<&'a crate::security::seccomp::Filter>,
 }
 
 /// A cloned init, waiting for `release`.
@@ -129,6 +146,8 @@ pub struct Child {
     /// True when clone3 placed it in the cgroup given to `spawn`.
     pub born_in_cgroup: bool,
     sock: OwnedFd,
+    /// The command, to name it if the exec stub reports that it cannot be executed.
+    command: String,
 }
 
 /// The container's process after exec.
@@ -138,14 +157,29 @@ pub struct Running {
     pub pty_master: Option<OwnedFd>,
 }
 
-// Message tags on the sync channel (init -> parent). EOF means the init exec'd (the socket is CLOEXEC).
+// Message tags on the sync channel (init -> parent). EOF means the command was exec'd (the socket
+// is close-on-exec there). MSG_EXEC_FAILED comes from the exec stub with the errno of its execve.
 const MSG_PTY: u8 = b'P';
 const MSG_ERROR: u8 = b'E';
+const MSG_EXEC_FAILED: u8 = b'X';
 
 /// Clones the child (an init into the Spec's new namespaces); it waits until `release`. `cgroup_dir`
 /// is a cgroup2 directory to be born in (CLONE_INTO_CGROUP), so not even the init runs outside its
 /// cgroup. The child's ends of its stdio are closed here, in the parent, once it exists.
+///
+/// The child is born undumpable (the flag is inherited from this process, which sets it first):
+/// until its command runs, a process in the container cannot open its /proc/PID/fd, cwd, root or
+/// exe, which are the host's. Its first act is to close every descriptor it does not need.
 pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, ProcessError> {
+    nix::sys::prctl::set_dumpable(false).map_err(ProcessError::Sync)?;
+    let stub = stub::memfd()?;
+    let command = cfg
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().as_ref())
+        .and_then(|a| a.first().cloned())
+        .unwrap_or_default();
     let (parent_sock, child_sock) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -161,7 +195,7 @@ pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, Pr
         clone_child(flags, cgroup_dir.map(|fd| fd.as_raw_fd())).map_err(ProcessError::Clone)?;
     if pid == 0 {
         drop(parent_sock);
-        init::run(&cfg, child_sock);
+        init::run(&cfg, child_sock, stub);
     }
     drop(child_sock);
     drop(cfg);
@@ -169,6 +203,7 @@ pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, Pr
         pid: Pid::from_raw(pid),
         born_in_cgroup,
         sock: parent_sock,
+        command,
     })
 }
 
@@ -210,6 +245,9 @@ impl Child {
                         message: String::from_utf8_lossy(&buf[2..len]).into_owned(),
                     })
                 }
+                Some(&MSG_EXEC_FAILED) if len >= 2 => {
+                    return Err(exec_failed(&self.command, buf[1] as i32));
+                }
                 Some(_) => return Err(ProcessError::Sync(nix::Error::EBADMSG)),
             }
         }
@@ -217,6 +255,20 @@ impl Child {
             pid: self.pid,
             pty_master,
         })
+    }
+}
+
+/// Docker's codes for a command that cannot run: 127 when it does not exist, 126 otherwise.
+fn exec_failed(command: &str, errno: i32) -> ProcessError {
+    match nix::Error::from_raw(errno) {
+        nix::Error::ENOENT => ProcessError::Init {
+            code: 127,
+            message: format!("container command {command:?}: no such file or directory"),
+        },
+        e => ProcessError::Init {
+            code: 126,
+            message: format!("container command {command:?} cannot be executed: {e}"),
+        },
     }
 }
 

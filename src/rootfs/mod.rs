@@ -1,17 +1,21 @@
 //! The container's filesystem view, built inside its own mount namespace: overlay root, the Spec's
 //! mounts, /dev nodes, pivot_root, masked and read-only paths. Never touches the host's mount table.
 
+mod cgroupfs;
 mod mounts;
 mod resolve;
 
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{AtFlags, OFlag, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use oci_spec::runtime::Spec;
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
-pub use resolve::resolve_in_root;
+use crate::cgroups::Hierarchies;
+
+pub use resolve::{mkdir_all as mkdir_all_in_root, open_dir, open_in};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -21,12 +25,6 @@ pub enum RootfsError {
         path: PathBuf,
         source: nix::Error,
     },
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("mount of {what} on {path}: {source}")]
     Mount {
         what: String,
@@ -35,16 +33,17 @@ pub enum RootfsError {
     },
 }
 
-fn sys<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
-    move |source| RootfsError::Sys {
-        op,
-        path: path.to_path_buf(),
-        source,
+impl RootfsError {
+    /// The kernel's error.
+    pub fn errno(&self) -> nix::Error {
+        match self {
+            RootfsError::Sys { source, .. } | RootfsError::Mount { source, .. } => *source,
+        }
     }
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RootfsError + 'a {
-    move |source| RootfsError::Io {
+fn sys<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Sys {
         op,
         path: path.to_path_buf(),
         source,
@@ -63,9 +62,15 @@ pub enum RootSource {
 }
 
 /// Builds the root at `spec.root.path` and pivots into it. Runs in the container's init, in its
-/// new mount namespace, before privileges are dropped.
-pub fn prepare(spec: &Spec, source: &RootSource, tty: bool) -> Result<(), RootfsError> {
-    let root = spec
+/// new mount namespace, before privileges are dropped. Everything under the root is reached through
+/// descriptors resolved inside it (see `resolve`), never by a name the image could redirect.
+pub fn prepare(
+    spec: &Spec,
+    source: &RootSource,
+    cgroups: &Hierarchies,
+    tty: bool,
+) -> Result<(), RootfsError> {
+    let root_path = spec
         .root()
         .as_ref()
         .map(|r| r.path().clone())
@@ -79,23 +84,30 @@ pub fn prepare(spec: &Spec, source: &RootSource, tty: bool) -> Result<(), Rootfs
         None::<&str>,
     )
     .map_err(sys("make private", Path::new("/")))?;
-    mount_root(&root, source)?;
+    mount_root(&root_path, source)?;
+    let root = resolve::open_dir(&root_path)?;
     for m in spec.mounts().iter().flatten() {
-        mounts::mount_one(&root, m)?;
+        mounts::mount_one(root.as_fd(), m, cgroups)?;
     }
-    create_devices(&root, spec)?;
+    create_devices(root.as_fd(), spec)?;
     if tty {
-        let console = root.join("dev/console");
-        std::fs::write(&console, b"").map_err(io("create", &console))?;
+        resolve::create_file(root.as_fd(), Path::new("/dev/console"))?;
     }
     pivot_into(&root)?;
+    drop(root);
+    let root = resolve::open_dir(Path::new("/"))?;
     if let Some(linux) = spec.linux() {
+        let null = open_dev_null(root.as_fd())?;
         for path in linux.masked_paths().iter().flatten() {
-            mask(Path::new(path))?;
+            mask(root.as_fd(), &null, Path::new(path))?;
         }
         for path in linux.readonly_paths().iter().flatten() {
-            make_read_only(Path::new(path))?;
+            make_read_only(root.as_fd(), Path::new(path))?;
         }
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        mounts::bind(&root, &root, MsFlags::MS_RDONLY, MsFlags::empty())
+            .map_err(sys("read-only root", Path::new("/")))?;
     }
     Ok(())
 }
@@ -125,41 +137,21 @@ fn mount_root(root: &Path, source: &RootSource) -> Result<(), RootfsError> {
     }
 }
 
-/// Device nodes from the Spec, plus the usual /dev symlinks. Existing nodes (a bind-mounted /dev) stay.
-fn create_devices(root: &Path, spec: &Spec) -> Result<(), RootfsError> {
+/// Device nodes from the Spec, plus the usual /dev symlinks. Existing nodes (a bind-mounted /dev)
+/// stay. Nodes are made with their exact mode (no umask) relative to their directory's descriptor.
+fn create_devices(root: BorrowedFd, spec: &Spec) -> Result<(), RootfsError> {
     let devices = spec
         .linux()
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default();
-    for device in devices {
-        let path = resolve_in_root(root, device.path());
-        let kind = match device.typ() {
-            oci_spec::runtime::LinuxDeviceType::B => SFlag::S_IFBLK,
-            oci_spec::runtime::LinuxDeviceType::P => SFlag::S_IFIFO,
-            _ => SFlag::S_IFCHR,
-        };
-        let mode = device.file_mode().unwrap_or(0o666);
-        match mknod(
-            &path,
-            kind,
-            Mode::from_bits_truncate(mode),
-            makedev(device.major() as u64, device.minor() as u64),
-        ) {
-            Ok(()) | Err(nix::Error::EEXIST) => {}
-            Err(e) => return Err(sys("mknod", &path)(e)),
-        }
-        // mknod's mode passed through the umask.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(io("chmod", &path))?;
-        nix::unistd::chown(
-            &path,
-            device.uid().map(Into::into),
-            device.gid().map(Into::into),
-        )
-        .map_err(sys("chown", &path))?;
-    }
-    let dev = root.join("dev");
+    let old_umask = nix::sys::stat::umask(Mode::empty());
+    let made = devices
+        .iter()
+        .try_for_each(|device| make_device(root, device));
+    nix::sys::stat::umask(old_umask);
+    made?;
+    let dev = resolve::mkdir_all(root, Path::new("/dev"), ResolveFlag::RESOLVE_NO_SYMLINKS)?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -167,100 +159,126 @@ fn create_devices(root: &Path, spec: &Spec) -> Result<(), RootfsError> {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        let path = dev.join(link);
-        match symlink(target, &path) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(io("symlink", &path)(e))
-            }
-            _ => {}
+        match nix::unistd::symlinkat(target, &dev, link) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(e) => return Err(sys("symlink", &Path::new("/dev").join(link))(e)),
         }
     }
     Ok(())
 }
 
+fn make_device(root: BorrowedFd, device: &LinuxDevice) -> Result<(), RootfsError> {
+    let path = device.path();
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => (parent, name),
+        _ => return Err(sys("mknod", path)(nix::Error::EINVAL)),
+    };
+    let dir = resolve::mkdir_all(root, parent, ResolveFlag::RESOLVE_NO_SYMLINKS)?;
+    let kind = match device.typ() {
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        _ => SFlag::S_IFCHR,
+    };
+    let mode = Mode::from_bits_truncate(device.file_mode().unwrap_or(0o666));
+    let dev = makedev(device.major() as u64, device.minor() as u64);
+    match mknodat(&dir, name, kind, mode, dev) {
+        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Err(e) => return Err(sys("mknod", path)(e)),
+    }
+    nix::unistd::fchownat(
+        &dir,
+        name,
+        device.uid().map(Into::into),
+        device.gid().map(Into::into),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(sys("chown", path))
+}
+
 /// pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only the new root.
-fn pivot_into(root: &Path) -> Result<(), RootfsError> {
-    nix::unistd::chdir(root).map_err(sys("chdir", root))?;
-    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", root))?;
+fn pivot_into(root: &OwnedFd) -> Result<(), RootfsError> {
+    let here = Path::new(".");
+    nix::unistd::fchdir(root).map_err(sys("chdir", here))?;
+    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", here))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root", Path::new("/")))?;
     nix::unistd::chdir("/").map_err(sys("chdir", Path::new("/")))
 }
 
+/// The container's /dev/null, checked to be the null device: it is bound over masked files.
+fn open_dev_null(root: BorrowedFd) -> Result<OwnedFd, RootfsError> {
+    let path = Path::new("/dev/null");
+    let null = resolve::open_in(root, path, OFlag::O_PATH, ResolveFlag::RESOLVE_NO_SYMLINKS)
+        .map_err(sys("open", path))?;
+    let st = nix::sys::stat::fstat(&null).map_err(sys("stat", path))?;
+    let is_null = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+        && st.st_rdev == makedev(1, 3);
+    if !is_null {
+        return Err(sys("use as the null device", path)(nix::Error::EPERM));
+    }
+    Ok(null)
+}
+
 /// Hides a host path: /dev/null over a file, an empty read-only tmpfs over a directory.
-fn mask(path: &Path) -> Result<(), RootfsError> {
-    let result = if path.is_dir() {
+fn mask(root: BorrowedFd, null: &OwnedFd, path: &Path) -> Result<(), RootfsError> {
+    let target = match resolve::open_in(root, path, OFlag::O_PATH, ResolveFlag::RESOLVE_NO_SYMLINKS)
+    {
+        Err(nix::Error::ENOENT) => return Ok(()),
+        other => other.map_err(sys("open", path))?,
+    };
+    let is_dir = nix::sys::stat::fstat(&target)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR);
+    let result = if is_dir {
         mount(
             Some("tmpfs"),
-            path,
+            &resolve::proc_path(&target),
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
             None::<&str>,
         )
     } else {
-        mount(
-            Some("/dev/null"),
-            path,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
+        mounts::bind(null, &target, MsFlags::empty(), MsFlags::empty())
     };
-    match result {
-        Ok(()) | Err(nix::Error::ENOENT) => Ok(()),
-        Err(source) => Err(RootfsError::Mount {
-            what: "mask".into(),
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    result.map_err(|source| RootfsError::Mount {
+        what: "mask".into(),
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn make_read_only(path: &Path) -> Result<(), RootfsError> {
-    match mount(
-        Some(path),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    ) {
+fn make_read_only(root: BorrowedFd, path: &Path) -> Result<(), RootfsError> {
+    let target = match resolve::open_in(root, path, OFlag::O_PATH, ResolveFlag::RESOLVE_NO_SYMLINKS)
+    {
         Err(nix::Error::ENOENT) => return Ok(()),
-        Err(source) => {
-            return Err(RootfsError::Mount {
-                what: "read-only bind".into(),
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-        Ok(()) => {}
-    }
-    let flags = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
+        other => other.map_err(sys("open", path))?,
+    };
+    let flags = MsFlags::MS_REC
         | MsFlags::MS_RDONLY
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    mount(Some(path), path, None::<&str>, flags, None::<&str>).map_err(|source| {
-        RootfsError::Mount {
-            what: "read-only remount".into(),
-            path: path.to_path_buf(),
-            source,
-        }
+    mounts::bind(&target, &target, flags, MsFlags::empty()).map_err(|source| RootfsError::Mount {
+        what: "read-only bind".into(),
+        path: path.to_path_buf(),
+        source,
     })
 }
 
 /// Binds the terminal's slave over /dev/console, as a console-attached init expects.
-pub fn bind_console(pts: &Path) -> Result<(), RootfsError> {
+pub fn bind_console(slave: &impl AsFd) -> Result<(), RootfsError> {
     let console = Path::new("/dev/console");
-    mount(
-        Some(pts),
+    let root = resolve::open_dir(Path::new("/"))?;
+    let target = resolve::open_in(
+        root.as_fd(),
         console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
+        OFlag::O_PATH,
+        ResolveFlag::RESOLVE_NO_SYMLINKS,
     )
-    .map_err(|source| RootfsError::Mount {
-        what: pts.display().to_string(),
-        path: console.to_path_buf(),
-        source,
+    .map_err(sys("open", console))?;
+    mounts::bind(slave, &target, MsFlags::empty(), MsFlags::empty()).map_err(|source| {
+        RootfsError::Mount {
+            what: "the terminal".into(),
+            path: console.to_path_buf(),
+            source,
+        }
     })
 }

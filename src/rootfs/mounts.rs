@@ -1,12 +1,13 @@
 //! One OCI mount entry onto the new root: options parsed into flags and data, targets resolved
 //! inside the root so a symlink in the image cannot send a mount elsewhere.
 
-use std::path::Path;
-
+use nix::fcntl::{OFlag, ResolveFlag};
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::{io, resolve_in_root, RootfsError};
+use super::{resolve, RootfsError};
+use crate::cgroups::Hierarchies;
 
 /// Splits OCI mount options into mount(2) flags, propagation flags and the filesystem's data string.
 pub fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
@@ -63,8 +64,11 @@ pub fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
     (flags, propagation, data.join(","))
 }
 
-pub fn mount_one(root: &Path, m: &Mount) -> Result<(), RootfsError> {
-    let target = resolve_in_root(root, m.destination());
+/// Mounts `m` onto its destination under `root`. The destination is opened (and made if missing)
+/// inside the root by descriptor, and the mount is made on that descriptor: a symlink planted in the
+/// image or swapped in by another container sharing a volume cannot send it anywhere else.
+pub fn mount_one(root: BorrowedFd, m: &Mount, cgroups: &Hierarchies) -> Result<(), RootfsError> {
+    let destination = m.destination();
     let (flags, propagation, data) = parse_options(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("bind");
     let is_bind = typ == "bind" || flags.contains(MsFlags::MS_BIND);
@@ -74,58 +78,152 @@ pub fn mount_one(root: &Path, m: &Mount) -> Result<(), RootfsError> {
             .source()
             .as_ref()
             .map_or(typ.to_string(), |s| s.display().to_string()),
-        path: target.clone(),
+        path: destination.to_path_buf(),
         source,
     };
 
-    // The target must exist: a file for a file bind, a directory otherwise.
-    if is_bind && source.is_some_and(|s| !s.is_dir()) {
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
-        }
-        if !target.exists() {
-            std::fs::write(&target, b"").map_err(io("create", &target))?;
-        }
+    let target = if is_bind && source.is_some_and(|s| !s.is_dir()) {
+        resolve::create_file(root, destination)?
     } else {
-        std::fs::create_dir_all(&target).map_err(io("create", &target))?;
-    }
+        // Kernel filesystems go on real directories, never through a symlink of the image's.
+        let extra = if is_bind {
+            ResolveFlag::empty()
+        } else {
+            ResolveFlag::RESOLVE_NO_SYMLINKS
+        };
+        resolve::mkdir_all(root, destination, extra)?
+    };
 
     if is_bind {
-        mount(
+        let source = source.ok_or_else(|| mount_err(nix::Error::EINVAL))?;
+        let source = nix::fcntl::open(
             source,
-            &target,
-            None::<&str>,
-            flags | MsFlags::MS_BIND,
-            None::<&str>,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
         )
         .map_err(mount_err)?;
-        // Bind mounts ignore most flags on creation; a remount applies them.
-        let remount = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
-        if !remount.is_empty() {
+        bind(&source, &target, flags, propagation).map_err(mount_err)?;
+    } else if typ == "cgroup" {
+        super::cgroupfs::mount_view(cgroups, root, destination, &target, flags)
+            .map_err(mount_err)?;
+    } else {
+        let data = (!data.is_empty()).then_some(data.as_str());
+        mount(source, &resolve::proc_path(&target), Some(typ), flags, data).map_err(mount_err)?;
+        if !propagation.is_empty() {
+            // The new mount is reached by resolving the destination again.
+            let mounted = resolve::mkdir_all(root, destination, ResolveFlag::RESOLVE_NO_SYMLINKS)?;
             mount(
                 None::<&str>,
-                &target,
+                &resolve::proc_path(&mounted),
                 None::<&str>,
-                remount | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                propagation,
                 None::<&str>,
             )
             .map_err(mount_err)?;
         }
-    } else {
-        let data = (!data.is_empty()).then_some(data.as_str());
-        mount(source, &target, Some(typ), flags, data).map_err(mount_err)?;
-    }
-    if !propagation.is_empty() {
-        mount(
-            None::<&str>,
-            &target,
-            None::<&str>,
-            propagation,
-            None::<&str>,
-        )
-        .map_err(mount_err)?;
     }
     Ok(())
+}
+
+/// A bind mount made whole before it is attached: the source tree is cloned (open_tree), its
+/// flags and propagation set on the detached copy (mount_setattr), and only then moved onto the
+/// target descriptor (move_mount), so the container never sees it writable or shared.
+pub fn bind(
+    source: &impl AsFd,
+    target: &impl AsFd,
+    flags: MsFlags,
+    propagation: MsFlags,
+) -> nix::Result<()> {
+    let recursive = if flags.contains(MsFlags::MS_REC) {
+        libc::AT_RECURSIVE as u32
+    } else {
+        0
+    };
+    // SAFETY: open_tree of a descriptor we hold, with an empty path; the result is owned below.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            source.as_fd().as_raw_fd(),
+            c"".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32 | recursive,
+        )
+    };
+    let tree = nix::Error::result(tree)?;
+    // SAFETY: the kernel just gave us this descriptor.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    set_attributes(&tree, flags, propagation, recursive)?;
+    // SAFETY: move_mount between two descriptors we hold, with empty paths.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_fd().as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    nix::Error::result(moved).map(drop)
+}
+
+/// mount_attr of linux/mount.h.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+fn set_attributes(
+    tree: &OwnedFd,
+    flags: MsFlags,
+    propagation: MsFlags,
+    recursive: u32,
+) -> nix::Result<()> {
+    let mut attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    for (flag, bit) in [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags.contains(flag) {
+            attr.attr_set |= bit;
+        }
+    }
+    // Shared, slave or private; a bind into a container is private unless asked otherwise.
+    let kind = propagation - MsFlags::MS_REC;
+    attr.propagation = if kind.is_empty() {
+        MsFlags::MS_PRIVATE.bits()
+    } else {
+        kind.bits()
+    };
+    // SAFETY: mount_setattr on our detached tree with a struct of the size we pass.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as u32 | recursive,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::Error::result(ret).map(drop)
 }
 
 #[cfg(test)]

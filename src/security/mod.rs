@@ -1,8 +1,12 @@
-//! Privileges of the container's process: the capability sets and no_new_privs.
-//! Runs only in the container's init, after its mounts are done and before exec.
+//! Privileges of the container's process: capability sets, no_new_privs, the user it runs as.
+//! Runs in the container's process after its mounts are done and before exec (users are resolved
+//! before, in poc, through a descriptor of the container's root).
+
+pub mod seccomp;
+pub mod user;
 
 use caps::{CapSet, CapsHashSet};
-use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimitType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -17,10 +21,9 @@ pub enum SecurityError {
     NoNewPrivs(nix::Error),
 }
 
-/// Reduces the process to `wanted`: the bounding set first (it limits what exec can grant),
-/// then effective, permitted and inheritable (each capset must keep effective within permitted);
-/// ambient is cleared unless asked for.
-pub fn apply_capabilities(wanted: &LinuxCapabilities) -> Result<(), SecurityError> {
+/// Limits what any later exec can grant to `wanted`'s bounding set. Done first, while poc's
+/// process still holds CAP_SETPCAP, and before the user changes.
+pub fn apply_bounding(wanted: &LinuxCapabilities) -> Result<(), SecurityError> {
     let bounding = to_caps(wanted.bounding())?;
     for cap in caps::all() {
         if !bounding.contains(&cap) {
@@ -30,6 +33,12 @@ pub fn apply_capabilities(wanted: &LinuxCapabilities) -> Result<(), SecurityErro
             })?;
         }
     }
+    Ok(())
+}
+
+/// Sets effective, permitted and inheritable to `wanted`'s (each capset must keep effective within
+/// permitted); ambient is cleared unless asked for. For a root process, after `apply_bounding`.
+pub fn apply_sets(wanted: &LinuxCapabilities) -> Result<(), SecurityError> {
     caps::clear(None, CapSet::Ambient).map_err(|source| SecurityError::Caps {
         set: CapSet::Ambient,
         source,
@@ -62,6 +71,29 @@ fn to_caps(list: &Option<Capabilities>) -> Result<CapsHashSet, SecurityError> {
         set.insert(found);
     }
     Ok(set)
+}
+
+/// setrlimit's resource number for an OCI rlimit type.
+pub fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType::*;
+    match typ {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
 }
 
 pub fn set_no_new_privs() -> Result<(), SecurityError> {
