@@ -149,7 +149,7 @@ mod tests {
         let fd = open_dir(r).unwrap();
         // A root that has a /proc: the real one.
         let host = open_dir(Path::new("/")).unwrap();
-        for magic in ["/proc/self/cwd", "/proc/self/fd/0", "/proc/1/root"] {
+        for magic in ["/proc/self/cwd", "/proc/self/fd/0", "/proc/self/root"] {
             let opened = open_in(
                 host.as_fd(),
                 Path::new(magic),
