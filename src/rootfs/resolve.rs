@@ -38,11 +38,23 @@ pub fn open_in(
     nix::fcntl::openat2(root, relative.as_path(), how)
 }
 
-/// The directory `path` under `root`, made with `mode` (and its missing parents) if needed.
+/// The directory `path` under `root`, made (with its missing parents) if needed. A dangling symlink
+/// on the way is followed inside the root and its target made, as runc does.
 pub fn mkdir_all(
     root: BorrowedFd,
     path: &Path,
     extra: ResolveFlag,
+) -> Result<OwnedFd, RootfsError> {
+    mkdir_following(root, path, extra, 0)
+}
+
+const MAX_LINKS: usize = 40;
+
+fn mkdir_following(
+    root: BorrowedFd,
+    path: &Path,
+    extra: ResolveFlag,
+    links: usize,
 ) -> Result<OwnedFd, RootfsError> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
     match open_in(root, path, flags, extra) {
@@ -50,9 +62,17 @@ pub fn mkdir_all(
         other => return other.map_err(sys("open", path)),
     }
     let (parent, name) = split(path)?;
-    let parent_fd = mkdir_all(root, &parent, extra)?;
+    let parent_fd = mkdir_following(root, &parent, extra, links)?;
     match nix::sys::stat::mkdirat(&parent_fd, name.as_path(), Mode::from_bits_truncate(0o755)) {
-        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Ok(()) => {}
+        Err(nix::Error::EEXIST) if links < MAX_LINKS => {
+            // Something is there but did not open: a dangling symlink (made inside the root).
+            if let Ok(target) = nix::fcntl::readlinkat(&parent_fd, name.as_path()) {
+                let target = parent.join(target);
+                mkdir_following(root, &target, extra, links + 1)?;
+            }
+        }
+        Err(nix::Error::EEXIST) => return Err(sys("mkdir", path)(nix::Error::ELOOP)),
         Err(e) => return Err(sys("mkdir", path)(e)),
     }
     open_in(root, path, flags, extra).map_err(sys("open", path))
