@@ -8,6 +8,7 @@ mod container;
 mod image;
 mod network;
 mod plot;
+mod private;
 mod process;
 mod rootfs;
 mod security;

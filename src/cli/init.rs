@@ -30,11 +30,17 @@ pub struct Args {
     /// debian: extra packages, comma separated.
     #[arg(long, value_delimiter = ',')]
     with: Vec<String>,
+    /// Most bytes an archive may unpack to (a guard against tar and gzip bombs).
+    #[arg(long, env = "POC_MAX_IMAGE_SIZE", default_value = "16G", value_parser = crate::spec::parse_size)]
+    max_size: u64,
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     let (name, source) = match (&args.from, args.image.as_deref()) {
-        (Some(tarball), Some(name)) => (name.to_string(), Source::Tarball(tarball.clone())),
+        (Some(tarball), Some(name)) => (
+            name.to_string(),
+            Source::Tarball(tarball.clone(), args.max_size),
+        ),
         (Some(_), None) => {
             return Err(anyhow::anyhow!(
                 "--from needs the new image's name: poc init --from ROOTFS.tar.gz NAME"
@@ -46,6 +52,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
             Source::Alpine(AlpineOptions {
                 mirror: args.mirror.clone(),
                 version: args.version.clone(),
+                max_size: args.max_size,
             }),
         ),
         (None, Some("busybox")) => ("busybox".to_string(), Source::Busybox),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -71,10 +71,9 @@ pub fn append(paths: &Paths, event: &Event) -> std::io::Result<()> {
     let path = journal(paths);
     let mut line = serde_json::to_vec(event)?;
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = crate::private::options()
         .append(true)
         .create(true)
-        .mode(0o644)
         .open(&path)?;
     // One write with O_APPEND: lines from concurrent writers never interleave.
     file.write_all(&line)?;
@@ -150,7 +149,7 @@ pub fn follow(
     each: &mut dyn FnMut(&Event) -> bool,
 ) -> std::io::Result<()> {
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
-    std::fs::create_dir_all(&paths.state_root)?;
+    crate::private::create_dir_all(&paths.state_root)?;
     inotify.add_watch(
         &paths.state_root,
         AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,

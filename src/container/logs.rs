@@ -28,7 +28,10 @@ pub struct Writer {
 
 impl Writer {
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let file = File::options().create(true).append(true).open(path)?;
+        let file = crate::private::options()
+            .create(true)
+            .append(true)
+            .open(path)?;
         Ok(Writer { file })
     }
 

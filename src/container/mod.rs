@@ -115,6 +115,9 @@ pub fn run(paths: &Paths, req: RunRequest) -> Result<i32, ContainerError> {
 /// Everything that can be checked before anything is created: image, cgroup hierarchy, Spec.
 fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     let image = Store::new(paths.images_dir()).get(&req.image)?;
+    for root in [&paths.state_root, &paths.store_root] {
+        crate::private::ensure_root(root).map_err(io("create", root))?;
+    }
     let hierarchies = Hierarchies::detect()?;
     let id = new_id();
     let container_dir = paths.container_dir(&id);
@@ -311,6 +314,10 @@ fn create_and_start(
     }
     write_etc_files(paths, &p.spec, state, &p.req)?;
     let RootSource::Overlay { upper, work, .. } = &p.root;
+    let layers = paths.store_root.join("containers");
+    crate::private::create_dir_all(&layers).map_err(io("create", &layers))?;
+    crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
+    // The upper directory's mode is the container's `/`: 0755 inside a private directory.
     for dir in [upper, work, &state.container_dir.join("merged")] {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
@@ -466,7 +473,7 @@ fn record_exit(paths: &Paths, state: &State, code: i32) -> Result<(), ContainerE
 fn write_config(paths: &Paths, spec: &Spec, state: &State) -> Result<(), ContainerError> {
     let path = paths.container_state_dir(&state.id).join(CONFIG_FILE);
     let text = serde_json::to_vec(spec).map_err(|e| io("write", &path)(e.into()))?;
-    std::fs::write(&path, text).map_err(io("write", &path))
+    crate::private::write(&path, &text).map_err(io("write", &path))
 }
 
 /// The Spec a container was created with.

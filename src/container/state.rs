@@ -151,8 +151,8 @@ const STATE_FILE: &str = "state.json";
 pub fn reserve(paths: &Paths, id: &str, name: Option<&str>) -> Result<PathBuf, StateError> {
     let dir = paths.container_state_dir(id);
     let parent = dir.parent().unwrap_or(&dir);
-    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
-    std::fs::create_dir(&dir).map_err(io("create", &dir))?;
+    crate::private::create_dir_all(parent).map_err(io("create", parent))?;
+    crate::private::create_dir(&dir).map_err(io("create", &dir))?;
     if let Some(name) = name {
         if let Err(e) = claim_name(paths, name, id) {
             let _ = std::fs::remove_dir_all(&dir);
@@ -164,9 +164,9 @@ pub fn reserve(paths: &Paths, id: &str, name: Option<&str>) -> Result<PathBuf, S
 
 fn claim_name(paths: &Paths, name: &str, id: &str) -> Result<(), StateError> {
     let names = paths.names_dir();
-    std::fs::create_dir_all(&names).map_err(io("create", &names))?;
+    crate::private::create_dir_all(&names).map_err(io("create", &names))?;
     let path = names.join(name);
-    match std::fs::OpenOptions::new()
+    match crate::private::options()
         .write(true)
         .create_new(true)
         .open(&path)
@@ -187,7 +187,7 @@ pub fn save(paths: &Paths, state: &State) -> Result<(), StateError> {
         path: path.clone(),
         source,
     })?;
-    std::fs::write(&tmp, text).map_err(io("write", &tmp))?;
+    crate::private::write(&tmp, &text).map_err(io("write", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io("rename", &path))
 }
 

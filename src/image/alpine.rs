@@ -27,6 +27,8 @@ fn pin() -> Pin {
 pub struct AlpineOptions {
     pub mirror: Option<String>,
     pub version: Option<String>,
+    /// Most bytes the archive may unpack to.
+    pub max_size: u64,
 }
 
 pub fn build(opts: &AlpineOptions, rootfs: &Path) -> Result<(String, String, String)> {
@@ -64,7 +66,7 @@ pub fn build(opts: &AlpineOptions, rootfs: &Path) -> Result<(String, String, Str
             actual,
         });
     }
-    extract::unpack_file(&download, rootfs)?;
+    extract::unpack_file(&download, rootfs, opts.max_size)?;
     std::fs::remove_file(&download).map_err(io_err("remove", &download))?;
     Ok(("alpine".into(), version, format!("sha256:{actual}")))
 }

@@ -9,9 +9,18 @@ use sha2::{Digest, Sha256};
 
 use super::{io_err, progress, ImageError, Result};
 
-/// Unpacks a tar stream (already decompressed) into `dest`, which must exist.
-pub fn unpack(reader: impl Read, dest: &Path) -> Result<u64> {
-    let mut archive = tar::Archive::new(reader);
+/// Most entries an archive may hold: far more than any distribution's rootfs, far fewer than an
+/// inode bomb needs.
+const MAX_ENTRIES: u64 = 4_000_000;
+
+/// Unpacks a tar stream (already decompressed) into `dest`, which must exist. Every byte read from
+/// the stream counts against `max_size`, headers and GNU/PAX long names included (the tar crate
+/// buffers those in memory).
+pub fn unpack(reader: impl Read, dest: &Path, max_size: u64) -> Result<u64> {
+    let mut archive = tar::Archive::new(Capped {
+        inner: reader,
+        left: max_size,
+    });
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
@@ -22,10 +31,12 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<u64> {
         source,
     })?;
     for entry in entries {
-        let mut entry = entry.map_err(|source| ImageError::Extract {
-            entry: String::new(),
-            source,
-        })?;
+        let mut entry = entry.map_err(|source| too_large(source, max_size, String::new()))?;
+        if count >= MAX_ENTRIES {
+            return Err(ImageError::Build(format!(
+                "the archive holds more than {MAX_ENTRIES} entries; nothing was installed"
+            )));
+        }
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         check_path(&name, &raw)?;
@@ -45,10 +56,7 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<u64> {
                     why: "written through a symlink that points outside the image",
                 }
             } else {
-                ImageError::Extract {
-                    entry: name.clone(),
-                    source,
-                }
+                too_large(source, max_size, name.clone())
             }
         })?;
         if !inside {
@@ -60,6 +68,31 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<u64> {
         count += 1;
     }
     Ok(count)
+}
+
+/// A reader that fails once more than its budget has been read.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::FileTooLarge, "size cap reached")
+        })?;
+        Ok(n)
+    }
+}
+
+/// The size cap's error as such, anything else as an extraction error of `entry`.
+fn too_large(source: std::io::Error, max_size: u64, entry: String) -> ImageError {
+    if source.kind() == std::io::ErrorKind::FileTooLarge {
+        ImageError::TooLarge(max_size)
+    } else {
+        ImageError::Extract { entry, source }
+    }
 }
 
 /// Rejects `..` components anywhere; leading `/` is stripped by extraction, as GNU tar does.
@@ -77,7 +110,7 @@ fn check_path(name: &str, raw: &[u8]) -> Result<()> {
 
 /// Unpacks a `.tar`, `.tar.gz` file into `dest` with a progress bar over the file's bytes,
 /// returning the archive's `sha256:` digest.
-pub fn unpack_file(path: &Path, dest: &Path) -> Result<String> {
+pub fn unpack_file(path: &Path, dest: &Path, max_size: u64) -> Result<String> {
     let mut file = File::open(path).map_err(io_err("open", path))?;
     let digest = sha256_of(&mut file, path)?;
     let len = file.metadata().map_err(io_err("stat", path))?.len();
@@ -90,9 +123,9 @@ pub fn unpack_file(path: &Path, dest: &Path) -> Result<String> {
         head.starts_with(&[0x1f, 0x8b])
     };
     if gzip {
-        unpack(flate2::read::GzDecoder::new(reader), dest)?;
+        unpack(flate2::read::GzDecoder::new(reader), dest, max_size)?;
     } else {
-        unpack(reader, dest)?;
+        unpack(reader, dest, max_size)?;
     }
     bar.finish_and_clear();
     Ok(digest)
@@ -109,14 +142,18 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// `poc init --from ROOTFS.tar.gz NAME`.
-pub fn build_from_file(path: &Path, rootfs: &Path) -> Result<(String, String, String)> {
+pub fn build_from_file(
+    path: &Path,
+    rootfs: &Path,
+    max_size: u64,
+) -> Result<(String, String, String)> {
     if !path.is_file() {
         return Err(ImageError::Build(format!(
             "{} is not a file",
             path.display()
         )));
     }
-    let digest = unpack_file(path, rootfs)?;
+    let digest = unpack_file(path, rootfs, max_size)?;
     let version = PathBuf::from(path.file_name().unwrap_or_default())
         .display()
         .to_string();
@@ -167,7 +204,7 @@ mod tests {
             ("/abs.txt", tar::EntryType::Regular, "abs"),
             ("link", tar::EntryType::Symlink, "/etc/motd"),
         ]);
-        assert_eq!(unpack(&tar[..], dest.path()).unwrap(), 4);
+        assert_eq!(unpack(&tar[..], dest.path(), u64::MAX).unwrap(), 4);
         assert_eq!(
             std::fs::read_to_string(dest.path().join("etc/motd")).unwrap(),
             "hello"
@@ -188,7 +225,7 @@ mod tests {
         let dest = outer.path().join("d");
         std::fs::create_dir(&dest).unwrap();
         let tar = archive(&[("../evil", tar::EntryType::Regular, "x")]);
-        let err = unpack(&tar[..], &dest).unwrap_err();
+        let err = unpack(&tar[..], &dest, u64::MAX).unwrap_err();
         assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
         assert!(!outer.path().join("evil").exists());
     }
@@ -205,7 +242,7 @@ mod tests {
                 ("esc", tar::EntryType::Symlink, link),
                 ("esc/evil", tar::EntryType::Regular, "x"),
             ]);
-            let err = unpack(&tar[..], &dest).unwrap_err();
+            let err = unpack(&tar[..], &dest, u64::MAX).unwrap_err();
             assert!(
                 matches!(err, ImageError::UnsafeEntry { .. }),
                 "{link}: {err}"
@@ -220,9 +257,33 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         let tar = archive(&[("h", tar::EntryType::Link, "../../etc/passwd")]);
         assert!(matches!(
-            unpack(&tar[..], dest.path()),
+            unpack(&tar[..], dest.path(), u64::MAX),
             Err(ImageError::UnsafeEntry { .. })
         ));
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_size_cap() {
+        use std::io::{Read, Write};
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = header("zeros", tar::EntryType::Regular, 64 << 20);
+        header.set_cksum();
+        builder
+            .append(&header, std::io::repeat(0).take(64 << 20))
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&tar).unwrap();
+        let gz = enc.finish().unwrap();
+        assert!(gz.len() < 1 << 20, "a bomb: {} compressed bytes", gz.len());
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack(flate2::read::GzDecoder::new(&gz[..]), dest.path(), 1 << 20).unwrap_err();
+        assert!(matches!(err, ImageError::TooLarge(_)), "{err}");
+        let dest = tempfile::tempdir().unwrap();
+        assert_eq!(
+            unpack(flate2::read::GzDecoder::new(&gz[..]), dest.path(), 65 << 20).unwrap(),
+            1
+        );
     }
 
     #[test]
@@ -243,7 +304,7 @@ mod tests {
                 file.file_name().unwrap().to_string_lossy()
             ));
             std::fs::create_dir(&out).unwrap();
-            let digest = unpack_file(file, &out).unwrap();
+            let digest = unpack_file(file, &out, u64::MAX).unwrap();
             assert!(digest.starts_with("sha256:") && digest.len() == 71);
             assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "1");
         }

@@ -52,6 +52,10 @@ pub enum ImageError {
         expected: String,
         actual: String,
     },
+    #[error("{0:?} is not a valid image name: use letters, digits, '_', '.', '-', starting with a letter or digit")]
+    BadName(String),
+    #[error("the archive unpacks to more than {0} bytes (poc init --max-size, POC_MAX_IMAGE_SIZE); nothing was installed")]
+    TooLarge(u64),
     #[error("{0}")]
     Build(String),
 }
@@ -96,7 +100,8 @@ pub enum Source {
     Alpine(AlpineOptions),
     Busybox,
     Debian(DebianOptions),
-    Tarball(PathBuf),
+    /// A rootfs tarball and the most bytes it may unpack to.
+    Tarball(PathBuf, u64),
 }
 
 impl Source {
@@ -105,7 +110,7 @@ impl Source {
             Source::Alpine(opts) => alpine::build(opts, rootfs),
             Source::Busybox => busybox::build(rootfs),
             Source::Debian(opts) => debian::build(opts, rootfs),
-            Source::Tarball(path) => extract::build_from_file(path, rootfs),
+            Source::Tarball(path, max_size) => extract::build_from_file(path, rootfs, *max_size),
         }
     }
 }
@@ -128,6 +133,8 @@ impl Store {
     }
 
     pub fn get(&self, name: &str) -> Result<Image> {
+        // A name is one directory of the store, never a path out of it.
+        crate::spec::parse_name(name).map_err(|_| ImageError::BadName(name.to_string()))?;
         let dir = self.images.join(name);
         let meta_path = dir.join(META_FILE);
         let text = match std::fs::read_to_string(&meta_path) {
@@ -192,7 +199,11 @@ impl Store {
     /// Builds `name` from `source` unless it is already installed (or `force`). The image appears
     /// under its name only when complete: it is built in a hidden directory and renamed into place.
     pub fn install(&self, name: &str, source: &Source, force: bool) -> Result<Installed> {
-        std::fs::create_dir_all(&self.images).map_err(io_err("create", &self.images))?;
+        // The store is root's alone: images may hold setuid files.
+        if let Some(store) = self.images.parent() {
+            crate::private::ensure_root(store).map_err(io_err("create", store))?;
+        }
+        crate::private::create_dir_all(&self.images).map_err(io_err("create", &self.images))?;
         let _lock = self.lock()?;
         self.remove_stale_builds()?;
         let dir = self.images.join(name);

@@ -1,0 +1,68 @@
+//! poc's own files are root's alone: its roots and per-container directories 0700, configuration,
+//! state and logs 0600 (they hold environment secrets; a container's upper layer holds whatever it
+//! planted, setuid files included). Never used for what a container sees (its rootfs, /etc files).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Makes `dir` (and missing parents) 0700; an existing root of poc's with wider modes (from an
+/// older poc) is narrowed.
+pub fn ensure_root(dir: &Path) -> std::io::Result<()> {
+    create_dir_all(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents, each 0700.
+pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates `dir`, 0700; fails if it exists (a claim).
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().mode(0o700).create(dir)
+}
+
+/// Writes `data` to a new or truncated file that only root can read.
+pub fn write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut file = options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(data)
+}
+
+/// Open options for a private file (0600 when created).
+pub fn options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.mode(0o600);
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_are_made_or_narrowed_to_0700_and_files_are_0600() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tmp.path().join("a/b");
+        ensure_root(&root).unwrap();
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&tmp.path().join("a")), 0o700);
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_root(&root).unwrap();
+        assert_eq!(mode(&root), 0o700);
+        write(&root.join("f"), b"secret").unwrap();
+        assert_eq!(mode(&root.join("f")), 0o600);
+    }
+}
