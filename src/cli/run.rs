@@ -4,7 +4,13 @@ use std::path::PathBuf;
 
 use crate::config::Paths;
 use crate::network::NetworkMode;
-use crate::spec::{self, CpuQuota, Limits, RunRequest, Volume, DEFAULT_CPU_PERIOD};
+use oci_spec::runtime::PosixRlimit;
+
+use crate::spec::security::{self, SecurityOpt};
+use crate::spec::{
+    self, CapName, CpuQuota, DeviceRequest, Limits, RunRequest, Security, Tmpfs, Volume,
+    DEFAULT_CPU_PERIOD,
+};
 
 /// What `run` and `exec` both say about the process they start.
 #[derive(clap::Args)]
@@ -78,6 +84,57 @@ impl LimitFlags {
     }
 }
 
+/// Docker's security flags.
+#[derive(clap::Args)]
+pub struct SecurityFlags {
+    /// Add a capability (NET_ADMIN, SYS_PTRACE..., or ALL).
+    #[arg(long, value_name = "CAP", value_parser = security::parse_capability)]
+    cap_add: Vec<CapName>,
+    /// Drop a capability (or ALL).
+    #[arg(long, value_name = "CAP", value_parser = security::parse_capability)]
+    cap_drop: Vec<CapName>,
+    /// Every capability and device, no seccomp filter, no masked paths, writable /sys.
+    #[arg(long)]
+    privileged: bool,
+    /// seccomp=unconfined, seccomp=PROFILE.json (Docker's format), no-new-privileges[=false].
+    #[arg(long, value_name = "OPT", value_parser = security::parse_security_opt)]
+    security_opt: Vec<SecurityOpt>,
+    /// Give a host device: HOST[:CONTAINER][:rwm].
+    #[arg(long, value_parser = security::parse_device)]
+    device: Vec<DeviceRequest>,
+    /// Mount the container's root read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Mount a tmpfs: PATH[:OPTIONS] (size=64m,mode=1777...).
+    #[arg(long, value_parser = security::parse_tmpfs)]
+    tmpfs: Vec<Tmpfs>,
+    /// Set a resource limit: NAME=SOFT[:HARD] (nofile=1024:2048, core=0, nproc=512...).
+    #[arg(long, value_parser = security::parse_ulimit)]
+    ulimit: Vec<PosixRlimit>,
+}
+
+impl SecurityFlags {
+    fn into_security(self) -> Security {
+        let mut sec = Security {
+            cap_add: self.cap_add,
+            cap_drop: self.cap_drop,
+            privileged: self.privileged,
+            read_only: self.read_only,
+            devices: self.device,
+            tmpfs: self.tmpfs,
+            ulimits: self.ulimit,
+            ..Security::default()
+        };
+        for opt in self.security_opt {
+            match opt {
+                SecurityOpt::Seccomp(choice) => sec.seccomp = choice,
+                SecurityOpt::NoNewPrivileges(on) => sec.no_new_privileges = on,
+            }
+        }
+        sec
+    }
+}
+
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
 pub struct Args {
@@ -115,6 +172,8 @@ pub struct Args {
     /// User: name, uid, uid:gid or name:group (looked up in the image).
     #[arg(short, long)]
     user: Option<String>,
+    #[command(flatten)]
+    security: SecurityFlags,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's, /bin/sh).
@@ -141,6 +200,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         ports: args.publish,
         dns: args.dns,
         user: args.user,
+        security: args.security.into_security(),
         image: args.image,
         command: args.command,
     };

@@ -132,6 +132,10 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         &cgroup_path,
     )?;
     set_user(&mut spec, &image.rootfs, req.user.as_deref())?;
+    if let Some(process) = spec.process() {
+        crate::security::check_grantable(process)
+            .map_err(|e| ContainerError::Refused(e.to_string()))?;
+    }
     let root = RootSource::Overlay {
         lower: image.rootfs.clone(),
         upper: container_dir.join("upper"),

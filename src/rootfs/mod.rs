@@ -106,8 +106,8 @@ pub fn prepare(
         }
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        mounts::bind(&root, &root, MsFlags::MS_RDONLY, MsFlags::empty())
-            .map_err(sys("read-only root", Path::new("/")))?;
+        // The root mount alone: /dev, /proc, tmpfs and volumes keep their own flags.
+        mounts::set_read_only(&root).map_err(sys("read-only root", Path::new("/")))?;
     }
     Ok(())
 }

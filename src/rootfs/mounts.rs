@@ -166,6 +166,17 @@ pub fn bind(
     nix::Error::result(moved).map(drop)
 }
 
+/// Makes the mount `fd` is the root of read-only, leaving the mounts below it alone.
+pub fn set_read_only(fd: &impl AsFd) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    mount_setattr(fd, 0, &attr)
+}
+
 /// mount_attr of linux/mount.h.
 #[repr(C)]
 struct MountAttr {
@@ -212,14 +223,18 @@ fn set_attributes(
     } else {
         kind.bits()
     };
-    // SAFETY: mount_setattr on our detached tree with a struct of the size we pass.
+    mount_setattr(tree, recursive, &attr)
+}
+
+fn mount_setattr(fd: &impl AsFd, recursive: u32, attr: &MountAttr) -> nix::Result<()> {
+    // SAFETY: mount_setattr on a descriptor we hold, with a struct of the size we pass.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH as u32 | recursive,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

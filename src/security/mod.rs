@@ -19,6 +19,8 @@ pub enum SecurityError {
     },
     #[error("setting no_new_privs: {0}")]
     NoNewPrivs(nix::Error),
+    #[error("{0}")]
+    NotGrantable(String),
 }
 
 /// Limits what any later exec can grant to `wanted`'s bounding set. Done first, while poc's
@@ -94,6 +96,64 @@ pub fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
         RlimitRtprio => libc::RLIMIT_RTPRIO,
         RlimitRttime => libc::RLIMIT_RTTIME,
     }
+}
+
+/// Refuses, before anything is created, what the container's process could not be given on this
+/// host: a capability poc does not hold itself, or a hard rlimit above poc's own without
+/// CAP_SYS_RESOURCE (these machines run poc without it).
+pub fn check_grantable(process: &oci_spec::runtime::Process) -> Result<(), SecurityError> {
+    let own = own_capabilities();
+    let wanted = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    if let Some(missing) = wanted.iter().find(|c| !own.contains(c)) {
+        return Err(SecurityError::NotGrantable(format!(
+            "capability {missing} (--cap-add) cannot be given: poc itself does not hold CAP_{missing} on this host"
+        )));
+    }
+    let can_raise = own.contains(&oci_spec::runtime::Capability::SysResource);
+    for limit in process.rlimits().iter().flatten() {
+        let mut current = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit fills the struct we pass.
+        if unsafe { libc::getrlimit(rlimit_resource(limit.typ()), &mut current) } != 0 {
+            continue;
+        }
+        if limit.hard() > current.rlim_max && !can_raise {
+            let show = |v: u64| {
+                if v == libc::RLIM_INFINITY {
+                    "unlimited".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            return Err(SecurityError::NotGrantable(format!(
+                "--ulimit {}: a hard limit of {} is above poc's own ({}), and raising it needs CAP_SYS_RESOURCE, which this host does not give poc",
+                crate::spec::security::rlimit_name(limit.typ()),
+                show(limit.hard()),
+                show(current.rlim_max)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The capabilities poc itself may give (its permitted set): what `--privileged` means here.
+pub fn own_capabilities() -> Vec<oci_spec::runtime::Capability> {
+    let Ok(held) = caps::read(None, CapSet::Permitted) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = held.iter().map(|c| c.to_string()).collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(|n| n.strip_prefix("CAP_"))
+        .filter_map(|n| n.parse().ok())
+        .collect()
 }
 
 pub fn set_no_new_privs() -> Result<(), SecurityError> {

@@ -13,6 +13,10 @@ use oci_spec::runtime::{
 
 use crate::network::NetworkMode;
 
+pub mod security;
+
+pub use security::{CapName, DeviceRequest, SeccompChoice, Tmpfs};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("building the container configuration: {0}")]
@@ -309,20 +313,7 @@ pub fn parse_volume(text: &str) -> Result<Volume, String> {
     if !host.starts_with('/') || !container.starts_with('/') {
         return Err(format!("'{text}': both paths must be absolute"));
     }
-    let container = normalize(container);
-    if container == Path::new("/") {
-        return Err(format!("'{text}': cannot mount over the container's root"));
-    }
-    // As runc: the kernel's filesystems are the runtime's to mount, never a host directory.
-    if let Some(kernel) = ["/proc", "/sys", "/dev"]
-        .iter()
-        .find(|k| container.starts_with(k))
-    {
-        return Err(format!(
-            "'{text}': {} is under {kernel}, which a volume may not cover",
-            container.display()
-        ));
-    }
+    let container = container_path(container).map_err(|why| format!("'{text}': {why}"))?;
     let host = Path::new(host);
     if !host.exists() {
         return Err(format!(
@@ -335,6 +326,28 @@ pub fn parse_volume(text: &str) -> Result<Volume, String> {
         container,
         read_only,
     })
+}
+
+/// A path inside the container that a volume or tmpfs may cover: absolute, not `/`, and not under
+/// /proc, /sys or /dev, which are the runtime's to mount (as runc refuses them).
+pub fn container_path(text: &str) -> Result<PathBuf, String> {
+    if !text.starts_with('/') {
+        return Err(format!("{text} must be an absolute path"));
+    }
+    let path = normalize(text);
+    if path == Path::new("/") {
+        return Err("cannot mount over the container's root".into());
+    }
+    match ["/proc", "/sys", "/dev"]
+        .iter()
+        .find(|k| path.starts_with(k))
+    {
+        Some(kernel) => Err(format!(
+            "{} is under {kernel}, which a volume may not cover",
+            path.display()
+        )),
+        None => Ok(path),
+    }
 }
 
 /// An absolute path with `.` and `..` worked out as the kernel would from `/` (symlinks aside).
@@ -414,8 +427,41 @@ pub struct RunRequest {
     pub dns: Vec<std::net::IpAddr>,
     /// `--user`: name, uid, uid:gid or name:group, looked up in the image (None: root).
     pub user: Option<String>,
+    pub security: Security,
     pub image: String,
     pub command: Vec<String>,
+}
+
+/// Docker's security flags, parsed (see `security`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    pub cap_add: Vec<CapName>,
+    pub cap_drop: Vec<CapName>,
+    /// Every capability, every device, no seccomp, no masked paths, /sys and cgroups writable.
+    pub privileged: bool,
+    pub seccomp: SeccompChoice,
+    /// poc sets no_new_privs unless told otherwise (Docker does not by default).
+    pub no_new_privileges: bool,
+    pub read_only: bool,
+    pub devices: Vec<DeviceRequest>,
+    pub tmpfs: Vec<Tmpfs>,
+    pub ulimits: Vec<oci_spec::runtime::PosixRlimit>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            privileged: false,
+            seccomp: SeccompChoice::Default,
+            no_new_privileges: true,
+            read_only: false,
+            devices: Vec::new(),
+            tmpfs: Vec::new(),
+            ulimits: Vec::new(),
+        }
+    }
 }
 
 /// What an image contributes to a container's process.
@@ -504,16 +550,16 @@ pub fn build_spec(
         set_env(&mut env, var);
     }
 
-    let capabilities = DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
+    let sec = &req.security;
+    let capabilities = container_capabilities(sec)
+        .into_iter()
         .collect::<oci_spec::runtime::Capabilities>();
     let mut process = ProcessBuilder::default()
         .terminal(req.tty)
         .args(args)
         .env(env)
         .cwd(req.workdir.clone().unwrap_or_else(|| PathBuf::from("/")))
-        .no_new_privileges(true)
+        .no_new_privileges(sec.no_new_privileges)
         .capabilities(
             LinuxCapabilitiesBuilder::default()
                 .bounding(capabilities.clone())
@@ -532,9 +578,18 @@ pub fn build_spec(
         );
     }
     let mut process = process.build()?;
-    process.set_rlimits(None);
+    process.set_rlimits((!sec.ulimits.is_empty()).then(|| sec.ulimits.clone()));
 
-    let mut mounts = default_mounts()?;
+    let mut mounts = default_mounts(sec.privileged)?;
+    for tmpfs in &sec.tmpfs {
+        let options: Vec<&str> = tmpfs.options.iter().map(String::as_str).collect();
+        mounts.push(mount(
+            &tmpfs.path.to_string_lossy(),
+            "tmpfs",
+            "tmpfs",
+            &options,
+        )?);
+    }
     for volume in &req.volumes {
         let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
         if volume.read_only {
@@ -565,23 +620,19 @@ pub fn build_spec(
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
 
+    // A privileged container sees the host's /proc and /sys as they are.
+    let (masked, read_only): (&[&str], &[&str]) = if sec.privileged {
+        (&[], &[])
+    } else {
+        (&MASKED_PATHS, &READONLY_PATHS)
+    };
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources(&req.limits)?)
         .cgroups_path(PathBuf::from(cgroups_path))
-        .devices(default_devices()?)
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .devices(container_devices(sec)?)
+        .masked_paths(masked.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .readonly_paths(read_only.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .build()?;
 
     Ok(SpecBuilder::default()
@@ -590,7 +641,7 @@ pub fn build_spec(
         .root(
             RootBuilder::default()
                 .path(rootfs)
-                .readonly(false)
+                .readonly(sec.read_only)
                 .build()?,
         )
         .process(process)
@@ -668,8 +719,54 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result
         .build()?)
 }
 
-/// The kernel filesystems every container gets, as Docker mounts them.
-fn default_mounts() -> Result<Vec<Mount>, SpecError> {
+/// Docker's default capabilities, changed by --cap-add, --cap-drop and --privileged (which may
+/// only give what poc itself holds: this host may lack some, such as CAP_SYS_RESOURCE).
+fn container_capabilities(sec: &Security) -> Vec<Capability> {
+    let available = if sec.privileged || sec.cap_add.contains(&CapName::All) {
+        crate::security::own_capabilities()
+    } else {
+        Vec::new()
+    };
+    security::capabilities(
+        &DEFAULT_CAPABILITIES,
+        &available,
+        sec.privileged,
+        &sec.cap_add,
+        &sec.cap_drop,
+    )
+}
+
+/// The default nodes, the --device ones, and every host device when privileged.
+fn container_devices(sec: &Security) -> Result<Vec<LinuxDevice>, SpecError> {
+    let mut devices = default_devices()?;
+    let host = if sec.privileged {
+        security::host_devices()
+    } else {
+        Vec::new()
+    };
+    for d in host.iter().chain(&sec.devices) {
+        if devices.iter().any(|known| known.path() == &d.container) {
+            continue;
+        }
+        devices.push(
+            LinuxDeviceBuilder::default()
+                .path(d.container.clone())
+                .typ(d.typ)
+                .major(d.major)
+                .minor(d.minor)
+                .file_mode(d.mode)
+                .uid(0u32)
+                .gid(0u32)
+                .build()?,
+        );
+    }
+    Ok(devices)
+}
+
+/// The kernel filesystems every container gets, as Docker mounts them (writable /sys and cgroups
+/// only when privileged).
+fn default_mounts(privileged: bool) -> Result<Vec<Mount>, SpecError> {
+    let ro = if privileged { "rw" } else { "ro" };
     Ok(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -703,18 +800,13 @@ fn default_mounts() -> Result<Vec<Mount>, SpecError> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         )?,
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        )?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro])?,
         // The container's own cgroups, read-only (the JVM, Go and .NET size themselves from them).
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", ro],
         )?,
     ])
 }
@@ -884,6 +976,7 @@ mod tests {
             ports: vec![],
             dns: vec![],
             user: None,
+            security: Security::default(),
             image: "busybox".into(),
             command: vec![],
         }
