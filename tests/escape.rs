@@ -109,6 +109,46 @@ fn a_process_watching_proc_during_exec_finds_no_host_descriptor_or_poc_binary() 
 }
 
 #[test]
+fn a_command_interpreted_by_proc_self_exe_never_runs_or_exposes_poc() {
+    // CVE-2019-5736: a command whose interpreter is /proc/self/exe ran the runtime's own binary
+    // in the container, where another process opened it through /proc/PID/exe to overwrite it.
+    let env = Env::with_busybox();
+    let marker = host_marker(&env);
+    let poc = std::fs::metadata(env!("CARGO_BIN_EXE_poc")).unwrap();
+    let (dev, ino) = (poc.dev().to_string(), poc.ino().to_string());
+    let volume = attack_volume();
+    let script = format!(
+        "printf '#!/proc/self/exe\\n' > /evil && chmod +x /evil && \
+         exec /attack/attack fdscan 1000000000 {} {} {dev} {ino}",
+        marker.path, marker.token
+    );
+    env.run_detached(&[
+        "--name",
+        "hijack",
+        "--network",
+        "none",
+        "-v",
+        &volume,
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    for round in 0..40 {
+        let out = env.poc(&["exec", "hijack", "/evil"]);
+        let logs = stdout(&env.poc(&["logs", "hijack"]));
+        assert!(
+            !logs.contains("ESCAPE"),
+            "after {} execs: {logs}",
+            round + 1
+        );
+        assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    }
+    assert!(env.poc(&["rm", "-f", "hijack"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
 fn exec_refuses_a_working_directory_swapped_for_a_descriptor_link() {
     let env = Env::with_busybox();
     let marker = host_marker(&env);
