@@ -248,7 +248,10 @@ pub fn attack_dir() -> PathBuf {
             let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attack");
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attack/build.sh");
             if Command::new("cc").arg("--version").output().is_ok() {
-                let status = Command::new(script).arg(&out).status().expect("build.sh runs");
+                let status = Command::new(script)
+                    .arg(&out)
+                    .status()
+                    .expect("build.sh runs");
                 assert!(status.success(), "building tests/attack failed");
             }
             assert!(
