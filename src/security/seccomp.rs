@@ -5,6 +5,7 @@
 mod cache;
 mod default;
 mod docker;
+mod enosys;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -160,13 +161,33 @@ fn compile_uncached(profile: &LinuxSeccomp, flags: libc::c_ulong) -> Result<Filt
             op: "reading the exported program",
             source,
         })?;
-    Filter::from_program(&bytes, flags).ok_or_else(|| SeccompError::Export {
+    let mut program: Vec<u8> = Vec::new();
+    if let Some(newest) = enosys::newest_named(profile, &filter_arches(profile)) {
+        let stub = Filter {
+            program: enosys::prologue(&newest),
+            flags,
+        };
+        program = stub.program_bytes();
+    }
+    program.extend_from_slice(&bytes);
+    Filter::from_program(&program, flags).ok_or_else(|| SeccompError::Export {
         op: "exported program",
         source: std::io::Error::other(format!(
             "{} bytes is not a BPF program of 1 to {BPF_MAXINSNS} instructions",
-            bytes.len()
+            program.len()
         )),
     })
+}
+
+/// The architectures in the filter: the profile's and the native one libseccomp always adds.
+fn filter_arches(profile: &LinuxSeccomp) -> Vec<Arch> {
+    let mut arches = profile.architectures().clone().unwrap_or_default();
+    if let (_, Some(native)) = docker::native_arch() {
+        if !arches.contains(&native) {
+            arches.push(native);
+        }
+    }
+    arches
 }
 
 fn compile_err(op: &str) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError + '_ {
@@ -567,6 +588,12 @@ mod tests {
                 || raw(unsafe { libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0) }),
                 |r| r == EPERM,
             ),
+            // Newer than any syscall the profile names: ENOSYS, so that libc falls back.
+            (
+                "syscall 1000",
+                || raw(unsafe { libc::syscall(1000) }),
+                |r| r == ENOSYS,
+            ),
         ];
         let results = run_filtered(&filter, &probes.iter().map(|p| p.1).collect::<Vec<_>>());
         let wrong: Vec<String> = probes
@@ -605,6 +632,7 @@ mod tests {
             || raw(unsafe { libc::syscall(libc::SYS_getpid) }),
             || i386_syscall(I386_KEYCTL, 0, -3i32 as u32, 0),
             || i386_syscall(I386_UNSHARE, libc::CLONE_NEWUTS as u32, 0, 0),
+            || i386_syscall(1000, 0, 0, 0),
         ];
         let results = run_filtered(&filter, probes);
         if results[0] == ENOSYS {
@@ -616,6 +644,7 @@ mod tests {
         assert_eq!(results[0], results[1], "i386 getpid is allowed");
         assert_eq!(results[2], EPERM, "i386 keyctl");
         assert_eq!(results[3], EPERM, "i386 unshare");
+        assert_eq!(results[4], ENOSYS, "i386 syscall 1000");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::{Filter, SeccompError, BPF_MAXINSNS};
 const MAGIC: &[u8; 8] = b"POCBPF01";
 const HEADER: usize = 8 + 4 + 4 + 32;
 /// Changes whenever the way a profile becomes a program changes, so old files are not reused.
-const COMPILER: &str = "poc-seccomp-1";
+const COMPILER: &str = "poc-seccomp-2";
 
 /// The file that holds `profile`'s filter, keyed by the profile, libseccomp's version and the
 /// native architecture. Creates the directory (0700) if needed and refuses one others can write.

@@ -70,7 +70,7 @@ impl Host {
 }
 
 /// Docker's name and the seccomp token of the architecture poc was built for.
-fn native_arch() -> (&'static str, Option<Arch>) {
+pub(super) fn native_arch() -> (&'static str, Option<Arch>) {
     let little = cfg!(target_endian = "little");
     match std::env::consts::ARCH {
         "x86_64" => ("amd64", Some(Arch::ScmpArchX86_64)),
