@@ -42,7 +42,7 @@ pub enum SeccompError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("seccomp cache {} is writable by other users (mode {mode:o}); it must be 0700 and owned by root", path.display())]
+    #[error("seccomp cache {} is writable by other users (mode {mode:o}); it must be 0700 and owned by the user poc runs as", path.display())]
     UnsafeCache { path: PathBuf, mode: u32 },
 }
 
@@ -80,25 +80,16 @@ impl Filter {
         self.program.len()
     }
 
+    /// A program the kernel can take: 1 to BPF_MAXINSNS instructions.
+    fn new(program: Vec<libc::sock_filter>, flags: libc::c_ulong) -> Option<Filter> {
+        (1..=BPF_MAXINSNS)
+            .contains(&program.len())
+            .then_some(Filter { program, flags })
+    }
+
     /// From instructions as libseccomp exports them (native-endian `struct sock_filter`s).
     fn from_program(bytes: &[u8], flags: libc::c_ulong) -> Option<Filter> {
-        const INSN: usize = std::mem::size_of::<libc::sock_filter>();
-        if bytes.is_empty()
-            || !bytes.len().is_multiple_of(INSN)
-            || bytes.len() / INSN > BPF_MAXINSNS
-        {
-            return None;
-        }
-        let program = bytes
-            .chunks_exact(INSN)
-            .map(|i| libc::sock_filter {
-                code: u16::from_ne_bytes([i[0], i[1]]),
-                jt: i[2],
-                jf: i[3],
-                k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
-            })
-            .collect();
-        Some(Filter { program, flags })
+        Filter::new(instructions(bytes)?, flags)
     }
 
     fn program_bytes(&self) -> Vec<u8> {
@@ -110,6 +101,20 @@ impl Filter {
         }
         bytes
     }
+}
+
+fn instructions(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
+    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    if !bytes.len().is_multiple_of(INSN) {
+        return None;
+    }
+    let program = bytes.chunks_exact(INSN).map(|i| libc::sock_filter {
+        code: u16::from_ne_bytes([i[0], i[1]]),
+        jt: i[2],
+        jf: i[3],
+        k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+    });
+    Some(program.collect())
 }
 
 /// The kernel's limit on a classic BPF program.
@@ -144,39 +149,43 @@ pub fn compile(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter, Secco
 }
 
 fn compile_uncached(profile: &LinuxSeccomp, flags: libc::c_ulong) -> Result<Filter, SeccompError> {
-    let ctx = build_context(profile)?;
+    let exported = export(&build_context(profile)?)?;
+    let mut program = match enosys::newest_named(profile, &filter_arches(profile)) {
+        Some(newest) => enosys::prologue(&newest),
+        None => Vec::new(),
+    };
+    let bad = |what: String| SeccompError::Export {
+        op: "exported program",
+        source: std::io::Error::other(what),
+    };
+    program.extend(instructions(&exported).ok_or_else(|| {
+        bad(format!(
+            "{} bytes is not whole instructions",
+            exported.len()
+        ))
+    })?);
+    let count = program.len();
+    Filter::new(program, flags).ok_or_else(|| {
+        bad(format!(
+            "{count} instructions: the kernel takes 1 to {BPF_MAXINSNS}"
+        ))
+    })
+}
+
+/// libseccomp's program, through a memfd (`seccomp_export_bpf_mem` is libseccomp 2.6's).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
+    let err = |op| move |source| SeccompError::Export { op, source };
     let memfd =
         nix::sys::memfd::memfd_create(c"poc-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(|e| SeccompError::Export {
-                op: "memfd_create",
-                source: e.into(),
-            })?;
+            .map_err(|e| err("memfd_create")(e.into()))?;
     ctx.export_bpf(memfd.as_fd())
         .map_err(compile_err("exporting BPF"))?;
     let mut file = std::fs::File::from(memfd);
     let mut bytes = Vec::new();
     std::io::Seek::rewind(&mut file)
         .and_then(|_| std::io::Read::read_to_end(&mut file, &mut bytes))
-        .map_err(|source| SeccompError::Export {
-            op: "reading the exported program",
-            source,
-        })?;
-    let mut program: Vec<u8> = Vec::new();
-    if let Some(newest) = enosys::newest_named(profile, &filter_arches(profile)) {
-        let stub = Filter {
-            program: enosys::prologue(&newest),
-            flags,
-        };
-        program = stub.program_bytes();
-    }
-    program.extend_from_slice(&bytes);
-    Filter::from_program(&program, flags).ok_or_else(|| SeccompError::Export {
-        op: "exported program",
-        source: std::io::Error::other(format!(
-            "{} bytes is not a BPF program of 1 to {BPF_MAXINSNS} instructions",
-            program.len()
-        )),
-    })
+        .map_err(err("reading the exported program"))?;
+    Ok(bytes)
 }
 
 /// The architectures in the filter: the profile's and the native one libseccomp always adds.
