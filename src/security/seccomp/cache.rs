@@ -7,6 +7,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use oci_spec::runtime::LinuxSeccomp;
 use sha2::{Digest, Sha256};
@@ -127,7 +128,10 @@ fn encode(filter: &Filter) -> Vec<u8> {
 /// Writes the file atomically (a private temporary file renamed over it). No fsync: a file cut
 /// short by a crash fails its checksum and is compiled again.
 pub(super) fn store(path: &Path, filter: &Filter) -> Result<(), SeccompError> {
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    // Unique per process and call: two threads storing the same filter must not share one.
+    static STORES: AtomicU64 = AtomicU64::new(0);
+    let n = STORES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     let err = |op, p: &Path| {
         let p = p.to_path_buf();
         move |source| SeccompError::Cache {

@@ -9,8 +9,14 @@ use super::docker::{oci_arg as arg, Condition, KernelVersion, Profile, Rule};
 const EPERM: u32 = libc::EPERM as u32;
 const ENOSYS: u32 = libc::ENOSYS as u32;
 
-/// The namespace flags of clone(2): CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
-pub(super) const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+/// The namespace flags of clone(2) (0x7E020000, as Docker writes it).
+const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64;
 const AF_VSOCK: u64 = 40;
 
 /// Files, directories, descriptors and their metadata.
@@ -317,4 +323,55 @@ fn cap_name(cap: Capability) -> String {
 
 fn strings(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names libseccomp 2.5.4 (Debian 12) does not know yet; every other name must resolve, which
+    /// catches a misspelt name that would silently never be allowed.
+    const NEWER_THAN_LIBSECCOMP: &[&str] = &[
+        "getxattrat",
+        "listmount",
+        "listxattrat",
+        "lsm_get_self_attr",
+        "lsm_list_modules",
+        "lsm_set_self_attr",
+        "mseal",
+        "removexattrat",
+        "riscv_hwprobe",
+        "setxattrat",
+        "statmount",
+        "uretprobe",
+    ];
+
+    #[test]
+    fn every_name_is_a_syscall_and_listed_once_per_rule() {
+        assert_eq!(CLONE_NAMESPACE_FLAGS, 0x7E02_0000);
+        let profile = profile();
+        for rule in &profile.rules {
+            let mut names = rule.names.clone();
+            names.sort();
+            names.dedup();
+            assert_eq!(
+                names.len(),
+                rule.names.len(),
+                "duplicates in {:?}",
+                rule.names
+            );
+            for name in &rule.names {
+                assert!(
+                    libseccomp::ScmpSyscall::from_name(name).is_ok()
+                        || NEWER_THAN_LIBSECCOMP.contains(&name.as_str()),
+                    "{name} is not a syscall libseccomp knows"
+                );
+            }
+        }
+        assert_eq!(
+            profile.rules[0].names.len(),
+            361,
+            "Docker's allowlist has 361 names"
+        );
+    }
 }
