@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What each package is for (also in README.md):
-build_packages=(gcc libc6-dev clang llvm libbpf-dev bpftool) # C for some crates (ring); the BPF programs of `poc trace` (clang, llvm-strip, libbpf headers, bpftool for vmlinux.h)
+build_packages=(gcc libc6-dev clang llvm libbpf-dev bpftool libseccomp-dev) # C for some crates (ring); the BPF programs of `poc trace` (clang, llvm-strip, libbpf headers, bpftool for vmlinux.h); libseccomp (its static library too) compiles containers' seccomp profiles
 runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline image, tests); `poc init debian`
 test_packages=(iproute2 nftables)           # tests only: a simulated upstream host; reading poc's nft table
 vm_packages=(qemu-system-x86 cpio kmod python3) # tests only: the pure cgroup v2 guest (scripts/vm-test.sh)

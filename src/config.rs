@@ -40,6 +40,11 @@ impl Paths {
         self.state_root.join("containers").join(id)
     }
 
+    /// Compiled seccomp filters, kept across reboots (compiling takes tens of milliseconds).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.store_root.join("seccomp")
+    }
+
     pub fn names_dir(&self) -> PathBuf {
         self.state_root.join("names")
     }

@@ -83,13 +83,15 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     } else {
         process::pipes(req.interactive)?
     };
+    // The container's own filter: an exec'd process is no less confined than its init.
+    let seccomp = super::compile_seccomp(paths, &spec)?;
     let cgroup_fd = st.cgroup.clone_into_fd();
     let cfg = ChildConfig {
         join_cgroups: st.cgroup.self_join_files(),
         spec: &spec,
         role: Role::Exec { namespaces },
         stdio,
-        seccomp: None,
+        seccomp: seccomp.as_ref(),
     };
     let child = process::spawn(cfg, cgroup_fd.as_ref())?;
     if let Err(e) = st.cgroup.add_task(child.pid.as_raw(), child.born_in_cgroup) {

@@ -29,6 +29,7 @@ use crate::process::{
     Supervisor, Watch,
 };
 use crate::rootfs::RootSource;
+use crate::security::seccomp::Filter;
 use crate::spec::{build_spec, RunRequest, SpecError};
 use state::{Observed, ProcessRef, State, StateError, Status};
 
@@ -95,6 +96,7 @@ const CONFIG_FILE: &str = "config.json";
 /// A container's configuration, ready to create.
 struct Prepared {
     spec: Spec,
+    seccomp: Option<Filter>,
     hierarchies: Hierarchies,
     state: State,
     root: RootSource,
@@ -136,6 +138,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         crate::security::check_grantable(process)
             .map_err(|e| ContainerError::Refused(e.to_string()))?;
     }
+    let seccomp = compile_seccomp(paths, &spec)?;
     let root = RootSource::Overlay {
         lower: image.rootfs.clone(),
         upper: container_dir.join("upper"),
@@ -168,11 +171,22 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     };
     Ok(Prepared {
         spec,
+        seccomp,
         hierarchies,
         state,
         root,
         req,
     })
+}
+
+/// The Spec's seccomp profile as a filter ready to load (compiled once, then read from the cache).
+pub fn compile_seccomp(paths: &Paths, spec: &Spec) -> Result<Option<Filter>, ContainerError> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    crate::security::seccomp::compile(profile, &paths.seccomp_cache())
+        .map(Some)
+        .map_err(|e| ContainerError::Refused(e.to_string()))
 }
 
 /// The process's user and groups, looked up in the image's /etc files through a descriptor of its
@@ -345,7 +359,7 @@ fn create_and_start(
             network: NamespacePlan::for_container(p.req.network, state.network.as_ref()),
         },
         stdio,
-        seccomp: None,
+        seccomp: p.seccomp.as_ref(),
     };
     let child = process::spawn(cfg, cgroup_fd.as_ref())?;
     // Not saved yet: if poc dies before release, the waiting init sees its channel close and exits.

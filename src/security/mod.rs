@@ -1,6 +1,6 @@
-//! Privileges of the container's process: capability sets, no_new_privs, the user it runs as.
-//! Runs in the container's process after its mounts are done and before exec (users are resolved
-//! before, in poc, through a descriptor of the container's root).
+//! Privileges of the container's process: capability sets, no_new_privs, seccomp, the user it runs
+//! as. Runs in the container's process after its mounts are done and before exec (users are
+//! resolved before, in poc, through a descriptor of the container's root; filters are compiled there).
 
 pub mod seccomp;
 pub mod user;

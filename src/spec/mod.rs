@@ -1,5 +1,6 @@
 //! The container's whole configuration as one OCI `Spec`, built from an image and the user's flags,
-//! and the validation of every user value (sizes, quotas, cpu lists). No I/O beyond reading limits of the host.
+//! and the validation of every user value (sizes, quotas, cpu lists). No I/O beyond reading what the
+//! host has (limits, CPUs, its devices for --privileged) and a --security-opt seccomp profile file.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub enum SpecError {
     Oci(#[from] oci_spec::OciSpecError),
     #[error("--mem-soft ({soft}) must not be above --mem ({hard})")]
     SoftAboveHard { soft: String, hard: String },
+    #[error("--security-opt seccomp={path}: {why}")]
+    Seccomp { path: String, why: String },
 }
 
 /// Smallest memory limit accepted, as Docker does: below this a shell cannot even start.
@@ -551,7 +554,9 @@ pub fn build_spec(
     }
 
     let sec = &req.security;
-    let capabilities = container_capabilities(sec)
+    let kept = container_capabilities(sec);
+    let seccomp = seccomp_profile(sec, &kept)?;
+    let capabilities = kept
         .into_iter()
         .collect::<oci_spec::runtime::Capabilities>();
     let mut process = ProcessBuilder::default()
@@ -626,7 +631,7 @@ pub fn build_spec(
     } else {
         (&MASKED_PATHS, &READONLY_PATHS)
     };
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources(&req.limits)?)
         .cgroups_path(PathBuf::from(cgroups_path))
@@ -634,6 +639,7 @@ pub fn build_spec(
         .masked_paths(masked.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .readonly_paths(read_only.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .build()?;
+    linux.set_seccomp(seccomp);
 
     Ok(SpecBuilder::default()
         .version("1.0.2")
@@ -734,6 +740,32 @@ fn container_capabilities(sec: &Security) -> Vec<Capability> {
         &sec.cap_add,
         &sec.cap_drop,
     )
+}
+
+/// The seccomp profile, resolved for the capabilities the container keeps as Docker does: its
+/// default, a Docker-format file (`--security-opt seccomp=FILE`, read here), or none.
+fn seccomp_profile(
+    sec: &Security,
+    caps: &[Capability],
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, SpecError> {
+    use crate::security::seccomp;
+    if sec.privileged {
+        return Ok(None);
+    }
+    match &sec.seccomp {
+        SeccompChoice::Unconfined => Ok(None),
+        SeccompChoice::Default => Ok(Some(seccomp::default_profile(caps))),
+        SeccompChoice::Profile(path) => {
+            let err = |why: String| SpecError::Seccomp {
+                path: path.display().to_string(),
+                why,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            seccomp::docker_profile(&text, caps)
+                .map(Some)
+                .map_err(|e| err(e.to_string()))
+        }
+    }
 }
 
 /// The default nodes, the --device ones, and every host device when privileged.
