@@ -158,10 +158,7 @@ fn try_opening(leaf: &Leaf, node: Node, mode: libc::c_int) -> Tried {
                     *libc::__errno_location()
                 };
             }
-            let fd = libc::open(
-                node.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOCTTY,
-            );
+            let fd = libc::open(node.as_ptr(), mode | libc::O_NONBLOCK | libc::O_NOCTTY);
             report[1] = if fd >= 0 {
                 0
             } else {
