@@ -27,6 +27,8 @@ pub enum CgroupError {
     },
     #[error("processes of {0} did not exit within 5 s; the cgroup was left in place")]
     Busy(PathBuf),
+    #[error(transparent)]
+    Devices(#[from] super::devices::DeviceError),
 }
 
 impl CgroupError {

@@ -2,6 +2,7 @@
 //! Knows nothing about containers or the CLI; never touches a cgroup outside the leaves it creates and
 //! the parent path it is given (beyond enabling missing v2 controllers on the way down).
 
+pub mod devices;
 mod events;
 mod fs;
 mod stats;
@@ -11,7 +12,7 @@ mod v2;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 pub use events::MemoryWatch;
 pub use fs::CgroupError;
@@ -114,9 +115,24 @@ impl Manager {
         }
     }
 
-    /// Writes the limits in `resources` to the leaf.
+    /// Writes the limits in `resources` to the leaf, and its device rules if it has any (over an
+    /// implicit deny-all: `Some` of an empty list denies every device). Call it before the
+    /// container's process runs; on v2 the rules stay in force after poc exits.
     pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        self.plan(resources)?.iter().try_for_each(Write::perform)
+        self.plan(resources)?.iter().try_for_each(Write::perform)?;
+        match resources.devices() {
+            Some(rules) => self.apply_devices(rules),
+            None => Ok(()),
+        }
+    }
+
+    /// Device rules are set once, when the container is created: they are not in `plan`, which
+    /// `update` shares, so an update can never reset them.
+    fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        match self {
+            Manager::V1(m) => m.apply_devices(rules),
+            Manager::V2(m) => Ok(devices::attach_program(m.leaf(), rules)?),
+        }
     }
 
     fn plan(&self, resources: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
@@ -422,6 +438,30 @@ mod tests {
         assert_eq!(changes[0].previous, "max");
         assert_eq!(std::fs::read_to_string(leaf.join("pids.max")).unwrap(), "9");
         assert_eq!(counter("low 0\nhigh 2\noom_kill 3\n", "oom_kill"), 3);
+    }
+
+    #[test]
+    fn device_rules_are_applied_at_creation_and_never_by_an_update() {
+        use oci_spec::runtime::LinuxResourcesBuilder;
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Hierarchies::parse_mountinfo(&format!(
+            "1 0 0:1 / {} rw - cgroup2 cgroup2 rw\n",
+            tmp.path().display()
+        ));
+        let m = Manager::for_path(&h, "/poc/x").unwrap();
+        let leaf = tmp.path().join("poc/x");
+        std::fs::create_dir_all(&leaf).unwrap();
+        let resources = LinuxResourcesBuilder::default()
+            .devices(devices::default_rules())
+            .build()
+            .unwrap();
+        assert_eq!(m.update(&resources).unwrap(), Vec::new());
+        // A temp dir is no cgroup: the program cannot be attached, and the error says where.
+        let err = m.apply(&resources).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("device rules for {}: ", leaf.display())),
+            "{err}"
+        );
     }
 
     #[test]

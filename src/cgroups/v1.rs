@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
+use super::devices;
 use super::fs::{self, CgroupError};
 use super::Hierarchies;
 
@@ -160,6 +161,21 @@ impl V1Manager {
         Ok(plan)
     }
 
+    /// The devices controller enforces the rules; without it (not mounted) the cgroup v2 program
+    /// does, on the unified leaf. Never both: either one alone is the whole policy.
+    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        if let Some(dir) = self.leaf_of("devices") {
+            return Ok(devices::write_v1(dir, rules)?);
+        }
+        match self.unified_leaf() {
+            Some(leaf) => Ok(devices::attach_program(&leaf, rules)?),
+            None => Err(CgroupError::MissingController {
+                controller: "devices",
+                what: "device access",
+            }),
+        }
+    }
+
     /// The unified leaf only: the v1 leaves are joined through [`V1Manager::task_files`].
     pub fn add_task(&self, pid: i32, born_in_unified: bool) -> Result<(), CgroupError> {
         match self.unified_leaf() {
@@ -290,6 +306,39 @@ mod tests {
         assert_eq!(read("cpu/poc/leaf/cpu.shares"), "512");
         assert_eq!(read("cpuset/poc/leaf/cpuset.cpus"), "1");
         assert_eq!(read("pids/poc/leaf/pids.max"), "20");
+    }
+
+    #[test]
+    fn device_rules_go_to_the_devices_leaf_outside_the_plan() {
+        use oci_spec::runtime::LinuxDeviceCgroup;
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Hierarchies {
+            v1: vec![(tmp.path().join("devices"), vec!["devices".into()])],
+            unified: None,
+        };
+        let m = V1Manager::new(&h, Path::new("poc/x"));
+        m.create().unwrap();
+        let leaf = tmp.path().join("devices/poc/x");
+        touch(&leaf, &["devices.allow", "devices.deny"]);
+        let rules = devices::default_rules();
+        m.apply_devices(&rules).unwrap();
+        let read = |f: &str| std::fs::read_to_string(leaf.join(f)).unwrap();
+        assert_eq!(read("devices.deny"), "a\n");
+        assert_eq!(read("devices.allow").lines().count(), rules.len() - 1);
+        assert!(read("devices.allow").starts_with("c *:* m\nb *:* m\nc 1:3 rwm\n"));
+        // `update` shares the plan: it must never carry device rules.
+        let resources = LinuxResourcesBuilder::default()
+            .devices(rules)
+            .build()
+            .unwrap();
+        assert_eq!(m.plan(&resources).unwrap(), Vec::new());
+
+        let bare = V1Manager::new(&Hierarchies::default(), Path::new("poc/x"));
+        let err = bare
+            .apply_devices(&[LinuxDeviceCgroup::default()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("devices controller"), "{err}");
     }
 
     #[test]
