@@ -58,13 +58,6 @@ pub struct RuleError {
 
 /// Docker's and runc's default: mknod of any node (the container holds CAP_MKNOD), and use of the
 /// few devices poc's /dev offers (null, zero, full, random, urandom, tty, console, ptmx, pts/*).
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the container path puts these in the spec's linux.resources.devices"
-    )
-)]
 pub fn default_rules() -> Vec<LinuxDeviceCgroup> {
     let rule = |allow, typ, major, minor, access: &str| {
         let mut r = LinuxDeviceCgroup::default();

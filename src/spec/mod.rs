@@ -640,6 +640,9 @@ pub fn build_spec(
         .readonly_paths(read_only.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .build()?;
     linux.set_seccomp(seccomp);
+    if let Some(resources) = linux.resources_mut().as_mut() {
+        resources.set_devices(Some(device_rules(sec)));
+    }
 
     Ok(SpecBuilder::default()
         .version("1.0.2")
@@ -766,6 +769,28 @@ fn seccomp_profile(
                 .map_err(|e| err(e.to_string()))
         }
     }
+}
+
+/// The device cgroup's rules: Docker's default (deny all but the standard nodes, mknod of any)
+/// plus each --device with its access; every device when privileged.
+fn device_rules(sec: &Security) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    let rule = |typ, major, minor, access: &str| {
+        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
+        r.set_allow(true)
+            .set_typ(Some(typ))
+            .set_major(major)
+            .set_minor(minor)
+            .set_access(Some(access.to_string()));
+        r
+    };
+    if sec.privileged {
+        return vec![rule(LinuxDeviceType::A, None, None, "rwm")];
+    }
+    let mut rules = crate::cgroups::devices::default_rules();
+    for d in &sec.devices {
+        rules.push(rule(d.typ, Some(d.major), Some(d.minor), &d.access));
+    }
+    rules
 }
 
 /// The default nodes, the --device ones, and every host device when privileged.
