@@ -568,6 +568,37 @@ fn run_and_rmi_refuse_image_names_that_leave_the_store() {
 }
 
 #[test]
+fn exec_user_lookup_never_opens_what_the_container_put_in_place_of_etc_passwd() {
+    // poc reads a running container's /etc/passwd for `exec -u` from the host, outside the
+    // container's device rules: a device node or FIFO planted there must never be opened. A writer
+    // blocked on a FIFO tells whether anyone opened it for reading.
+    let env = Env::with_busybox();
+    env.run_detached(&[
+        "--name",
+        "fifo",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /etc/passwd && mkfifo /etc/passwd && echo planted && \
+         (echo x > /etc/passwd; echo WRITER-RELEASED) & sleep 1000",
+    ]);
+    env.wait_for_log("fifo", "planted");
+    // `true` reads no file of its own (`id` would open /etc/passwd itself).
+    let out = env.poc(&["exec", "-u", "0", "fifo", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = stdout(&env.poc(&["logs", "fifo"]));
+    assert!(
+        !logs.contains("WRITER-RELEASED"),
+        "poc opened the FIFO: {logs}"
+    );
+    assert!(env.poc(&["rm", "-f", "fifo"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
 fn volumes_over_proc_sys_or_dev_are_refused() {
     let env = Env::with_busybox();
     let host = env.dir.path().join("volume");

@@ -15,7 +15,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
 use crate::cgroups::Hierarchies;
 
-pub use resolve::{mkdir_all as mkdir_all_in_root, open_dir, open_in};
+pub use resolve::{mkdir_all as mkdir_all_in_root, open_dir, open_in, proc_path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {

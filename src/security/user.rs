@@ -99,21 +99,29 @@ fn resolve_in(passwd: &[Passwd], groups: &[Group], spec: &str) -> Result<UserIds
     })
 }
 
-/// A small file of the container's; missing or unreadable is empty, as for an image without one.
+/// A small file of the container's; missing, unreadable or not a regular file reads as empty, as
+/// for an image without one. poc reads it on the host, outside the container's device rules: a
+/// device node or FIFO planted there is never opened (opening a device can act, e.g. a watchdog),
+/// only looked at through an O_PATH descriptor.
 fn read_in_root(root: BorrowedFd, path: &str) -> String {
-    let Ok(fd) = crate::rootfs::open_in(
-        root,
-        Path::new(path),
-        OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
-        ResolveFlag::empty(),
-    ) else {
+    let Ok(found) =
+        crate::rootfs::open_in(root, Path::new(path), OFlag::O_PATH, ResolveFlag::empty())
+    else {
+        return String::new();
+    };
+    let is_file = nix::sys::stat::fstat(&found).is_ok_and(|st| {
+        nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
+            == nix::sys::stat::SFlag::S_IFREG
+    });
+    if !is_file {
+        return String::new();
+    }
+    let Ok(file) = std::fs::File::open(crate::rootfs::proc_path(&found)) else {
         return String::new();
     };
     let mut text = String::new();
-    // An image's /etc/passwd is small; a FIFO or a huge file there is not worth waiting for.
-    let _ = std::fs::File::from(fd)
-        .take(1 << 20)
-        .read_to_string(&mut text);
+    // An image's /etc/passwd is small; a huge one is not worth reading.
+    let _ = file.take(1 << 20).read_to_string(&mut text);
     text
 }
 
@@ -196,5 +204,26 @@ mod tests {
         assert!(matches!(ids("app:ghosts"), Err(UserError::NoGroup(_))));
         assert!(matches!(ids(":1"), Err(UserError::Invalid(_))));
         assert!(matches!(ids("1:"), Err(UserError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_fifo_or_a_symlink_out_in_place_of_etc_files_reads_as_empty() {
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        // Opening a FIFO would block poc; a link out of the root would read the host's file.
+        nix::unistd::mkfifo(
+            &etc.join("passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/group", etc.join("group")).unwrap();
+        let fd = crate::rootfs::open_dir(root.path()).unwrap();
+        use std::os::fd::AsFd;
+        assert!(matches!(
+            resolve(fd.as_fd(), Some("root")),
+            Err(UserError::NoUser(_))
+        ));
+        assert_eq!(resolve(fd.as_fd(), None).unwrap().groups, vec![0]);
     }
 }
