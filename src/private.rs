@@ -9,8 +9,15 @@ use std::path::Path;
 /// Makes `dir` (and missing parents) 0700; an existing root of poc's with wider modes (from an
 /// older poc) is narrowed.
 pub fn ensure_root(dir: &Path) -> std::io::Result<()> {
-    create_dir_all(dir)?;
-    let mode = std::fs::metadata(dir)?.permissions().mode();
+    // Usually there already: one stat on the start path.
+    let meta = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_dir_all(dir)?;
+            std::fs::metadata(dir)?
+        }
+        other => other?,
+    };
+    let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
