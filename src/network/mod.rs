@@ -1,8 +1,10 @@
 //! Container networking: a bridge with the gateway address, a veth pair per container (its peer born
-//! inside the container's namespace as eth0), address leases, NAT and published ports in poc's own
-//! nftables table. Everything through netlink; never runs `ip`, `iptables` or `nft`.
-//! Owns the bridge, the veths, the leases and the table it names; touches nothing else on the host.
+//! inside the container's namespace as eth0), address leases, NAT, published ports and forwarding in
+//! poc's own `ip` nftables table, source checks per veth in its `bridge` table. Everything through
+//! netlink; never runs `ip`, `iptables` or `nft`.
+//! Owns the bridge, the veths, the leases and the tables it names; touches nothing else on the host.
 
+mod antispoof;
 mod ipam;
 mod nft;
 mod rtnl;
@@ -76,7 +78,8 @@ impl BridgeConfig {
         Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
     }
 
-    /// poc's nftables table for this bridge.
+    /// poc's nftables tables for this bridge, one in the `ip` family (NAT, forwarding) and one in
+    /// the `bridge` family (source checks), share this name.
     pub fn table(&self) -> String {
         format!("poc-{}", self.name)
     }
@@ -295,7 +298,7 @@ pub fn ensure_bridge(
         rtnl.set_up(index)?;
     }
     enable_ip_forwarding()?;
-    let marker = bridge.state_dir.join("nat-ready");
+    let marker = bridge.state_dir.join(NAT_MARKER);
     if created || !marker.exists() || !published.is_empty() {
         apply_nat(bridge, published)?;
         std::fs::write(&marker, b"").map_err(io("write", &marker))?;
@@ -303,12 +306,17 @@ pub fn ensure_bridge(
     Ok(())
 }
 
+/// Says that the `ip` table is in place; named after the table's layout, so that a bridge set up
+/// by a poc whose table lacked the forward chain gets the new table on its next container.
+const NAT_MARKER: &str = "nat-forward-ready";
+
 fn apply_nat(
     bridge: &BridgeConfig,
     published: &[(PortMapping, Ipv4Addr)],
 ) -> Result<(), NetworkError> {
     Ok(nft::apply(&nft::NatTable {
         name: bridge.table(),
+        bridge: bridge.name.clone(),
         subnet: bridge.subnet,
         ports: published.to_vec(),
     })?)
@@ -332,22 +340,34 @@ fn enable_ip_forwarding() -> Result<(), NetworkError> {
     std::fs::write(path, b"1").map_err(io("write", path))
 }
 
-/// Runs in the parent once the init exists: the veth pair, host end on the bridge, the peer created
-/// inside the init's network namespace as eth0.
+/// Runs in the parent once the init exists: the source checks for its veth, then the veth pair,
+/// host end on the bridge, the peer created inside the init's network namespace as eth0 with the
+/// MAC its address gives.
 pub fn attach(
     bridge: &BridgeConfig,
     attachment: &Attachment,
     pid: i32,
 ) -> Result<(), NetworkError> {
+    // Before the veth exists: no frame of it ever reaches the bridge unchecked.
+    antispoof::allow(&bridge.table(), &port_of(attachment))?;
     let mut rtnl = rtnl::Rtnl::open()?;
     let index = rtnl
         .link_index(&bridge.name)?
         .ok_or_else(|| NetworkError::Refused(format!("bridge {} does not exist", bridge.name)))?;
-    rtnl.create_veth(&attachment.host_veth, "eth0", pid as u32, index)?;
+    let mac = antispoof::mac_for(attachment.address);
+    rtnl.create_veth(&attachment.host_veth, "eth0", mac, pid as u32, index)?;
     Ok(())
 }
 
-/// Gives back what `prepare` took: the address and the ports. Safe to repeat.
+fn port_of(attachment: &Attachment) -> antispoof::Port<'_> {
+    antispoof::Port {
+        veth: &attachment.host_veth,
+        address: attachment.address,
+    }
+}
+
+/// Gives back what `prepare` and `attach` took: the veth's source checks, the address and the
+/// ports. Safe to repeat, and on a container that never got as far as `attach`.
 ///
 /// The veth pair is not deleted here: it goes with the container's network namespace, which the
 /// kernel tears down (in the background) once the init is gone. Deleting it ourselves waits for the
@@ -357,6 +377,8 @@ pub fn release(
     id: &str,
     attachment: &Attachment,
 ) -> Result<(), NetworkError> {
+    // First, so that a failure leaves the lease, and with it the container's claim to be released.
+    antispoof::forget(&bridge.table(), &port_of(attachment))?;
     let leases = ipam::Leases::new(&bridge.state_dir);
     leases.release_address(attachment.address, id)?;
     for port in &attachment.ports {
@@ -365,7 +387,7 @@ pub fn release(
     Ok(())
 }
 
-/// `poc network rm`: the bridge, poc's table and the lease directory, when no container uses them.
+/// `poc network rm`: the bridge, poc's tables and the lease directory, when no container uses them.
 pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
     let lock = ipam::lock(&bridge.state_dir)?;
     if let Some(holder) = ipam::Leases::new(&bridge.state_dir).holders()?.first() {
@@ -376,7 +398,17 @@ pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
         )));
     }
     rtnl::Rtnl::open()?.delete_link(&bridge.name)?;
-    nft::remove(&bridge.table())?;
+    let name = bridge.table();
+    nft::remove(&[
+        nft::Table {
+            family: nft::NFPROTO_IPV4,
+            name: &name,
+        },
+        nft::Table {
+            family: nft::NFPROTO_BRIDGE,
+            name: &name,
+        },
+    ])?;
     drop(lock);
     match std::fs::remove_dir_all(&bridge.state_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -150,11 +150,13 @@ impl Rtnl {
     }
 
     /// Creates a veth pair: `host` here, attached to the bridge `master` and up; its peer created
-    /// directly inside the network namespace of `pid` under the name `peer`.
+    /// directly inside the network namespace of `pid` under the name `peer`, with the MAC
+    /// `peer_mac` (fixed, so that source checks can name it before the link exists).
     pub fn create_veth(
         &mut self,
         host: &str,
         peer: &str,
+        peer_mac: [u8; 6],
         pid: u32,
         master: u32,
     ) -> Result<(), RtnlError> {
@@ -162,6 +164,9 @@ impl Rtnl {
         peer_msg
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
         peer_msg.attributes.push(LinkAttribute::NetNsPid(pid));
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
