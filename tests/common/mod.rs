@@ -192,6 +192,15 @@ impl Env {
                 .unwrap_or_default();
             assert!(left.is_empty(), "{kind} leases left: {left:?}");
         }
+        // Nor its source checks on the bridge (elements of poc's bridge-family table).
+        let table = format!("poc-{}", self.bridge);
+        if let Ok(out) = Command::new("nft")
+            .args(["list", "set", "bridge", &table, "sources"])
+            .output()
+        {
+            let set = String::from_utf8_lossy(&out.stdout);
+            assert!(!set.contains("elements"), "source checks left: {set}");
+        }
         let layers = self.store().join("containers");
         let layers_left: Vec<_> = std::fs::read_dir(&layers)
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -248,7 +257,10 @@ pub fn attack_dir() -> PathBuf {
             let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attack");
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attack/build.sh");
             if Command::new("cc").arg("--version").output().is_ok() {
-                let status = Command::new(script).arg(&out).status().expect("build.sh runs");
+                let status = Command::new(script)
+                    .arg(&out)
+                    .status()
+                    .expect("build.sh runs");
                 assert!(status.success(), "building tests/attack failed");
             }
             assert!(
