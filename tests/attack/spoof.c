@@ -130,7 +130,8 @@ static int send_garp(int sock, char **argv) {
   frame.arp.arp_op = htons(ARPOP_REPLY);
   memcpy(frame.arp.arp_sha, frame.eth.ether_shost, ETH_ALEN);
   memcpy(frame.arp.arp_spa, &ip, 4);
-  memset(frame.arp.arp_tha, 0xff, ETH_ALEN);
+  /* Target = sender, as Linux wants of a gratuitous reply before it overrides an entry at once. */
+  memcpy(frame.arp.arp_tha, frame.eth.ether_shost, ETH_ALEN);
   memcpy(frame.arp.arp_tpa, &ip, 4);
   send_frame(sock, &frame, sizeof frame);
   printf("sent garp\n");
