@@ -1,11 +1,12 @@
-//! Source checks on poc's bridge, in its `bridge poc-<bridge>` nftables table: a frame that a container's
-//! veth brings into the bridge carries that container's MAC and IPv4 address, or is dropped.
-//! Owns that table and one pair of set elements per container; touches no other table or chain.
+//! Source checks on poc's bridge, in its `bridge poc-<bridge>` table: a frame that a container's veth
+//! brings in carries its MAC and IPv4 address, or is dropped. Owns that table; touches no other.
 //!
 //! One table per bridge, filled with set elements, rather than a table per container: a base chain
 //! per container would put every bridged frame on the host (any bridge's) through N hooks, while two
 //! hash lookups in one chain cost the same for 1 or 500 containers. A container's elements go in and
 //! out in one atomic batch each; the kernel serialises batches, so concurrent starts cannot race.
+//! (`meta ibrname`, which would let the chain pick poc's bridge, is missing from kernels built
+//! without NFT_BRIDGE_META, as on these machines: the chain knows poc's ports by their veth names.)
 
 use std::net::Ipv4Addr;
 
