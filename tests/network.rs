@@ -460,7 +460,7 @@ fn heard_upstream(upstream: &Upstream, port: u16, last: &str, send: impl FnOnce(
     listener.join().unwrap()
 }
 
-/// The source checks in poc's bridge-family table: the elements of its `sources` set.
+/// The source checks in poc's bridge-family table: its `sources` set.
 fn source_checks(env: &Env) -> String {
     let out = Command::new("nft")
         .args([
@@ -483,20 +483,20 @@ fn a_container_cannot_send_with_another_containers_address() {
     let b = env.run_detached(&["busybox", "sleep", "60"]);
     let (a_ip, b_ip) = (address_of(&env, &a), address_of(&env, &b));
     let (gateway_mac, up) = (bridge_mac(&env), upstream.ip.to_string());
+    let b_mac = mac_of(&b_ip);
+    // b's address with a's MAC, then b's address and MAC both (all a container could steal).
+    let forged = [
+        ("self", "forged-address"),
+        (b_mac.as_str(), "forged-address-and-mac"),
+    ];
     let heard = heard_upstream(&upstream, 9000, "own-address", || {
-        spoof(
-            &env,
-            &a,
-            &[
-                "udp",
-                "self",
-                &gateway_mac,
-                &b_ip,
-                &up,
-                "9000",
-                "forged-address",
-            ],
-        );
+        for (mac, text) in forged {
+            spoof(
+                &env,
+                &a,
+                &["udp", mac, &gateway_mac, &b_ip, &up, "9000", text],
+            );
+        }
         spoof(
             &env,
             &a,
@@ -512,10 +512,12 @@ fn a_container_cannot_send_with_another_containers_address() {
         );
     });
     assert!(heard.contains(&"own-address".to_string()), "{heard:?}");
-    assert!(
-        !heard.contains(&"forged-address".to_string()),
-        "a datagram with {b_ip}'s address as source left the bridge: {heard:?}"
-    );
+    for (_, text) in forged {
+        assert!(
+            !heard.contains(&text.to_string()),
+            "a datagram from a with {b_ip}'s address as source left the bridge: {heard:?}"
+        );
+    }
     assert!(env.poc(&["rm", "-f", &a, &b]).status.success());
     env.assert_clean();
 }
@@ -586,29 +588,47 @@ fn a_forged_arp_reply_does_not_change_the_gateways_neighbour_entry() {
     env.assert_clean();
 }
 
+/// The interface group of a link, as `ip` shows it.
+fn group_of(link: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "dev", link])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "group");
+    words.next().unwrap_or_default().to_string()
+}
+
+fn wait_gone(link: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new("/sys/class/net").join(link).exists() {
+        assert!(Instant::now() < deadline, "{link} is still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn a_containers_source_checks_exist_while_it_runs_and_go_with_it() {
+fn a_containers_source_checks_are_its_veth_and_go_with_it() {
     let env = Env::with_busybox();
     let veth = |id: &str| format!("poc{}", &id[..12]);
-
-    // Stopped: released when its exit is recorded, though the container is kept.
     let a = env.run_detached(&["busybox", "sleep", "60"]);
     let a_ip = address_of(&env, &a);
+    let group = u32::from(a_ip.parse::<Ipv4Addr>().unwrap()).to_string();
+    // The veth is in the group of its address, which the table lets send as that address only.
+    assert_eq!(group_of(&veth(&a)), group);
+    let element = format!("{group} . {} . {a_ip}", mac_of(&a_ip));
     let checks = source_checks(&env);
-    let expected = format!("\"{}\" . {} . {a_ip}", veth(&a), mac_of(&a_ip));
-    assert!(checks.contains(&expected), "{expected} not in {checks}");
+    assert!(checks.contains(&element), "{element} not in {checks}");
     let out = env.poc(&["exec", &a, "cat", "/sys/class/net/eth0/address"]);
     assert_eq!(stdout(&out).trim(), mac_of(&a_ip));
-    assert!(env.poc(&["stop", "-t", "1", &a]).status.success());
-    assert!(!source_checks(&env).contains(&veth(&a)));
-    assert!(env.poc(&["rm", &a]).status.success());
 
-    // Crashed (its monitor and init SIGKILLed): nobody released it, and `rm -f` does.
-    let b = env.run_detached(&["busybox", "sleep", "60"]);
+    // Crashed (its monitor and init SIGKILLed): the veth goes with the namespace, and `rm -f`
+    // leaves nothing either.
     let state_path = env
         .state_root()
         .join("containers")
-        .join(&b)
+        .join(&a)
         .join("state.json");
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state_path).unwrap()).unwrap();
@@ -616,10 +636,18 @@ fn a_containers_source_checks_exist_while_it_runs_and_go_with_it() {
         let pid = nix::unistd::Pid::from_raw(state[who]["pid"].as_i64().unwrap() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(source_checks(&env).contains(&veth(&b)));
-    assert!(env.poc(&["rm", "-f", &b]).status.success());
-    assert!(!source_checks(&env).contains(&veth(&b)));
+    wait_gone(&veth(&a));
+    assert!(env.poc(&["rm", "-f", &a]).status.success());
+    env.assert_clean();
+
+    // The next holder of the address gets the same element: the table does not grow.
+    let b = env.run_detached(&["busybox", "sleep", "60"]);
+    assert_eq!(address_of(&env, &b), a_ip);
+    assert_eq!(group_of(&veth(&b)), group);
+    assert_eq!(source_checks(&env), checks);
+    assert!(env.poc(&["stop", "-t", "1", &b]).status.success());
+    wait_gone(&veth(&b));
+    assert!(env.poc(&["rm", &b]).status.success());
     env.assert_clean();
 
     // `poc network rm` takes the bridge's table with it.

@@ -1,17 +1,22 @@
 //! Source checks on poc's bridge, in its `bridge poc-<bridge>` table: a frame that a container's veth
 //! brings in carries its MAC and IPv4 address, or is dropped. Owns that table; touches no other.
 //!
-//! One table per bridge, filled with set elements, rather than a table per container: a base chain
-//! per container would put every bridged frame on the host (any bridge's) through N hooks, while two
-//! hash lookups in one chain cost the same for 1 or 500 containers. A container's elements go in and
-//! out in one atomic batch each; the kernel serialises batches, so concurrent starts cannot race.
-//! (`meta ibrname`, which would let the chain pick poc's bridge, is missing from kernels built
-//! without NFT_BRIDGE_META, as on these machines: the chain knows poc's ports by their veth names.)
+//! A container's port is known by its host veth's interface group, which poc sets to the container's
+//! address when it creates the veth; the chain allows a source only as `group . MAC . address` with
+//! all three from one address. So the per-container part lives on the veth and goes with it on every
+//! path (the kernel removes it), and the table's elements are per address, the same for every
+//! container that holds it: added when an address is first used, kept until `poc network rm`.
+//! Deleting anything from nf_tables would cost an RCU grace period on the next close of any nf_tables
+//! socket, under nf_tables' commit mutex (8-13 ms here): paid by every container's removal, and by the
+//! next start. (`meta ibrname` would name poc's bridge, but kernels built without NFT_BRIDGE_META, as
+//! on these machines, lack it: the subnet in the group tells this bridge's ports from others'.)
 
 use std::net::Ipv4Addr;
 
+use ipnetwork::Ipv4Network;
+
 use super::nft::{
-    Batch, Expr, NftError, Table, NFPROTO_BRIDGE, NFT_META_IIFNAME, NFT_MSG_DELSETELEM,
+    Batch, Expr, NftError, Table, NFPROTO_BRIDGE, NFT_CMP_NEQ, NFT_META_IIFGROUP,
     NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_PAYLOAD_LL_HEADER, NFT_PAYLOAD_NETWORK_HEADER,
     NFT_REG32_00, NF_ACCEPT, NF_DROP, NLM_F_CREATE, NLM_F_EXCL,
 };
@@ -20,25 +25,22 @@ use super::nft::{
 /// administered and unicast, unique on the bridge because addresses are, and known without a lookup.
 const MAC_PREFIX: [u8; 2] = [0x02, 0x42];
 
-/// The veth names whose frames this table checks (frames from any other port pass untouched).
-const PORTS: &str = "ports";
-/// `ifname . ether_addr . ipv4_addr`: the MAC and address allowed as sources on each veth.
+/// `devgroup . ether_addr . ipv4_addr`: the sources allowed on the veth of each group.
 const SOURCES: &str = "sources";
 
 /// nft's data type numbers (its datatype.h), so that `nft list` can show the elements; a
 /// concatenation's type is its members' numbers, 6 bits each.
 const TYPE_IPADDR: u32 = 7;
 const TYPE_ETHERADDR: u32 = 9;
-const TYPE_IFNAME: u32 = 41;
-const SOURCES_TYPE: u32 = (TYPE_IFNAME << 12) | (TYPE_ETHERADDR << 6) | TYPE_IPADDR;
+const TYPE_DEVGROUP: u32 = 35;
+const SOURCES_TYPE: u32 = (TYPE_DEVGROUP << 12) | (TYPE_ETHERADDR << 6) | TYPE_IPADDR;
 
-/// Where a concatenated key is built: each member starts on a 4-byte register (a name takes 16
+/// Where the concatenated key is built: each member starts on a 4-byte register (a group takes 4
 /// bytes, a MAC 6 padded to 8, an address 4).
-const KEY_NAME: u32 = NFT_REG32_00;
-const KEY_MAC: u32 = NFT_REG32_00 + 4;
-const KEY_ADDRESS: u32 = NFT_REG32_00 + 6;
-const NAME_LEN: usize = libc::IFNAMSIZ;
-const SOURCE_KEY_LEN: usize = NAME_LEN + 8 + 4;
+const KEY_GROUP: u32 = NFT_REG32_00;
+const KEY_MAC: u32 = NFT_REG32_00 + 1;
+const KEY_ADDRESS: u32 = NFT_REG32_00 + 3;
+const SOURCE_KEY_LEN: usize = 4 + 8 + 4;
 
 const NF_BR_PRE_ROUTING: u32 = 0;
 /// The bridge family's filter priority. Any prerouting priority would do: the bridge learns a source
@@ -62,24 +64,19 @@ pub fn mac_for(address: Ipv4Addr) -> [u8; 6] {
     [MAC_PREFIX[0], MAC_PREFIX[1], a, b, c, d]
 }
 
-/// A container's port on the bridge: the host end of its veth and the sources it may use.
-pub struct Port<'a> {
-    pub veth: &'a str,
-    pub address: Ipv4Addr,
+/// The interface group poc gives the host end of a container's veth: its address, as a number.
+pub fn group_for(address: Ipv4Addr) -> u32 {
+    u32::from(address)
 }
 
-impl Port<'_> {
-    fn name_key(&self) -> Vec<u8> {
-        Expr::ifname(self.veth)
-    }
-
-    fn source_key(&self) -> Vec<u8> {
-        let mut key = self.name_key();
-        key.extend_from_slice(&mac_for(self.address));
-        key.extend_from_slice(&[0, 0]);
-        key.extend_from_slice(&self.address.octets());
-        key
-    }
+/// The element that lets the veth of `address`'s group send as `address`; the group is in host
+/// order, as the kernel loads it.
+fn source_key(address: Ipv4Addr) -> Vec<u8> {
+    let mut key = group_for(address).to_ne_bytes().to_vec();
+    key.extend_from_slice(&mac_for(address));
+    key.extend_from_slice(&[0, 0]);
+    key.extend_from_slice(&address.octets());
+    key
 }
 
 fn bridge_table(name: &str) -> Table<'_> {
@@ -89,43 +86,33 @@ fn bridge_table(name: &str) -> Table<'_> {
     }
 }
 
-/// Puts the port under the checks; creates the bridge's table first if it is missing (its first
-/// container, or a table removed by hand).
-pub fn allow(table: &str, port: &Port) -> Result<(), NftError> {
-    match change(NFT_MSG_NEWSETELEM, table, port) {
+/// Lets the veth of `address`'s group send as `address` (nothing changes if it could already);
+/// creates the bridge's table first if it is missing (its first container, or a table removed by
+/// hand).
+pub fn allow(table: &str, subnet: Ipv4Network, address: Ipv4Addr) -> Result<(), NftError> {
+    match add_source(table, address) {
         Err(e) if e.is_missing() => {
-            create(table)?;
-            change(NFT_MSG_NEWSETELEM, table, port)
+            create(table, subnet)?;
+            add_source(table, address)
         }
         other => other,
     }
 }
 
-/// Takes the port's elements out; elements or a table already gone are fine.
-pub fn forget(table: &str, port: &Port) -> Result<(), NftError> {
-    match change(NFT_MSG_DELSETELEM, table, port) {
-        Err(e) if e.is_missing() => Ok(()),
-        other => other,
-    }
-}
-
-/// Both of a port's elements in one batch, so a port is never named without its sources.
-fn change(kind: u16, table: &str, port: &Port) -> Result<(), NftError> {
+fn add_source(table: &str, address: Ipv4Addr) -> Result<(), NftError> {
     let t = bridge_table(table);
     let mut batch = Batch::new();
-    batch.elements(kind, t, PORTS, &[&port.name_key()]);
-    batch.elements(kind, t, SOURCES, &[&port.source_key()]);
+    batch.elements(NFT_MSG_NEWSETELEM, t, SOURCES, &[&source_key(address)]);
     batch.commit(&t.label())
 }
 
-/// Creates the table, its sets and its chain, if no one has: an exclusive create, so that of two
+/// Creates the table, its set and its chain, if no one has: an exclusive create, so that of two
 /// racing creators one builds it and the other finds it.
-fn create(table: &str) -> Result<(), NftError> {
+fn create(table: &str, subnet: Ipv4Network) -> Result<(), NftError> {
     let t = bridge_table(table);
     let mut batch = Batch::new();
     batch.table(NFT_MSG_NEWTABLE, t, NLM_F_CREATE | NLM_F_EXCL);
-    batch.set(t, PORTS, TYPE_IFNAME, NAME_LEN as u32, true);
-    batch.set(t, SOURCES, SOURCES_TYPE, SOURCE_KEY_LEN as u32, false);
+    batch.set(t, SOURCES, SOURCES_TYPE, SOURCE_KEY_LEN as u32);
     batch.base_chain(
         t,
         "prerouting",
@@ -133,7 +120,7 @@ fn create(table: &str) -> Result<(), NftError> {
         NF_BR_PRE_ROUTING,
         PRIORITY_BRIDGE_FILTER,
     );
-    for exprs in source_checks() {
+    for exprs in source_checks(subnet) {
         batch.rule(t, "prerouting", &exprs);
     }
     match batch.commit(&t.label()) {
@@ -142,46 +129,53 @@ fn create(table: &str) -> Result<(), NftError> {
     }
 }
 
-/// The chain's rules:
+/// The chain's rules, for the bridge of `subnet`:
 ///
-///     iifname != @ports accept
-///     ether type ip iifname . ether saddr . ip saddr @sources accept
-///     ether type arp (ethernet, ipv4) iifname . ether saddr . arp saddr ip @sources
-///                                     iifname . arp saddr ether . arp saddr ip @sources accept
+///     meta iifgroup & MASK != SUBNET accept         (not a port of this bridge)
+///     ether type ip meta iifgroup . ether saddr . ip saddr @sources accept
+///     ether type arp (ethernet, ipv4) meta iifgroup . ether saddr . arp saddr ip @sources
+///                                     meta iifgroup . arp saddr ether . arp saddr ip @sources accept
 ///     drop
 ///
 /// So from a container's veth only IPv4 and ARP pass, and only with its own MAC and address; IPv6,
 /// VLAN tags and other protocols are dropped.
-fn source_checks() -> Vec<Vec<Expr>> {
+fn source_checks(subnet: Ipv4Network) -> Vec<Vec<Expr>> {
     let load = |base, offset, len, dreg| Expr::Payload {
         base,
         offset,
         len,
         dreg,
     };
-    let name_into = |dreg| Expr::Meta {
-        key: NFT_META_IIFNAME,
+    let group_into = |dreg| Expr::Meta {
+        key: NFT_META_IIFGROUP,
         dreg,
     };
-    let lookup = |set, invert| Expr::Lookup {
-        set,
-        sreg: KEY_NAME,
-        invert,
+    let lookup = || Expr::Lookup {
+        set: SOURCES,
+        sreg: KEY_GROUP,
+        invert: false,
     };
     let ether_type = || Expr::load(NFT_PAYLOAD_LL_HEADER, ETHER_TYPE, 2);
+    let not_this_bridge = vec![
+        group_into(KEY_GROUP),
+        Expr::Bitwise {
+            mask: u32::from(subnet.mask()).to_ne_bytes().to_vec(),
+        },
+        Expr::Cmp {
+            op: NFT_CMP_NEQ,
+            data: u32::from(subnet.network()).to_ne_bytes().to_vec(),
+        },
+        Expr::Verdict(NF_ACCEPT),
+    ];
     vec![
-        vec![
-            name_into(KEY_NAME),
-            lookup(PORTS, true),
-            Expr::Verdict(NF_ACCEPT),
-        ],
+        not_this_bridge,
         vec![
             ether_type(),
             Expr::equals(&ETH_P_IP),
-            name_into(KEY_NAME),
+            group_into(KEY_GROUP),
             load(NFT_PAYLOAD_LL_HEADER, ETHER_SOURCE, 6, KEY_MAC),
             load(NFT_PAYLOAD_NETWORK_HEADER, IPV4_SOURCE, 4, KEY_ADDRESS),
-            lookup(SOURCES, false),
+            lookup(),
             Expr::Verdict(NF_ACCEPT),
         ],
         vec![
@@ -189,7 +183,7 @@ fn source_checks() -> Vec<Vec<Expr>> {
             Expr::equals(&ETH_P_ARP),
             Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 0, 6),
             Expr::equals(&ARP_ETHERNET_IPV4),
-            name_into(KEY_NAME),
+            group_into(KEY_GROUP),
             load(NFT_PAYLOAD_LL_HEADER, ETHER_SOURCE, 6, KEY_MAC),
             load(
                 NFT_PAYLOAD_NETWORK_HEADER,
@@ -197,9 +191,9 @@ fn source_checks() -> Vec<Vec<Expr>> {
                 4,
                 KEY_ADDRESS,
             ),
-            lookup(SOURCES, false),
+            lookup(),
             load(NFT_PAYLOAD_NETWORK_HEADER, ARP_SENDER_MAC, 6, KEY_MAC),
-            lookup(SOURCES, false),
+            lookup(),
             Expr::Verdict(NF_ACCEPT),
         ],
         vec![Expr::Verdict(NF_DROP)],
@@ -211,27 +205,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_mac_is_the_prefix_and_the_address() {
-        assert_eq!(
-            mac_for(Ipv4Addr::new(10, 77, 0, 2)),
-            [0x02, 0x42, 10, 77, 0, 2]
-        );
+    fn the_mac_and_group_follow_the_address() {
+        let address = Ipv4Addr::new(10, 77, 0, 2);
+        assert_eq!(mac_for(address), [0x02, 0x42, 10, 77, 0, 2]);
+        assert_eq!(group_for(address), 0x0a4d_0002);
     }
 
     #[test]
     fn a_source_key_is_laid_out_as_the_registers_are() {
-        let port = Port {
-            veth: "poc0123456789ab",
-            address: Ipv4Addr::new(10, 77, 1, 9),
-        };
-        let key = port.source_key();
+        let key = source_key(Ipv4Addr::new(10, 77, 1, 9));
         assert_eq!(key.len(), SOURCE_KEY_LEN);
-        assert_eq!(&key[..15], b"poc0123456789ab");
-        assert_eq!(key[15], 0);
-        assert_eq!(&key[16..24], &[2, 0x42, 10, 77, 1, 9, 0, 0]);
-        assert_eq!(&key[24..], &[10, 77, 1, 9]);
+        assert_eq!(&key[..4], &0x0a4d_0109u32.to_ne_bytes());
+        assert_eq!(&key[4..12], &[2, 0x42, 10, 77, 1, 9, 0, 0]);
+        assert_eq!(&key[12..], &[10, 77, 1, 9]);
         assert_eq!(
-            SOURCES_TYPE, 0x29247,
+            SOURCES_TYPE, 0x23247,
             "what nft 1.0 sends for this concatenation"
         );
     }

@@ -108,6 +108,13 @@ pub fn parse_subnet(text: &str) -> Result<Ipv4Network, String> {
     if net.prefix() > 29 || net.prefix() < 8 {
         return Err(format!("'{text}': the prefix must be from /8 to /29"));
     }
+    // The source checks know containers' veths by an interface group equal to their address; other
+    // interfaces are in group 0, which must stay outside the subnet.
+    if net.network().octets()[0] == 0 {
+        return Err(format!(
+            "'{text}': 0.0.0.0/8 is not a network for containers"
+        ));
+    }
     Ipv4Network::new(net.network(), net.prefix()).map_err(|e| e.to_string())
 }
 
@@ -340,45 +347,41 @@ fn enable_ip_forwarding() -> Result<(), NetworkError> {
     std::fs::write(path, b"1").map_err(io("write", path))
 }
 
-/// Runs in the parent once the init exists: the source checks for its veth, then the veth pair,
-/// host end on the bridge, the peer created inside the init's network namespace as eth0 with the
-/// MAC its address gives.
+/// Runs in the parent once the init exists: the source checks for its address, then the veth
+/// pair: the host end on the bridge, in the interface group its address gives (which the checks
+/// know it by), the peer created inside the init's network namespace as eth0 with the MAC its
+/// address gives.
 pub fn attach(
     bridge: &BridgeConfig,
     attachment: &Attachment,
     pid: i32,
 ) -> Result<(), NetworkError> {
-    // Before the veth exists: no frame of it ever reaches the bridge unchecked.
-    antispoof::allow(&bridge.table(), &port_of(attachment))?;
+    antispoof::allow(&bridge.table(), bridge.subnet, attachment.address)?;
     let mut rtnl = rtnl::Rtnl::open()?;
     let index = rtnl
         .link_index(&bridge.name)?
         .ok_or_else(|| NetworkError::Refused(format!("bridge {} does not exist", bridge.name)))?;
-    let mac = antispoof::mac_for(attachment.address);
-    rtnl.create_veth(&attachment.host_veth, "eth0", mac, pid as u32, index)?;
+    let veth = rtnl::Veth {
+        host: &attachment.host_veth,
+        host_group: antispoof::group_for(attachment.address),
+        peer: "eth0",
+        peer_mac: antispoof::mac_for(attachment.address),
+    };
+    rtnl.create_veth(&veth, pid as u32, index)?;
     Ok(())
 }
 
-fn port_of(attachment: &Attachment) -> antispoof::Port<'_> {
-    antispoof::Port {
-        veth: &attachment.host_veth,
-        address: attachment.address,
-    }
-}
-
-/// Gives back what `prepare` and `attach` took: the veth's source checks, the address and the
-/// ports. Safe to repeat, and on a container that never got as far as `attach`.
+/// Gives back what `prepare` took: the address and the ports. Safe to repeat.
 ///
 /// The veth pair is not deleted here: it goes with the container's network namespace, which the
 /// kernel tears down (in the background) once the init is gone. Deleting it ourselves waits for the
-/// unregistration's RCU grace periods, 0.3 to 35 ms measured here on every container's exit.
+/// unregistration's RCU grace periods, 0.3 to 35 ms measured here on every container's exit. The
+/// source checks of its veth go with it; the element for its address stays for the next holder.
 pub fn release(
     bridge: &BridgeConfig,
     id: &str,
     attachment: &Attachment,
 ) -> Result<(), NetworkError> {
-    // First, so that a failure leaves the lease, and with it the container's claim to be released.
-    antispoof::forget(&bridge.table(), &port_of(attachment))?;
     let leases = ipam::Leases::new(&bridge.state_dir);
     leases.release_address(attachment.address, id)?;
     for port in &attachment.ports {

@@ -44,7 +44,7 @@ const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_NEWSET: u16 = 9;
 pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
-pub(super) const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_DELSETELEM: u16 = 14;
 pub(super) const NFPROTO_IPV4: u8 = 2;
 pub(super) const NFPROTO_BRIDGE: u8 = 7;
 pub(super) const NF_DROP: u32 = 0;
@@ -72,10 +72,11 @@ pub(super) const NFT_PAYLOAD_LL_HEADER: u32 = 0;
 pub(super) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_CMP_EQ: u32 = 0;
-const NFT_CMP_NEQ: u32 = 1;
-pub(super) const NFT_META_IIFNAME: u32 = 6;
+pub(super) const NFT_CMP_NEQ: u32 = 1;
+const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_L4PROTO: u32 = 16;
+pub(super) const NFT_META_IIFGROUP: u32 = 21;
 const NFT_CT_STATE: u32 = 0;
 const NFT_CT_STATUS: u32 = 2;
 /// `ct state established,related`: the kernel's bits for IP_CT_ESTABLISHED and IP_CT_RELATED.
@@ -397,19 +398,9 @@ impl Batch {
         );
     }
 
-    /// A hash set of `key_len`-byte keys. `key_type` (nft's data type number) and, for a key that
-    /// is not a concatenation, `host_order` are for `nft list`, which reads them to show elements.
-    pub(super) fn set(
-        &mut self,
-        table: Table,
-        set: &str,
-        key_type: u32,
-        key_len: u32,
-        host_order: bool,
-    ) {
-        // nft's user data: a record of type NFTNL_UDATA_SET_KEYBYTEORDER (0), 4 bytes long.
-        const KEY_BYTEORDER_RECORD: [u8; 2] = [0, 4];
-        const BYTEORDER_HOST_ENDIAN: u32 = 1;
+    /// A hash set of `key_len`-byte keys; `key_type` (nft's data type number) is for `nft list`,
+    /// which reads it to show the elements.
+    pub(super) fn set(&mut self, table: Table, set: &str, key_type: u32, key_len: u32) {
         let mut a = Attrs::default();
         a.string(1, table.name); // NFTA_SET_TABLE
         a.string(2, set); // NFTA_SET_NAME
@@ -417,11 +408,6 @@ impl Batch {
         a.be32(5, key_len); // NFTA_SET_KEY_LEN
                             // NFTA_SET_ID, which the kernel requires: unique in the batch, as the message's sequence is.
         a.be32(10, self.seq + 1);
-        if host_order {
-            let mut record = KEY_BYTEORDER_RECORD.to_vec();
-            record.extend_from_slice(&BYTEORDER_HOST_ENDIAN.to_ne_bytes());
-            a.put(13, &record); // NFTA_SET_USERDATA
-        }
         self.message(NFT_MSG_NEWSET, table.family, NLM_F_CREATE, &a);
     }
 

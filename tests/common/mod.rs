@@ -192,15 +192,6 @@ impl Env {
                 .unwrap_or_default();
             assert!(left.is_empty(), "{kind} leases left: {left:?}");
         }
-        // Nor its source checks on the bridge (elements of poc's bridge-family table).
-        let table = format!("poc-{}", self.bridge);
-        if let Ok(out) = Command::new("nft")
-            .args(["list", "set", "bridge", &table, "sources"])
-            .output()
-        {
-            let set = String::from_utf8_lossy(&out.stdout);
-            assert!(!set.contains("elements"), "source checks left: {set}");
-        }
         let layers = self.store().join("containers");
         let layers_left: Vec<_> = std::fs::read_dir(&layers)
             .map(|d| d.flatten().map(|e| e.path()).collect())
