@@ -494,10 +494,12 @@ impl Batch {
 
 /// Closes the socket without waiting for nf_tables' deferred frees. Closing an nf_tables socket
 /// waits for the kernel's pending destroy work (nft_rcv_nl_event), which after a batch that deleted
-/// something includes an RCU grace period: 8-13 ms measured here on every container's removal. A
-/// forked child that holds the last reference to the socket pays it instead; it only closes, reads
-/// and exits (async-signal-safe, so forking a threaded process is fine), and outlives this process
-/// by a grace period at most (reaped by init then).
+/// something includes an RCU grace period: 8-13 ms measured here whenever the `ip` table is replaced
+/// (a start or removal with published ports) or removed. A forked child that holds the last
+/// reference to the socket pays it instead; it only closes, reads and exits (async-signal-safe, so
+/// forking a threaded process is fine), and outlives this process by a grace period at most (reaped
+/// by init then). The kernel holds nf_tables' commit mutex meanwhile, so a batch from another poc in
+/// that window still waits: only poc's own removal of source checks is avoided (see antispoof.rs).
 fn close_without_waiting(socket: Socket) {
     use std::os::fd::AsRawFd;
     let Ok((child_end, parent_end)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
