@@ -498,8 +498,8 @@ impl Batch {
 /// (a start or removal with published ports) or removed. A forked child that holds the last
 /// reference to the socket pays it instead; it only closes, reads and exits (async-signal-safe, so
 /// forking a threaded process is fine), and outlives this process by a grace period at most (reaped
-/// by init then). The kernel holds nf_tables' commit mutex meanwhile, so a batch from another poc in
-/// that window still waits: only poc's own removal of source checks is avoided (see antispoof.rs).
+/// by init then). The kernel holds nf_tables' commit mutex while it waits, so a batch from another
+/// poc in that window still waits for it (why antispoof.rs deletes nothing per container).
 fn close_without_waiting(socket: Socket) {
     use std::os::fd::AsRawFd;
     let Ok((child_end, parent_end)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
