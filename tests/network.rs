@@ -1,16 +1,18 @@
 //! Networking as users meet it: container to container and to the gateway over the bridge, NAT to a
 //! simulated upstream host (a network namespace this test creates), published ports, addresses under
-//! concurrency, and nothing left after a failure or a removal. Traffic stays on this machine.
+//! concurrency, forged sources and unasked-for inbound traffic stopped at the bridge, and nothing left
+//! after a failure or a removal. Traffic stays on this machine.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{assert_error, stderr, stdout, Env};
+use common::{assert_error, attack_dir, stderr, stdout, Env};
 
 fn inspect(env: &Env, id: &str) -> serde_json::Value {
     let out = env.poc(&["inspect", id]);
@@ -41,7 +43,8 @@ fn ip(args: &[&str]) {
 }
 
 /// A host of its own: a network namespace joined to the host by a veth pair, with a /24 of the
-/// benchmarking range (198.18.0.0/15) that no real network uses here. Removed on drop.
+/// benchmarking range (198.18.0.0/15) that no real network uses here, its own among this process's
+/// upstreams (tests run in parallel). Removed on drop.
 struct Upstream {
     netns: String,
     host_veth: String,
@@ -51,15 +54,23 @@ struct Upstream {
 
 impl Upstream {
     fn new() -> Self {
+        const PER_PROCESS: u32 = 5;
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            n < PER_PROCESS,
+            "raise PER_PROCESS: more upstreams than /24s set aside"
+        );
         let pid = std::process::id() % 100_000;
-        let third = (std::process::id() % 200) as u8;
+        let net = (std::process::id() % 102) * PER_PROCESS + n;
+        let (second, third) = (18 + (net / 256) as u8, (net % 256) as u8);
         let up = Upstream {
-            netns: format!("ptup{pid}"),
-            host_veth: format!("ptuh{pid}"),
-            host_ip: Ipv4Addr::new(198, 18, third, 1),
-            ip: Ipv4Addr::new(198, 18, third, 2),
+            netns: format!("ptup{pid}u{n}"),
+            host_veth: format!("ptuh{pid}u{n}"),
+            host_ip: Ipv4Addr::new(198, second, third, 1),
+            ip: Ipv4Addr::new(198, second, third, 2),
         };
-        let peer = format!("ptun{pid}");
+        let peer = format!("ptun{pid}u{n}");
         ip(&["netns", "add", &up.netns]);
         ip(&[
             "link",
@@ -92,6 +103,19 @@ impl Upstream {
         ip(&["-n", &up.netns, "link", "set", &peer, "up"]);
         ip(&["-n", &up.netns, "link", "set", "lo", "up"]);
         up
+    }
+
+    /// Routes `subnet` (the bridge's) through the host, as a neighbour on the host's network would.
+    fn route_to(&self, subnet: &str) {
+        ip(&[
+            "-n",
+            &self.netns,
+            "route",
+            "add",
+            subnet,
+            "via",
+            &self.host_ip.to_string(),
+        ]);
     }
 
     /// Runs `work` on a thread inside the upstream namespace.
@@ -251,7 +275,7 @@ fn published_ports_are_reached_from_the_host_and_from_another_netns() {
         .output()
         .unwrap();
     assert!(
-        !stdout(&rules).contains("dnat"),
+        !stdout(&rules).contains("dnat to"),
         "the port's rules left with the container: {}",
         stdout(&rules)
     );
@@ -374,5 +398,299 @@ fn none_and_host_networks_and_dns() {
         125,
         "--publish",
     );
+    env.assert_clean();
+}
+
+/// The MAC poc gives a container: 02:42 and its address.
+fn mac_of(address: &str) -> String {
+    let ip: Ipv4Addr = address.parse().unwrap();
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+fn bridge_mac(env: &Env) -> String {
+    common::read_trimmed(std::path::Path::new(&format!(
+        "/sys/class/net/{}/address",
+        env.bridge
+    )))
+}
+
+/// A container that can send forged frames: tests/attack/spoof.c mounted at /attack.
+fn attacker(env: &Env) -> String {
+    let volume = format!("{}:/attack:ro", attack_dir().display());
+    env.run_detached(&["-v", &volume, "busybox", "sleep", "60"])
+}
+
+/// `spoof ARGS...` inside the container; asserts that the frames went out.
+fn spoof(env: &Env, id: &str, args: &[&str]) {
+    let mut full = vec!["exec", id, "/attack/spoof"];
+    full.extend_from_slice(args);
+    let out = env.poc(&full);
+    assert!(
+        stdout(&out).starts_with("sent"),
+        "spoof {args:?}: {} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// What a UDP listener in the upstream namespace hears on `port` while `send` runs. `send` ends with
+/// a datagram carrying `last`, on the same path as the others: once it is heard, so would they be.
+fn heard_upstream(upstream: &Upstream, port: u16, last: &str, send: impl FnOnce()) -> Vec<String> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let last = last.to_string();
+    let listener = upstream.within(move || {
+        let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut heard = Vec::<String>::new();
+        while Instant::now() < deadline && !heard.contains(&last) {
+            let mut buf = [0u8; 2048];
+            if let Ok(n) = socket.recv(&mut buf) {
+                heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        heard
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    send();
+    listener.join().unwrap()
+}
+
+/// The source checks in poc's bridge-family table: its `sources` set.
+fn source_checks(env: &Env) -> String {
+    let out = Command::new("nft")
+        .args([
+            "list",
+            "set",
+            "bridge",
+            &format!("poc-{}", env.bridge),
+            "sources",
+        ])
+        .output()
+        .unwrap();
+    stdout(&out)
+}
+
+#[test]
+fn a_container_cannot_send_with_another_containers_address() {
+    let env = Env::with_busybox();
+    let upstream = Upstream::new();
+    let a = attacker(&env);
+    let b = env.run_detached(&["busybox", "sleep", "60"]);
+    let (a_ip, b_ip) = (address_of(&env, &a), address_of(&env, &b));
+    let (gateway_mac, up) = (bridge_mac(&env), upstream.ip.to_string());
+    let b_mac = mac_of(&b_ip);
+    // b's address with a's MAC, then b's address and MAC both (all a container could steal).
+    let forged = [
+        ("self", "forged-address"),
+        (b_mac.as_str(), "forged-address-and-mac"),
+    ];
+    let heard = heard_upstream(&upstream, 9000, "own-address", || {
+        for (mac, text) in forged {
+            spoof(
+                &env,
+                &a,
+                &["udp", mac, &gateway_mac, &b_ip, &up, "9000", text],
+            );
+        }
+        spoof(
+            &env,
+            &a,
+            &[
+                "udp",
+                "self",
+                &gateway_mac,
+                &a_ip,
+                &up,
+                "9000",
+                "own-address",
+            ],
+        );
+    });
+    assert!(heard.contains(&"own-address".to_string()), "{heard:?}");
+    for (_, text) in forged {
+        assert!(
+            !heard.contains(&text.to_string()),
+            "a datagram from a with {b_ip}'s address as source left the bridge: {heard:?}"
+        );
+    }
+    assert!(env.poc(&["rm", "-f", &a, &b]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn a_frame_with_a_forged_source_mac_is_dropped() {
+    let env = Env::with_busybox();
+    let upstream = Upstream::new();
+    let a = attacker(&env);
+    let a_ip = address_of(&env, &a);
+    let (gateway_mac, up) = (bridge_mac(&env), upstream.ip.to_string());
+    let forged_mac = "02:42:de:ad:be:ef";
+    let heard = heard_upstream(&upstream, 9000, "own-mac", || {
+        spoof(
+            &env,
+            &a,
+            &[
+                "udp",
+                forged_mac,
+                &gateway_mac,
+                &a_ip,
+                &up,
+                "9000",
+                "forged-mac",
+            ],
+        );
+        spoof(
+            &env,
+            &a,
+            &["udp", "self", &gateway_mac, &a_ip, &up, "9000", "own-mac"],
+        );
+    });
+    assert!(heard.contains(&"own-mac".to_string()), "{heard:?}");
+    assert!(
+        !heard.contains(&"forged-mac".to_string()),
+        "a frame from {forged_mac} left the bridge: {heard:?}"
+    );
+    assert!(env.poc(&["rm", "-f", &a]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn a_forged_arp_reply_does_not_change_the_gateways_neighbour_entry() {
+    let env = Env::with_busybox();
+    let a = attacker(&env);
+    let b = env.run_detached(&["busybox", "sleep", "60"]);
+    let b_ip = address_of(&env, &b);
+    // b talks to the gateway, so the host has a neighbour entry for it.
+    let out = env.poc(&["exec", &b, "ping", "-c1", "-W2", &gateway_of(&env)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let neighbour = || {
+        let out = Command::new("ip")
+            .args(["neigh", "show", &b_ip, "dev", &env.bridge])
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    assert!(neighbour().contains(&mac_of(&b_ip)), "{}", neighbour());
+    // "b's address is at a's MAC", gratuitous: Linux takes such a reply at once, without waiting.
+    spoof(&env, &a, &["garp", "self", &b_ip]);
+    std::thread::sleep(Duration::from_millis(300));
+    let entry = neighbour();
+    assert!(
+        entry.contains(&mac_of(&b_ip)),
+        "the gateway now sends {b_ip}'s traffic elsewhere: {entry}"
+    );
+    assert!(env.poc(&["rm", "-f", &a, &b]).status.success());
+    env.assert_clean();
+}
+
+/// The interface group of a link, as `ip` shows it.
+fn group_of(link: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "dev", link])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "group");
+    words.next().unwrap_or_default().to_string()
+}
+
+fn wait_gone(link: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new("/sys/class/net").join(link).exists() {
+        assert!(Instant::now() < deadline, "{link} is still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_containers_source_checks_are_its_veth_and_go_with_it() {
+    let env = Env::with_busybox();
+    let veth = |id: &str| format!("poc{}", &id[..12]);
+    let a = env.run_detached(&["busybox", "sleep", "60"]);
+    let a_ip = address_of(&env, &a);
+    let group = u32::from(a_ip.parse::<Ipv4Addr>().unwrap()).to_string();
+    // The veth is in the group of its address, which the table lets send as that address only.
+    assert_eq!(group_of(&veth(&a)), group);
+    let element = format!("{group} . {} . {a_ip}", mac_of(&a_ip));
+    let checks = source_checks(&env);
+    assert!(checks.contains(&element), "{element} not in {checks}");
+    let out = env.poc(&["exec", &a, "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(stdout(&out).trim(), mac_of(&a_ip));
+
+    // Crashed (its monitor and init SIGKILLed): the veth goes with the namespace, and `rm -f`
+    // leaves nothing either.
+    let state_path = env
+        .state_root()
+        .join("containers")
+        .join(&a)
+        .join("state.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_path).unwrap()).unwrap();
+    for who in ["monitor", "init"] {
+        let pid = nix::unistd::Pid::from_raw(state[who]["pid"].as_i64().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    wait_gone(&veth(&a));
+    assert!(env.poc(&["rm", "-f", &a]).status.success());
+    env.assert_clean();
+
+    // The next holder of the address gets the same element: the table does not grow.
+    let b = env.run_detached(&["busybox", "sleep", "60"]);
+    assert_eq!(address_of(&env, &b), a_ip);
+    assert_eq!(group_of(&veth(&b)), group);
+    assert_eq!(source_checks(&env), checks);
+    assert!(env.poc(&["stop", "-t", "1", &b]).status.success());
+    wait_gone(&veth(&b));
+    assert!(env.poc(&["rm", &b]).status.success());
+    env.assert_clean();
+
+    // `poc network rm` takes the bridge's table with it.
+    assert!(env.poc(&["network", "rm"]).status.success());
+    let tables = stdout(
+        &Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!tables.contains(&format!("poc-{}", env.bridge)), "{tables}");
+}
+
+#[test]
+fn only_replies_and_published_ports_are_forwarded_into_the_bridge() {
+    let env = Env::with_busybox();
+    let upstream = Upstream::new();
+    upstream.route_to(&env.subnet);
+    let port = test_port(2);
+    // httpd on 81, not published, and on 80, published on the host's `port`.
+    let script = "mkdir -p /www && echo forwarded-page > /www/index.html && httpd -p 81 -h /www \
+                  && exec httpd -f -p 80 -h /www";
+    let id = env.run_detached(&["-p", &format!("{port}:80"), "busybox", "sh", "-c", script]);
+    let address: Ipv4Addr = address_of(&env, &id).parse().unwrap();
+    let host_ip = upstream.host_ip;
+    let published = upstream
+        .within(move || http_get(SocketAddr::from((host_ip, port))))
+        .join()
+        .unwrap();
+    assert!(published.contains("forwarded-page"), "{published}");
+    for container_port in [81, 80] {
+        let direct = upstream
+            .within(move || {
+                let to = SocketAddr::from((address, container_port));
+                TcpStream::connect_timeout(&to, Duration::from_secs(2)).map(drop)
+            })
+            .join()
+            .unwrap();
+        assert!(
+            direct.is_err(),
+            "{address}:{container_port} was reached from a host routed to the bridge"
+        );
+    }
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
 }

@@ -1,8 +1,10 @@
 //! Container networking: a bridge with the gateway address, a veth pair per container (its peer born
-//! inside the container's namespace as eth0), address leases, NAT and published ports in poc's own
-//! nftables table. Everything through netlink; never runs `ip`, `iptables` or `nft`.
-//! Owns the bridge, the veths, the leases and the table it names; touches nothing else on the host.
+//! inside the container's namespace as eth0), address leases, NAT, published ports and forwarding in
+//! poc's own `ip` nftables table, source checks per veth in its `bridge` table. Everything through
+//! netlink; never runs `ip`, `iptables` or `nft`.
+//! Owns the bridge, the veths, the leases and the tables it names; touches nothing else on the host.
 
+mod antispoof;
 mod ipam;
 mod nft;
 mod rtnl;
@@ -76,7 +78,8 @@ impl BridgeConfig {
         Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
     }
 
-    /// poc's nftables table for this bridge.
+    /// poc's nftables tables for this bridge, one in the `ip` family (NAT, forwarding) and one in
+    /// the `bridge` family (source checks), share this name.
     pub fn table(&self) -> String {
         format!("poc-{}", self.name)
     }
@@ -104,6 +107,13 @@ pub fn parse_subnet(text: &str) -> Result<Ipv4Network, String> {
         .map_err(|_| format!("'{text}' is not an IPv4 subnet like 10.77.0.0/16"))?;
     if net.prefix() > 29 || net.prefix() < 8 {
         return Err(format!("'{text}': the prefix must be from /8 to /29"));
+    }
+    // The source checks know containers' veths by an interface group equal to their address; other
+    // interfaces are in group 0, which must stay outside the subnet.
+    if net.network().octets()[0] == 0 {
+        return Err(format!(
+            "'{text}': 0.0.0.0/8 is not a network for containers"
+        ));
     }
     Ipv4Network::new(net.network(), net.prefix()).map_err(|e| e.to_string())
 }
@@ -295,7 +305,7 @@ pub fn ensure_bridge(
         rtnl.set_up(index)?;
     }
     enable_ip_forwarding()?;
-    let marker = bridge.state_dir.join("nat-ready");
+    let marker = bridge.state_dir.join(NAT_MARKER);
     if created || !marker.exists() || !published.is_empty() {
         apply_nat(bridge, published)?;
         std::fs::write(&marker, b"").map_err(io("write", &marker))?;
@@ -303,12 +313,17 @@ pub fn ensure_bridge(
     Ok(())
 }
 
+/// Says that the `ip` table is in place; named after the table's layout, so that a bridge set up
+/// by a poc whose table lacked the forward chain gets the new table on its next container.
+const NAT_MARKER: &str = "nat-forward-ready";
+
 fn apply_nat(
     bridge: &BridgeConfig,
     published: &[(PortMapping, Ipv4Addr)],
 ) -> Result<(), NetworkError> {
     Ok(nft::apply(&nft::NatTable {
         name: bridge.table(),
+        bridge: bridge.name.clone(),
         subnet: bridge.subnet,
         ports: published.to_vec(),
     })?)
@@ -332,18 +347,27 @@ fn enable_ip_forwarding() -> Result<(), NetworkError> {
     std::fs::write(path, b"1").map_err(io("write", path))
 }
 
-/// Runs in the parent once the init exists: the veth pair, host end on the bridge, the peer created
-/// inside the init's network namespace as eth0.
+/// Runs in the parent once the init exists: the source checks for its address, then the veth
+/// pair: the host end on the bridge, in the interface group its address gives (which the checks
+/// know it by), the peer created inside the init's network namespace as eth0 with the MAC its
+/// address gives.
 pub fn attach(
     bridge: &BridgeConfig,
     attachment: &Attachment,
     pid: i32,
 ) -> Result<(), NetworkError> {
+    antispoof::allow(&bridge.table(), bridge.subnet, attachment.address)?;
     let mut rtnl = rtnl::Rtnl::open()?;
     let index = rtnl
         .link_index(&bridge.name)?
         .ok_or_else(|| NetworkError::Refused(format!("bridge {} does not exist", bridge.name)))?;
-    rtnl.create_veth(&attachment.host_veth, "eth0", pid as u32, index)?;
+    let veth = rtnl::Veth {
+        host: &attachment.host_veth,
+        host_group: antispoof::group_for(attachment.address),
+        peer: "eth0",
+        peer_mac: antispoof::mac_for(attachment.address),
+    };
+    rtnl.create_veth(&veth, pid as u32, index)?;
     Ok(())
 }
 
@@ -351,7 +375,8 @@ pub fn attach(
 ///
 /// The veth pair is not deleted here: it goes with the container's network namespace, which the
 /// kernel tears down (in the background) once the init is gone. Deleting it ourselves waits for the
-/// unregistration's RCU grace periods, 0.3 to 35 ms measured here on every container's exit.
+/// unregistration's RCU grace periods, 0.3 to 35 ms measured here on every container's exit. The
+/// source checks of its veth go with it; the element for its address stays for the next holder.
 pub fn release(
     bridge: &BridgeConfig,
     id: &str,
@@ -365,7 +390,7 @@ pub fn release(
     Ok(())
 }
 
-/// `poc network rm`: the bridge, poc's table and the lease directory, when no container uses them.
+/// `poc network rm`: the bridge, poc's tables and the lease directory, when no container uses them.
 pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
     let lock = ipam::lock(&bridge.state_dir)?;
     if let Some(holder) = ipam::Leases::new(&bridge.state_dir).holders()?.first() {
@@ -376,7 +401,17 @@ pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
         )));
     }
     rtnl::Rtnl::open()?.delete_link(&bridge.name)?;
-    nft::remove(&bridge.table())?;
+    let name = bridge.table();
+    nft::remove(&[
+        nft::Table {
+            family: nft::NFPROTO_IPV4,
+            name: &name,
+        },
+        nft::Table {
+            family: nft::NFPROTO_BRIDGE,
+            name: &name,
+        },
+    ])?;
     drop(lock);
     match std::fs::remove_dir_all(&bridge.state_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

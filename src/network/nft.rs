@@ -1,7 +1,8 @@
-//! poc's nftables table for one bridge, written through the nf_tables netlink interface in a single
-//! batch, so the kernel swaps the whole table atomically: masquerade for the bridge's subnet and the
-//! DNAT rules of published ports. Touches no other table (Docker's, the host's).
-//! Only the handful of expressions poc needs are encoded here (values from linux/netfilter/nf_tables.h).
+//! poc's `ip` nftables table for one bridge, written through the nf_tables netlink interface in a single
+//! batch, so the kernel swaps the whole table atomically: masquerade for the bridge's subnet, the DNAT
+//! rules of published ports and what may be forwarded into the bridge. Touches no other table.
+//! Only the handful of expressions poc needs are encoded here (values from linux/netfilter/nf_tables.h),
+//! for this table and for the bridge family's source checks (`antispoof.rs`).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -21,32 +22,68 @@ pub enum NftError {
     },
 }
 
+impl NftError {
+    /// The kernel answered that a table, set or element named in the batch does not exist.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, NftError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+    }
+
+    /// The kernel answered that something created with `NLM_F_EXCL` exists already.
+    pub fn is_existing(&self) -> bool {
+        matches!(self, NftError::Kernel { source, .. } if source.raw_os_error() == Some(libc::EEXIST))
+    }
+}
+
 const NLA_F_NESTED: u16 = 0x8000;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFT_MSG_NEWTABLE: u16 = 0;
+pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
-const NFPROTO_IPV4: u8 = 2;
-const NF_ACCEPT: u32 = 1;
+const NFT_MSG_NEWSET: u16 = 9;
+pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+pub(super) const NFPROTO_IPV4: u8 = 2;
+pub(super) const NFPROTO_BRIDGE: u8 = 7;
+pub(super) const NF_DROP: u32 = 0;
+pub(super) const NF_ACCEPT: u32 = 1;
 const NLMSG_ERROR: u16 = 2;
+pub(super) const NLM_F_CREATE: u16 = 0x400;
+pub(super) const NLM_F_EXCL: u16 = 0x200;
 
 // Hooks and priorities as `nft` names them.
 const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_FORWARD: u32 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NF_INET_POST_ROUTING: u32 = 4;
 const PRIORITY_DSTNAT: i32 = -100;
+const PRIORITY_FILTER: i32 = 0;
 const PRIORITY_SRCNAT: i32 = 100;
 
+/// Registers: 0 holds the verdict; 1-4 are 16 bytes each, overlaid by the 4-byte registers 8-23
+/// (so `REG_1` is `REG32_00`..`REG32_03`), which concatenations for set lookups are laid out in.
+const NFT_REG_VERDICT: u32 = 0;
 const REG_1: u32 = 1;
 const REG_2: u32 = 2;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub(super) const NFT_REG32_00: u32 = 8;
+pub(super) const NFT_PAYLOAD_LL_HEADER: u32 = 0;
+pub(super) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_CMP_EQ: u32 = 0;
-const NFT_CMP_NEQ: u32 = 1;
+pub(super) const NFT_CMP_NEQ: u32 = 1;
+const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_L4PROTO: u32 = 16;
+pub(super) const NFT_META_IIFGROUP: u32 = 21;
+const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
+/// `ct state established,related`: the kernel's bits for IP_CT_ESTABLISHED and IP_CT_RELATED.
+const CT_STATE_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
+/// `ct status dnat`: IPS_DST_NAT.
+const CT_STATUS_DNAT: u32 = 1 << 5;
+const NFT_LOOKUP_F_INV: u32 = 1;
 const NFT_NAT_DNAT: u32 = 1;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
@@ -82,107 +119,212 @@ impl Attrs {
     }
 }
 
-/// One nf_tables expression.
-enum Expr {
-    Payload { base: u32, offset: u32, len: u32 },
-    Bitwise { mask: Vec<u8> },
-    Cmp { op: u32, data: Vec<u8> },
-    Meta { key: u32 },
+/// One nf_tables expression. Loads go to `dreg`; comparisons and masks work on `REG_1`.
+pub(super) enum Expr {
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
+    Bitwise {
+        mask: Vec<u8>,
+    },
+    Cmp {
+        op: u32,
+        data: Vec<u8>,
+    },
+    Meta {
+        key: u32,
+        dreg: u32,
+    },
+    Ct {
+        key: u32,
+    },
+    /// Whether the key that starts at `sreg` is in the set (or, with `invert`, is not).
+    Lookup {
+        set: &'static str,
+        sreg: u32,
+        invert: bool,
+    },
     Fib,
-    Immediate { reg: u32, data: Vec<u8> },
+    Immediate {
+        reg: u32,
+        data: Vec<u8>,
+    },
+    Verdict(u32),
     Dnat,
     Masquerade,
 }
 
 impl Expr {
+    /// `len` bytes at `offset` of a header, into `REG_1`.
+    pub(super) fn load(base: u32, offset: u32, len: u32) -> Expr {
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg: REG_1,
+        }
+    }
+
+    pub(super) fn equals(data: &[u8]) -> Expr {
+        Expr::Cmp {
+            op: NFT_CMP_EQ,
+            data: data.to_vec(),
+        }
+    }
+
+    /// An interface name as the kernel's meta expressions load it: NUL-padded to IFNAMSIZ.
+    pub(super) fn ifname(name: &str) -> Vec<u8> {
+        let mut bytes = name.as_bytes().to_vec();
+        bytes.resize(libc::IFNAMSIZ, 0);
+        bytes
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Expr::Payload { .. } => "payload",
+            Expr::Bitwise { .. } => "bitwise",
+            Expr::Cmp { .. } => "cmp",
+            Expr::Meta { .. } => "meta",
+            Expr::Ct { .. } => "ct",
+            Expr::Lookup { .. } => "lookup",
+            Expr::Fib => "fib",
+            Expr::Immediate { .. } | Expr::Verdict(_) => "immediate",
+            Expr::Dnat => "nat",
+            Expr::Masquerade => "masq",
+        }
+    }
+
     fn encode(&self, list: &mut Attrs) {
         const NFTA_LIST_ELEM: u16 = 1;
         const NFTA_EXPR_NAME: u16 = 1;
         const NFTA_EXPR_DATA: u16 = 2;
         list.nested(NFTA_LIST_ELEM, |e| {
-            let name = match self {
-                Expr::Payload { .. } => "payload",
-                Expr::Bitwise { .. } => "bitwise",
-                Expr::Cmp { .. } => "cmp",
-                Expr::Meta { .. } => "meta",
-                Expr::Fib => "fib",
-                Expr::Immediate { .. } => "immediate",
-                Expr::Dnat => "nat",
-                Expr::Masquerade => "masq",
-            };
-            e.string(NFTA_EXPR_NAME, name);
-            e.nested(NFTA_EXPR_DATA, |d| match self {
-                // NFTA_PAYLOAD_DREG, _BASE, _OFFSET, _LEN
-                Expr::Payload { base, offset, len } => {
-                    d.be32(1, REG_1);
-                    d.be32(2, *base);
-                    d.be32(3, *offset);
-                    d.be32(4, *len);
-                }
-                // NFTA_BITWISE_SREG, _DREG, _LEN, _MASK, _XOR (values nested in NFTA_DATA_VALUE)
-                Expr::Bitwise { mask } => {
-                    d.be32(1, REG_1);
-                    d.be32(2, REG_1);
-                    d.be32(3, mask.len() as u32);
-                    d.nested(4, |v| v.put(1, mask));
-                    d.nested(5, |v| v.put(1, &vec![0; mask.len()]));
-                }
-                // NFTA_CMP_SREG, _OP, _DATA
-                Expr::Cmp { op, data } => {
-                    d.be32(1, REG_1);
-                    d.be32(2, *op);
-                    d.nested(3, |v| v.put(1, data));
-                }
-                // NFTA_META_DREG, _KEY
-                Expr::Meta { key } => {
-                    d.be32(1, REG_1);
-                    d.be32(2, *key);
-                }
-                // NFTA_FIB_DREG, _RESULT, _FLAGS: the address type of the destination
-                Expr::Fib => {
-                    d.be32(1, REG_1);
-                    d.be32(2, NFT_FIB_RESULT_ADDRTYPE);
-                    d.be32(3, NFTA_FIB_F_DADDR);
-                }
-                // NFTA_IMMEDIATE_DREG, _DATA
-                Expr::Immediate { reg, data } => {
-                    d.be32(1, *reg);
-                    d.nested(2, |v| v.put(1, data));
-                }
-                // NFTA_NAT_TYPE, _FAMILY, _REG_ADDR_MIN, _REG_PROTO_MIN
-                Expr::Dnat => {
-                    d.be32(1, NFT_NAT_DNAT);
-                    d.be32(2, NFPROTO_IPV4 as u32);
-                    d.be32(3, REG_1);
-                    d.be32(5, REG_2);
-                }
-                Expr::Masquerade => {}
-            });
+            e.string(NFTA_EXPR_NAME, self.name());
+            e.nested(NFTA_EXPR_DATA, |d| self.encode_data(d));
         });
+    }
+
+    fn encode_data(&self, d: &mut Attrs) {
+        match self {
+            // NFTA_PAYLOAD_DREG, _BASE, _OFFSET, _LEN
+            Expr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => {
+                d.be32(1, *dreg);
+                d.be32(2, *base);
+                d.be32(3, *offset);
+                d.be32(4, *len);
+            }
+            // NFTA_BITWISE_SREG, _DREG, _LEN, _MASK, _XOR (values nested in NFTA_DATA_VALUE)
+            Expr::Bitwise { mask } => {
+                d.be32(1, REG_1);
+                d.be32(2, REG_1);
+                d.be32(3, mask.len() as u32);
+                d.nested(4, |v| v.put(1, mask));
+                d.nested(5, |v| v.put(1, &vec![0; mask.len()]));
+            }
+            // NFTA_CMP_SREG, _OP, _DATA
+            Expr::Cmp { op, data } => {
+                d.be32(1, REG_1);
+                d.be32(2, *op);
+                d.nested(3, |v| v.put(1, data));
+            }
+            // NFTA_META_DREG, _KEY
+            Expr::Meta { key, dreg } => {
+                d.be32(1, *dreg);
+                d.be32(2, *key);
+            }
+            // NFTA_CT_DREG, _KEY
+            Expr::Ct { key } => {
+                d.be32(1, REG_1);
+                d.be32(2, *key);
+            }
+            // NFTA_LOOKUP_SET, _SREG, _FLAGS
+            Expr::Lookup { set, sreg, invert } => {
+                d.string(1, set);
+                d.be32(2, *sreg);
+                if *invert {
+                    d.be32(5, NFT_LOOKUP_F_INV);
+                }
+            }
+            // NFTA_FIB_DREG, _RESULT, _FLAGS: the address type of the destination
+            Expr::Fib => {
+                d.be32(1, REG_1);
+                d.be32(2, NFT_FIB_RESULT_ADDRTYPE);
+                d.be32(3, NFTA_FIB_F_DADDR);
+            }
+            // NFTA_IMMEDIATE_DREG, _DATA
+            Expr::Immediate { reg, data } => {
+                d.be32(1, *reg);
+                d.nested(2, |v| v.put(1, data));
+            }
+            // The verdict register, NFTA_DATA_VERDICT { NFTA_VERDICT_CODE }
+            Expr::Verdict(code) => {
+                d.be32(1, NFT_REG_VERDICT);
+                d.nested(2, |v| v.nested(2, |c| c.be32(1, *code)));
+            }
+            // NFTA_NAT_TYPE, _FAMILY, _REG_ADDR_MIN, _REG_PROTO_MIN
+            Expr::Dnat => {
+                d.be32(1, NFT_NAT_DNAT);
+                d.be32(2, NFPROTO_IPV4 as u32);
+                d.be32(3, REG_1);
+                d.be32(5, REG_2);
+            }
+            Expr::Masquerade => {}
+        }
     }
 }
 
-/// What poc's table for a bridge holds.
+/// What poc's `ip` table for a bridge holds.
 pub struct NatTable {
     pub name: String,
+    /// The bridge, whose forwarded traffic the table's forward chain limits.
+    pub bridge: String,
     pub subnet: ipnetwork::Ipv4Network,
     /// Published ports and the container address each leads to.
     pub ports: Vec<(PortMapping, Ipv4Addr)>,
 }
 
-/// A batch of nf_tables messages for one table.
-struct Batch {
+/// A table as nf_tables names it: its family and name.
+#[derive(Clone, Copy)]
+pub(super) struct Table<'a> {
+    pub family: u8,
+    pub name: &'a str,
+}
+
+impl Table<'_> {
+    /// As `nft` writes it, for messages: "ip poc-poc0".
+    pub(super) fn label(&self) -> String {
+        match self.family {
+            NFPROTO_IPV4 => format!("ip {}", self.name),
+            NFPROTO_BRIDGE => format!("bridge {}", self.name),
+            other => format!("family {other} {}", self.name),
+        }
+    }
+}
+
+/// A batch of nf_tables messages, applied by the kernel whole or not at all.
+pub(super) struct Batch {
     buf: Vec<u8>,
     seq: u32,
     acked: u32,
+    /// Whether the batch deletes anything (whose memory the kernel frees after an RCU grace period).
+    deletes: bool,
 }
 
 impl Batch {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut batch = Batch {
             buf: Vec::new(),
             seq: 0,
             acked: 0,
+            deletes: false,
         };
         batch.message(NFNL_MSG_BATCH_BEGIN, 0, 0, &Attrs::default());
         batch
@@ -191,6 +333,7 @@ impl Batch {
     fn message(&mut self, kind: u16, family: u8, flags: u16, attrs: &Attrs) {
         const NLM_F_REQUEST: u16 = 1;
         const NLM_F_ACK: u16 = 4;
+        self.deletes |= kind == NFT_MSG_DELTABLE || kind == NFT_MSG_DELSETELEM;
         let is_batch_marker = kind == NFNL_MSG_BATCH_BEGIN || kind == NFNL_MSG_BATCH_END;
         let (kind, flags, res_id) = if is_batch_marker {
             (kind, NLM_F_REQUEST, NFNL_SUBSYS_NFTABLES)
@@ -214,16 +357,23 @@ impl Batch {
         self.buf.extend_from_slice(&attrs.0);
     }
 
-    fn table(&mut self, kind: u16, name: &str, flags: u16) {
+    pub(super) fn table(&mut self, kind: u16, table: Table, flags: u16) {
         let mut a = Attrs::default();
-        a.string(1, name); // NFTA_TABLE_NAME
-        self.message(kind, NFPROTO_IPV4, flags, &a);
+        a.string(1, table.name); // NFTA_TABLE_NAME
+        self.message(kind, table.family, flags, &a);
     }
 
-    fn base_chain(&mut self, table: &str, chain: &str, kind: &str, hook: u32, priority: i32) {
-        const NLM_F_CREATE: u16 = 0x400;
+    /// A chain on `hook` with policy accept: poc's rules decide only about what they match.
+    pub(super) fn base_chain(
+        &mut self,
+        table: Table,
+        chain: &str,
+        kind: &str,
+        hook: u32,
+        priority: i32,
+    ) {
         let mut a = Attrs::default();
-        a.string(1, table); // NFTA_CHAIN_TABLE
+        a.string(1, table.name); // NFTA_CHAIN_TABLE
         a.string(3, chain); // NFTA_CHAIN_NAME
         a.nested(4, |h| {
             h.be32(1, hook); // NFTA_HOOK_HOOKNUM
@@ -231,27 +381,60 @@ impl Batch {
         });
         a.be32(5, NF_ACCEPT); // NFTA_CHAIN_POLICY
         a.string(7, kind); // NFTA_CHAIN_TYPE
-        self.message(NFT_MSG_NEWCHAIN, NFPROTO_IPV4, NLM_F_CREATE, &a);
+        self.message(NFT_MSG_NEWCHAIN, table.family, NLM_F_CREATE, &a);
     }
 
-    fn rule(&mut self, table: &str, chain: &str, exprs: &[Expr]) {
-        const NLM_F_CREATE: u16 = 0x400;
+    pub(super) fn rule(&mut self, table: Table, chain: &str, exprs: &[Expr]) {
         const NLM_F_APPEND: u16 = 0x800;
         let mut a = Attrs::default();
-        a.string(1, table); // NFTA_RULE_TABLE
+        a.string(1, table.name); // NFTA_RULE_TABLE
         a.string(2, chain); // NFTA_RULE_CHAIN
         a.nested(4, |list| exprs.iter().for_each(|e| e.encode(list))); // NFTA_RULE_EXPRESSIONS
         self.message(
             NFT_MSG_NEWRULE,
-            NFPROTO_IPV4,
+            table.family,
             NLM_F_CREATE | NLM_F_APPEND,
             &a,
         );
     }
 
+    /// A hash set of `key_len`-byte keys; `key_type` (nft's data type number) is for `nft list`,
+    /// which reads it to show the elements.
+    pub(super) fn set(&mut self, table: Table, set: &str, key_type: u32, key_len: u32) {
+        let mut a = Attrs::default();
+        a.string(1, table.name); // NFTA_SET_TABLE
+        a.string(2, set); // NFTA_SET_NAME
+        a.be32(4, key_type); // NFTA_SET_KEY_TYPE
+        a.be32(5, key_len); // NFTA_SET_KEY_LEN
+                            // NFTA_SET_ID, which the kernel requires: unique in the batch, as the message's sequence is.
+        a.be32(10, self.seq + 1);
+        self.message(NFT_MSG_NEWSET, table.family, NLM_F_CREATE, &a);
+    }
+
+    /// Adds (`NFT_MSG_NEWSETELEM`) or deletes (`NFT_MSG_DELSETELEM`) elements of a set.
+    pub(super) fn elements(&mut self, kind: u16, table: Table, set: &str, keys: &[&[u8]]) {
+        const NFTA_LIST_ELEM: u16 = 1;
+        let mut a = Attrs::default();
+        a.string(1, table.name); // NFTA_SET_ELEM_LIST_TABLE
+        a.string(2, set); // NFTA_SET_ELEM_LIST_SET
+        a.nested(3, |list| {
+            // NFTA_SET_ELEM_LIST_ELEMENTS
+            for key in keys {
+                // NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE }
+                list.nested(NFTA_LIST_ELEM, |e| e.nested(1, |k| k.put(1, key)));
+            }
+        });
+        let flags = if kind == NFT_MSG_NEWSETELEM {
+            NLM_F_CREATE
+        } else {
+            0
+        };
+        self.message(kind, table.family, flags, &a);
+    }
+
     /// Sends the batch and waits for every message's acknowledgement; the first error wins (the
-    /// kernel applies a batch whole or not at all).
-    fn commit(mut self, table: &str) -> Result<(), NftError> {
+    /// kernel applies a batch whole or not at all). `table` names what it changes, for errors.
+    pub(super) fn commit(mut self, table: &str) -> Result<(), NftError> {
         self.message(NFNL_MSG_BATCH_END, 0, 0, &Attrs::default());
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NftError::Socket)?;
         socket.bind_auto().map_err(NftError::Socket)?;
@@ -259,6 +442,14 @@ impl Batch {
             .connect(&SocketAddr::new(0, 0))
             .map_err(NftError::Socket)?;
         set_receive_timeout(&socket, Duration::from_secs(5));
+        let result = self.exchange(&mut socket, table);
+        if self.deletes {
+            close_without_waiting(socket);
+        }
+        result
+    }
+
+    fn exchange(&self, socket: &mut Socket, table: &str) -> Result<(), NftError> {
         let kernel = |source| NftError::Kernel {
             table: table.to_string(),
             source,
@@ -301,6 +492,45 @@ impl Batch {
     }
 }
 
+/// Closes the socket without waiting for nf_tables' deferred frees. Closing an nf_tables socket
+/// waits for the kernel's pending destroy work (nft_rcv_nl_event), which after a batch that deleted
+/// something includes an RCU grace period: 8-13 ms measured here whenever the `ip` table is replaced
+/// (a start or removal with published ports) or removed. A forked child that holds the last
+/// reference to the socket pays it instead; it only closes, reads and exits (async-signal-safe, so
+/// forking a threaded process is fine), and outlives this process by a grace period at most (reaped
+/// by init then). The kernel holds nf_tables' commit mutex while it waits, so a batch from another
+/// poc in that window still waits for it (why antispoof.rs deletes nothing per container).
+fn close_without_waiting(socket: Socket) {
+    use std::os::fd::AsRawFd;
+    let Ok((child_end, parent_end)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return;
+    };
+    // SAFETY: the child calls only close_range, read and _exit (see `hold_until_parent_lets_go`).
+    if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
+        hold_until_parent_lets_go(socket.as_raw_fd(), child_end.as_raw_fd());
+    }
+    // The socket before the pipe: once the child sees the pipe close, its copy is the last.
+    drop(socket);
+    drop(parent_end);
+}
+
+/// In the child: keeps only the socket and the pipe (so that no reader of the parent's stdout waits
+/// for it), waits until the parent has closed its copies, and exits, closing the socket last.
+fn hold_until_parent_lets_go(socket: i32, pipe: i32) -> ! {
+    let (low, high) = (socket.min(pipe) as u32, socket.max(pipe) as u32);
+    // SAFETY: closing descriptors of this child, reading into a local byte, exiting.
+    unsafe {
+        if low > 0 {
+            libc::syscall(libc::SYS_close_range, 0u32, low - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, low + 1, high - 1, 0u32);
+        libc::syscall(libc::SYS_close_range, high + 1, u32::MAX, 0u32);
+        let mut byte = 0u8;
+        while libc::read(pipe, (&mut byte as *mut u8).cast(), 1) > 0 {}
+        libc::_exit(0)
+    }
+}
+
 fn set_receive_timeout(socket: &Socket, timeout: Duration) {
     use std::os::fd::AsRawFd;
     let tv = libc::timeval {
@@ -322,121 +552,150 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) {
 /// Replaces poc's table with exactly `table`: created if missing, emptied and refilled otherwise,
 /// in one atomic batch.
 pub fn apply(table: &NatTable) -> Result<(), NftError> {
-    const NLM_F_CREATE: u16 = 0x400;
-    let name = table.name.as_str();
+    let t = Table {
+        family: NFPROTO_IPV4,
+        name: &table.name,
+    };
     let mut batch = Batch::new();
     // Add-then-delete-then-add: idempotent whether or not the table exists.
-    batch.table(NFT_MSG_NEWTABLE, name, NLM_F_CREATE);
-    batch.table(NFT_MSG_DELTABLE, name, 0);
-    batch.table(NFT_MSG_NEWTABLE, name, NLM_F_CREATE);
+    batch.table(NFT_MSG_NEWTABLE, t, NLM_F_CREATE);
+    batch.table(NFT_MSG_DELTABLE, t, 0);
+    batch.table(NFT_MSG_NEWTABLE, t, NLM_F_CREATE);
     batch.base_chain(
-        name,
+        t,
         "postrouting",
         "nat",
         NF_INET_POST_ROUTING,
         PRIORITY_SRCNAT,
     );
-    batch.base_chain(
-        name,
-        "prerouting",
-        "nat",
-        NF_INET_PRE_ROUTING,
-        PRIORITY_DSTNAT,
-    );
-    batch.base_chain(name, "output", "nat", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT);
-
-    // ip saddr SUBNET ip daddr != SUBNET masquerade
-    let net = table.subnet.network().octets().to_vec();
-    let mask = table.subnet.mask().octets().to_vec();
-    batch.rule(
-        name,
-        "postrouting",
-        &[
-            Expr::Payload {
-                base: NFT_PAYLOAD_NETWORK_HEADER,
-                offset: 12,
-                len: 4,
-            },
-            Expr::Bitwise { mask: mask.clone() },
-            Expr::Cmp {
-                op: NFT_CMP_EQ,
-                data: net.clone(),
-            },
-            Expr::Payload {
-                base: NFT_PAYLOAD_NETWORK_HEADER,
-                offset: 16,
-                len: 4,
-            },
-            Expr::Bitwise { mask },
-            Expr::Cmp {
-                op: NFT_CMP_NEQ,
-                data: net,
-            },
-            Expr::Masquerade,
-        ],
-    );
-    // fib daddr type local [ip daddr HOST_IP] PROTO dport HOST_PORT dnat to ADDRESS:PORT,
-    // from outside (prerouting) and from the host itself (output).
+    batch.base_chain(t, "prerouting", "nat", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT);
+    batch.base_chain(t, "output", "nat", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT);
+    batch.base_chain(t, "forward", "filter", NF_INET_FORWARD, PRIORITY_FILTER);
+    batch.rule(t, "postrouting", &masquerade(table.subnet));
     for (port, address) in &table.ports {
-        let mut exprs = vec![
-            Expr::Fib,
-            Expr::Cmp {
-                op: NFT_CMP_EQ,
-                data: RTN_LOCAL.to_ne_bytes().to_vec(),
-            },
-        ];
-        if let Some(host_ip) = port.host_ip {
-            exprs.push(Expr::Payload {
-                base: NFT_PAYLOAD_NETWORK_HEADER,
-                offset: 16,
-                len: 4,
-            });
-            exprs.push(Expr::Cmp {
-                op: NFT_CMP_EQ,
-                data: host_ip.octets().to_vec(),
-            });
-        }
-        exprs.extend([
-            Expr::Meta {
-                key: NFT_META_L4PROTO,
-            },
-            Expr::Cmp {
-                op: NFT_CMP_EQ,
-                data: vec![port.protocol.number()],
-            },
-            Expr::Payload {
-                base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                offset: 2,
-                len: 2,
-            },
-            Expr::Cmp {
-                op: NFT_CMP_EQ,
-                data: port.host_port.to_be_bytes().to_vec(),
-            },
-            Expr::Immediate {
-                reg: REG_1,
-                data: address.octets().to_vec(),
-            },
-            Expr::Immediate {
-                reg: REG_2,
-                data: port.container_port.to_be_bytes().to_vec(),
-            },
-            Expr::Dnat,
-        ]);
+        let exprs = publish(port, *address);
         for chain in ["prerouting", "output"] {
-            batch.rule(name, chain, &exprs);
+            batch.rule(t, chain, &exprs);
         }
     }
-    batch.commit(name)
+    for exprs in forward_into(&table.bridge) {
+        batch.rule(t, "forward", &exprs);
+    }
+    batch.commit(&t.label())
 }
 
-/// Removes poc's table; a missing table is fine.
-pub fn remove(name: &str) -> Result<(), NftError> {
-    const NLM_F_CREATE: u16 = 0x400;
+/// `ip saddr SUBNET ip daddr != SUBNET masquerade`
+fn masquerade(subnet: ipnetwork::Ipv4Network) -> Vec<Expr> {
+    let net = subnet.network().octets().to_vec();
+    let mask = subnet.mask().octets().to_vec();
+    vec![
+        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 12, 4),
+        Expr::Bitwise { mask: mask.clone() },
+        Expr::equals(&net),
+        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 16, 4),
+        Expr::Bitwise { mask },
+        Expr::Cmp {
+            op: NFT_CMP_NEQ,
+            data: net,
+        },
+        Expr::Masquerade,
+    ]
+}
+
+/// `fib daddr type local [ip daddr HOST_IP] PROTO dport HOST_PORT dnat to ADDRESS:PORT`, for
+/// packets from outside (prerouting) and from the host itself (output).
+fn publish(port: &PortMapping, address: Ipv4Addr) -> Vec<Expr> {
+    let mut exprs = vec![Expr::Fib, Expr::equals(&RTN_LOCAL.to_ne_bytes())];
+    if let Some(host_ip) = port.host_ip {
+        exprs.push(Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 16, 4));
+        exprs.push(Expr::equals(&host_ip.octets()));
+    }
+    exprs.extend([
+        Expr::Meta {
+            key: NFT_META_L4PROTO,
+            dreg: REG_1,
+        },
+        Expr::equals(&[port.protocol.number()]),
+        Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2),
+        Expr::equals(&port.host_port.to_be_bytes()),
+        Expr::Immediate {
+            reg: REG_1,
+            data: address.octets().to_vec(),
+        },
+        Expr::Immediate {
+            reg: REG_2,
+            data: port.container_port.to_be_bytes().to_vec(),
+        },
+        Expr::Dnat,
+    ]);
+    exprs
+}
+
+/// The forward chain: what the host routes into the bridge from elsewhere is only replies to the
+/// containers' own connections and published ports (DNAT'd in prerouting); the rest is dropped.
+/// Traffic between containers passes: routed through the gateway, or bridged and sent through this
+/// hook by br_netfilter, it comes in and goes out on the bridge itself.
+///
+///     oifname != BRIDGE accept
+///     iifname BRIDGE accept
+///     ct state established,related accept
+///     ct status dnat accept
+///     drop
+fn forward_into(bridge: &str) -> Vec<Vec<Expr>> {
+    let name = Expr::ifname(bridge);
+    let interface = |key| Expr::Meta { key, dreg: REG_1 };
+    let any_bit = |mask: u32| {
+        [
+            Expr::Bitwise {
+                mask: mask.to_ne_bytes().to_vec(),
+            },
+            Expr::Cmp {
+                op: NFT_CMP_NEQ,
+                data: vec![0; 4],
+            },
+        ]
+    };
+    let [state_mask, state_set] = any_bit(CT_STATE_ESTABLISHED_RELATED);
+    let [status_mask, status_set] = any_bit(CT_STATUS_DNAT);
+    vec![
+        vec![
+            interface(NFT_META_OIFNAME),
+            Expr::Cmp {
+                op: NFT_CMP_NEQ,
+                data: name.clone(),
+            },
+            Expr::Verdict(NF_ACCEPT),
+        ],
+        vec![
+            interface(NFT_META_IIFNAME),
+            Expr::equals(&name),
+            Expr::Verdict(NF_ACCEPT),
+        ],
+        vec![
+            Expr::Ct { key: NFT_CT_STATE },
+            state_mask,
+            state_set,
+            Expr::Verdict(NF_ACCEPT),
+        ],
+        vec![
+            Expr::Ct { key: NFT_CT_STATUS },
+            status_mask,
+            status_set,
+            Expr::Verdict(NF_ACCEPT),
+        ],
+        vec![Expr::Verdict(NF_DROP)],
+    ]
+}
+
+/// Removes the tables in one batch; missing ones are fine.
+pub fn remove(tables: &[Table]) -> Result<(), NftError> {
     let mut batch = Batch::new();
-    batch.table(NFT_MSG_NEWTABLE, name, NLM_F_CREATE);
-    batch.table(NFT_MSG_DELTABLE, name, 0);
-    batch.commit(name)
+    for t in tables {
+        batch.table(NFT_MSG_NEWTABLE, *t, NLM_F_CREATE);
+        batch.table(NFT_MSG_DELTABLE, *t, 0);
+    }
+    let labels: Vec<String> = tables.iter().map(Table::label).collect();
+    batch.commit(&labels.join(", "))
 }
 
 #[cfg(test)]
@@ -455,8 +714,12 @@ mod tests {
     #[test]
     fn a_batch_counts_the_messages_to_acknowledge() {
         let mut b = Batch::new();
-        b.table(NFT_MSG_NEWTABLE, "t", 0);
-        b.base_chain("t", "c", "nat", NF_INET_POST_ROUTING, PRIORITY_SRCNAT);
+        let t = Table {
+            family: NFPROTO_IPV4,
+            name: "t",
+        };
+        b.table(NFT_MSG_NEWTABLE, t, 0);
+        b.base_chain(t, "c", "nat", NF_INET_POST_ROUTING, PRIORITY_SRCNAT);
         assert_eq!(b.acked, 2);
         let first_len = u32::from_ne_bytes(b.buf[..4].try_into().unwrap()) as usize;
         assert_eq!(first_len, 20, "batch begin: header and nfgenmsg only");

@@ -27,6 +27,15 @@ pub enum RtnlError {
     Reply { op: String },
 }
 
+/// A veth pair to create: names, the host end's interface group and the peer's MAC, all fixed so
+/// that the bridge's source checks can know them before the link exists.
+pub struct Veth<'a> {
+    pub host: &'a str,
+    pub host_group: u32,
+    pub peer: &'a str,
+    pub peer_mac: [u8; 6],
+}
+
 pub struct Rtnl {
     socket: Socket,
     seq: u32,
@@ -149,25 +158,24 @@ impl Rtnl {
         }
     }
 
-    /// Creates a veth pair: `host` here, attached to the bridge `master` and up; its peer created
-    /// directly inside the network namespace of `pid` under the name `peer`.
-    pub fn create_veth(
-        &mut self,
-        host: &str,
-        peer: &str,
-        pid: u32,
-        master: u32,
-    ) -> Result<(), RtnlError> {
+    /// Creates a veth pair: the host end here, attached to the bridge `master` and up; its peer
+    /// created directly inside the network namespace of `pid`.
+    pub fn create_veth(&mut self, veth: &Veth, pid: u32, master: u32) -> Result<(), RtnlError> {
+        let host = veth.host;
         let mut peer_msg = LinkMessage::default();
         peer_msg
             .attributes
-            .push(LinkAttribute::IfName(peer.to_string()));
+            .push(LinkAttribute::IfName(veth.peer.to_string()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(veth.peer_mac.to_vec()));
         peer_msg.attributes.push(LinkAttribute::NetNsPid(pid));
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.push(LinkAttribute::Controller(master));
+        msg.attributes.push(LinkAttribute::Group(veth.host_group));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
