@@ -599,6 +599,62 @@ fn exec_user_lookup_never_opens_what_the_container_put_in_place_of_etc_passwd() 
 }
 
 #[test]
+fn a_containers_router_advertisement_reaches_neither_the_host_nor_another_container() {
+    // Found by the red-team review: a container's forged IPv6 router advertisement gave the host
+    // (and other containers) an address, routes and, with a router lifetime, a default route via
+    // the container. This one advertises no default route, only a prefix, so that a failure here
+    // leaves nothing on the host but an address on the test's own bridge.
+    let env = Env::with_busybox();
+    let volume = attack_volume();
+    env.run_detached(&["--name", "victim", "busybox", "sleep", "1000"]);
+    let pid = std::process::id();
+    let groups = [
+        0xfd5c,
+        0xa000 | (pid & 0xfff),
+        0xa000 | ((pid >> 12) & 0xfff),
+        0xa000 | (env.cgroup_parent.len() as u32 & 0xfff),
+    ];
+    let hex: String = groups.iter().map(|g| format!("{g:04x}")).collect();
+    let shown: String = groups
+        .iter()
+        .map(|g| format!("{g:x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let out = env.poc(&[
+        "run",
+        "--rm",
+        "-v",
+        &volume,
+        "busybox",
+        "/attack/attack",
+        "ra",
+        &hex,
+    ]);
+    assert!(
+        stdout(&out).contains("ra ok"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    for what in ["addr", "route"] {
+        let host = Command::new("ip")
+            .args(["-6", what, "show", "dev", &env.bridge])
+            .output()
+            .unwrap();
+        assert!(
+            !stdout(&host).contains(&shown),
+            "the host took the container's advertisement: {}",
+            stdout(&host)
+        );
+    }
+    let inside = env.poc(&["exec", "victim", "ip", "-6", "addr"]);
+    assert!(!stdout(&inside).contains(&shown), "{}", stdout(&inside));
+    assert!(env.poc(&["rm", "-f", "victim"]).status.success());
+    env.assert_clean();
+}
+
+#[test]
 fn volumes_over_proc_sys_or_dev_are_refused() {
     let env = Env::with_busybox();
     let host = env.dir.path().join("volume");

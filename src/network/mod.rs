@@ -444,10 +444,23 @@ pub fn setup_in_namespace(plan: NamespacePlan) -> Result<(), NetworkError> {
             .link_index("eth0")?
             .ok_or_else(|| NetworkError::Refused("eth0 is missing in the container".into()))?;
         rtnl.add_address(index, address, prefix)?;
+        disable_ipv6("eth0")?;
         rtnl.set_up(index)?;
         rtnl.add_default_route(gateway, index)?;
     }
     Ok(())
+}
+
+/// The bridge network is IPv4-only: as Docker does there, the container's interface takes no part
+/// in IPv6 (no addresses, no router advertisements from other containers). The bridge drops the
+/// containers' IPv6 frames too. A kernel without IPv6 has nothing to disable.
+fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
+    // net sysctls act on the network namespace of whoever opens them: the container's, here.
+    let path = PathBuf::from(format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"));
+    match std::fs::write(&path, b"1") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("write", &path)(e)),
+        _ => Ok(()),
+    }
 }
 
 fn loopback_up() -> nix::Result<()> {

