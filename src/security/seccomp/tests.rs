@@ -296,6 +296,28 @@ fn seccomp_covers_32_bit_syscalls() {
     assert_eq!(results[4], ENOSYS, "i386 syscall 1000");
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn seccomp_x32_calls_get_what_this_kernel_would_answer() {
+    const X32: libc::c_long = 0x4000_0000;
+    let (_dir, filter) = compiled(&docker_caps());
+    let probes: &[Probe] = &[
+        || raw(unsafe { libc::syscall(X32 | libc::SYS_getpid) }),
+        || raw(unsafe { libc::syscall(libc::SYS_getpid) }),
+        || raw(unsafe { libc::syscall(X32 | libc::SYS_keyctl, 0, -3, 0) }),
+    ];
+    let results = run_filtered(&filter, probes);
+    if super::kernel_runs_x32() {
+        assert_eq!(results[0], results[1], "x32 getpid is allowed");
+        assert_eq!(results[2], EPERM, "x32 keyctl");
+    } else {
+        // The filter left out its x32 section: its prologue answers as the kernel would.
+        assert_eq!(results[0], ENOSYS, "x32 getpid");
+        assert_eq!(results[2], ENOSYS, "x32 keyctl");
+        assert!(filter.len() < 1100, "{} instructions", filter.len());
+    }
+}
+
 #[test]
 fn seccomp_default_profile_follows_capabilities() {
     let plain = default_profile(&docker_caps());
