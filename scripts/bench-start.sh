@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Container start time, side by side in one run: `poc run --rm --network none busybox true` (loopback only,
-# like runc's default spec) against `runc run` and `crun run` of the same rootfs. crun 1.8 refuses hybrid cgroups, so it runs in a
-# private mount namespace with the unified mount detached (see ../shared/ENVIRONMENT.md).
+# like runc's default spec) against `runc run` and `crun run` of the same rootfs, with the same seccomp
+# profile (Docker's default, as poc generates it: `runc spec` has none). crun 1.8 refuses hybrid
+# cgroups, so it runs in a private mount namespace with the unified mount detached.
 # Usage: scripts/bench-start.sh [RUNS]      Output: a table of medians and ratios, JSON in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,20 +22,27 @@ scripts/setup.sh --bench
 [ -n "$poc" ] || poc=$(scripts/build-release.sh)
 "$poc" init busybox >/dev/null 2>&1
 
-# One OCI bundle for runc and crun, with the same busybox rootfs poc runs.
+# One OCI bundle for runc and crun, with the same busybox rootfs poc runs and poc's seccomp profile
+# (taken from the config.json of a container poc creates).
+echo "== preparing the bundle" >&2
 bundle=$work/bundle
 mkdir -p "$bundle"
 cp -a "$POC_STORE/images/busybox/rootfs" "$bundle/rootfs"
 (cd "$bundle" && runc spec)
-python3 - "$bundle/config.json" <<'PY'
+id=$("$poc" run -d --network none busybox sleep 60)
+poc_config=$POC_STATE_ROOT/containers/$id/config.json
+python3 - "$bundle/config.json" "$poc_config" <<'PY'
 import json, sys
 path = sys.argv[1]
 spec = json.load(open(path))
 spec["process"]["terminal"] = False
 spec["process"]["args"] = ["true"]
 spec["root"]["readonly"] = False
+spec["linux"]["seccomp"] = json.load(open(sys.argv[2]))["linux"]["seccomp"]
 json.dump(spec, open(path, "w"))
 PY
+"$poc" rm -f "$id" >/dev/null
+echo "== timing poc, runc and crun ($runs runs each)" >&2
 
 hyperfine --style basic --warmup 10 --runs "$runs" -N --export-json "$work/poc.json" \
   -n poc "$poc run --rm --network none busybox true" >/dev/null
