@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use devices::rule;
 use nix::errno::Errno;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
@@ -195,22 +196,6 @@ fn try_opening(leaf: &Leaf, node: Node, mode: libc::c_int) -> Tried {
         },
         open: errno(&report[4..]),
     }
-}
-
-fn rule(
-    allow: bool,
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(allow)
-        .set_typ(Some(typ))
-        .set_major(major)
-        .set_minor(minor)
-        .set_access(Some(access.to_string()));
-    r
 }
 
 const CHAR: libc::mode_t = libc::S_IFCHR;

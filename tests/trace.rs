@@ -10,20 +10,6 @@ fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
-fn memory_file(env: &Env, id: &str) -> std::path::PathBuf {
-    if is_cgroup_v1() {
-        common::hierarchy_of("memory")
-            .join(env.cgroup_parent.trim_start_matches('/'))
-            .join(id)
-            .join("memory.limit_in_bytes")
-    } else {
-        common::hierarchy_of("memory")
-            .join(env.cgroup_parent.trim_start_matches('/'))
-            .join(id)
-            .join("memory.max")
-    }
-}
-
 #[test]
 fn a_memory_limit_lowered_under_page_cache_is_reported_with_its_reclaim() {
     let env = Env::with_busybox();
@@ -46,7 +32,7 @@ fn a_memory_limit_lowered_under_page_cache_is_reported_with_its_reclaim() {
     );
     // Any writer is seen, not only poc: this test process writes the file itself. (First: on v2
     // the lowering below can OOM-kill the container, whose /tmp is on tmpfs in the guest.)
-    std::fs::write(memory_file(&env, &id), "201326592").unwrap();
+    std::fs::write(env.memory_limit_file(&id), "201326592").unwrap();
     let line = trace.wait_for(30, "the test's own write", |l| {
         json(l)["value"] == "201326592"
     });
@@ -233,7 +219,7 @@ fn the_experiment_reports_every_phase_and_gives_the_limits_back() {
         "while :; do :; done",
     ]);
     env.wait_running();
-    let file = memory_file(&env, &id);
+    let file = env.memory_limit_file(&id);
     let before = std::fs::read_to_string(&file).unwrap();
     let plot = env.store().join("latency.svg");
     let out = env.poc(&[

@@ -56,18 +56,26 @@ pub struct RuleError {
     pub reason: String,
 }
 
+/// One rule: allow or deny `access` (some of `rwm`) to devices of `typ`, `major`:`minor` (None: any).
+pub fn rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(allow)
+        .set_typ(Some(typ))
+        .set_major(major)
+        .set_minor(minor)
+        .set_access(Some(access.to_string()));
+    r
+}
+
 /// Docker's and runc's default: mknod of any node (the container holds CAP_MKNOD), and use of the
 /// few devices poc's /dev offers (null, zero, full, random, urandom, tty, console, ptmx, pts/*).
 pub fn default_rules() -> Vec<LinuxDeviceCgroup> {
-    let rule = |allow, typ, major, minor, access: &str| {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(allow)
-            .set_typ(Some(typ))
-            .set_major(major)
-            .set_minor(minor)
-            .set_access(Some(access.to_string()));
-        r
-    };
     use LinuxDeviceType::{A, B, C};
     vec![
         rule(false, A, None, None, "rwm"),
@@ -589,12 +597,9 @@ mod tests {
         minor: Option<i64>,
         access: Option<&str>,
     ) -> LinuxDeviceCgroup {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(allow)
-            .set_typ(Some(typ))
-            .set_major(major)
-            .set_minor(minor)
-            .set_access(access.map(String::from));
+        // As a bundle may have it: no access at all means rwm.
+        let mut r = super::rule(allow, typ, major, minor, "");
+        r.set_access(access.map(String::from));
         r
     }
 

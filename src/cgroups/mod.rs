@@ -403,9 +403,8 @@ mod tests {
         assert_eq!(relative_path("/poc/x").unwrap(), PathBuf::from("poc/x"));
     }
 
-    #[test]
-    fn an_update_refused_midway_puts_the_earlier_values_back() {
-        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+    /// A v2 manager for `/poc/x` over a temporary directory, and the leaf's directory.
+    fn fake_v2_leaf() -> (tempfile::TempDir, Manager, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let h = Hierarchies::parse_mountinfo(&format!(
             "1 0 0:1 / {} rw - cgroup2 cgroup2 rw\n",
@@ -414,6 +413,13 @@ mod tests {
         let m = Manager::for_path(&h, "/poc/x").unwrap();
         let leaf = tmp.path().join("poc/x");
         std::fs::create_dir_all(&leaf).unwrap();
+        (tmp, m, leaf)
+    }
+
+    #[test]
+    fn an_update_refused_midway_puts_the_earlier_values_back() {
+        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+        let (_tmp, m, leaf) = fake_v2_leaf();
         std::fs::write(leaf.join("memory.max"), "max").unwrap();
         // pids.max is missing: its write fails after memory.max was written.
         let resources = LinuxResourcesBuilder::default()
@@ -443,14 +449,7 @@ mod tests {
     #[test]
     fn device_rules_are_applied_at_creation_and_never_by_an_update() {
         use oci_spec::runtime::LinuxResourcesBuilder;
-        let tmp = tempfile::tempdir().unwrap();
-        let h = Hierarchies::parse_mountinfo(&format!(
-            "1 0 0:1 / {} rw - cgroup2 cgroup2 rw\n",
-            tmp.path().display()
-        ));
-        let m = Manager::for_path(&h, "/poc/x").unwrap();
-        let leaf = tmp.path().join("poc/x");
-        std::fs::create_dir_all(&leaf).unwrap();
+        let (_tmp, m, leaf) = fake_v2_leaf();
         let resources = LinuxResourcesBuilder::default()
             .devices(devices::default_rules())
             .build()

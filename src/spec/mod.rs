@@ -774,21 +774,13 @@ fn seccomp_profile(
 /// The device cgroup's rules: Docker's default (deny all but the standard nodes, mknod of any)
 /// plus each --device with its access; every device when privileged.
 fn device_rules(sec: &Security) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
-    let rule = |typ, major, minor, access: &str| {
-        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
-        r.set_allow(true)
-            .set_typ(Some(typ))
-            .set_major(major)
-            .set_minor(minor)
-            .set_access(Some(access.to_string()));
-        r
-    };
+    use crate::cgroups::devices::rule;
     if sec.privileged {
-        return vec![rule(LinuxDeviceType::A, None, None, "rwm")];
+        return vec![rule(true, LinuxDeviceType::A, None, None, "rwm")];
     }
     let mut rules = crate::cgroups::devices::default_rules();
     for d in &sec.devices {
-        rules.push(rule(d.typ, Some(d.major), Some(d.minor), &d.access));
+        rules.push(rule(true, d.typ, Some(d.major), Some(d.minor), &d.access));
     }
     rules
 }

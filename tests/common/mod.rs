@@ -150,6 +150,19 @@ impl Env {
             .collect()
     }
 
+    /// The file holding container `id`'s hard memory limit, as the host sees it.
+    pub fn memory_limit_file(&self, id: &str) -> PathBuf {
+        let file = if is_cgroup_v1() {
+            "memory.limit_in_bytes"
+        } else {
+            "memory.max"
+        };
+        hierarchy_of("memory")
+            .join(self.cgroup_parent.trim_start_matches('/'))
+            .join(id)
+            .join(file)
+    }
+
     /// Nothing of a container may remain: no mount, cgroup leaf, state or writable layer.
     pub fn assert_clean(&self) {
         let dir = self.dir.path().to_string_lossy().into_owned();
