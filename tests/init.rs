@@ -330,3 +330,33 @@ fn raw_tar(entries: &[(&str, u8, &str)]) -> Vec<u8> {
     out.extend_from_slice(&[0u8; 1024]);
     out
 }
+
+#[test]
+fn a_gzip_bomb_is_stopped_at_the_size_cap_and_leaves_no_image() {
+    let env = Env::new();
+    // 32 MiB of zeros in one entry: about 32 KiB gzipped.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(32 << 20);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(
+            &mut header,
+            "zeros",
+            std::io::Read::take(std::io::repeat(0), 32 << 20),
+        )
+        .unwrap();
+    let path = env.dir.path().join("bomb.tar.gz");
+    write_gz(&path, &builder.into_inner().unwrap());
+    let out = env.poc(&[
+        "init",
+        "--from",
+        &path.to_string_lossy(),
+        "bomb",
+        "--max-size",
+        "8M",
+    ]);
+    assert_error(&out, 125, "unpacks to more than 8388608 bytes");
+    assert_no_image(&env, "bomb");
+}
