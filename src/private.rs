@@ -1,14 +1,15 @@
-//! poc's own files are root's alone: its roots and per-container directories 0700, configuration,
-//! state and logs 0600 (they hold environment secrets; a container's upper layer holds whatever it
-//! planted, setuid files included). Never used for what a container sees (its rootfs, /etc files).
+//! poc's own files are root's alone: the directories that hold images, containers' layers and their
+//! state 0700, configuration, state and logs 0600 (they hold environment secrets; a container's upper
+//! layer holds whatever it planted, setuid files included). Never what a container sees (its rootfs,
+//! /etc files). A root poc makes is 0700 too; an existing one (`--store /srv/x`) keeps its mode.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Makes `dir` (and missing parents) 0700; an existing root of poc's with wider modes (from an
-/// older poc) is narrowed.
-pub fn ensure_root(dir: &Path) -> std::io::Result<()> {
+/// Makes `dir` (and missing parents) 0700; when it exists with wider modes (made by an older poc),
+/// it is narrowed. Only for directories that are poc's alone, never a root a user chose.
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     // Usually there already: one stat on the start path.
     let meta = match std::fs::metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -63,11 +64,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let root = tmp.path().join("a/b");
-        ensure_root(&root).unwrap();
+        ensure_dir(&root).unwrap();
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(&tmp.path().join("a")), 0o700);
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        ensure_root(&root).unwrap();
+        ensure_dir(&root).unwrap();
         assert_eq!(mode(&root), 0o700);
         write(&root.join("f"), b"secret").unwrap();
         assert_eq!(mode(&root.join("f")), 0o600);

@@ -117,8 +117,12 @@ pub fn run(paths: &Paths, req: RunRequest) -> Result<i32, ContainerError> {
 /// Everything that can be checked before anything is created: image, cgroup hierarchy, Spec.
 fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     let image = Store::new(paths.images_dir()).get(&req.image)?;
-    for root in [&paths.state_root, &paths.store_root] {
-        crate::private::ensure_root(root).map_err(io("create", root))?;
+    // Containers' state (config.json holds their environment) and layers are root's alone.
+    for dir in [
+        paths.state_root.join("containers"),
+        paths.store_root.join("containers"),
+    ] {
+        crate::private::ensure_dir(&dir).map_err(io("create", &dir))?;
     }
     let hierarchies = Hierarchies::detect()?;
     let id = new_id();
@@ -332,8 +336,6 @@ fn create_and_start(
     }
     write_etc_files(paths, &p.spec, state, &p.req)?;
     let RootSource::Overlay { upper, work, .. } = &p.root;
-    let layers = paths.store_root.join("containers");
-    crate::private::create_dir_all(&layers).map_err(io("create", &layers))?;
     crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
     // The upper directory's mode is the container's `/`: 0755 inside a private directory.
     for dir in [upper, work, &state.container_dir.join("merged")] {

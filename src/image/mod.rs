@@ -199,11 +199,8 @@ impl Store {
     /// Builds `name` from `source` unless it is already installed (or `force`). The image appears
     /// under its name only when complete: it is built in a hidden directory and renamed into place.
     pub fn install(&self, name: &str, source: &Source, force: bool) -> Result<Installed> {
-        // The store is root's alone: images may hold setuid files.
-        if let Some(store) = self.images.parent() {
-            crate::private::ensure_root(store).map_err(io_err("create", store))?;
-        }
-        crate::private::create_dir_all(&self.images).map_err(io_err("create", &self.images))?;
+        // Root's alone: images may hold setuid files.
+        crate::private::ensure_dir(&self.images).map_err(io_err("create", &self.images))?;
         let _lock = self.lock()?;
         self.remove_stale_builds()?;
         let dir = self.images.join(name);
