@@ -75,7 +75,7 @@ fn a_duration_of_samples_is_plotted_as_svg() {
         "--network",
         "none",
         "--cpus",
-        "0.5",
+        "0.1",
         "busybox",
         "sh",
         "-c",
