@@ -39,12 +39,29 @@ fn attack_volume() -> String {
 
 /// `poc run --rm` of the attack program (or a shell script using it) in a busybox container.
 fn attack(env: &Env, flags: &[&str], command: &[&str]) -> std::process::Output {
-    let volume = attack_volume();
-    let mut args = vec!["run", "--rm", "--network", "none", "-v", &volume];
-    args.extend_from_slice(flags);
-    args.push("busybox");
-    args.extend_from_slice(command);
-    env.poc(&args)
+    let args = attack_args(&["run", "--rm"], flags, command);
+    env.poc(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `poc run -d --name NAME` of a busybox container with the attack programs at /attack.
+fn attacker(env: &Env, name: &str, flags: &[&str], command: &[&str]) {
+    let args = attack_args(&["--name", name], flags, command);
+    env.run_detached(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// `FIRST... --network none -v ATTACK:/attack:ro FLAGS... busybox COMMAND...`
+fn attack_args(first: &[&str], flags: &[&str], command: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = first.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        "--network".into(),
+        "none".into(),
+        "-v".into(),
+        attack_volume(),
+    ]);
+    args.extend(flags.iter().map(|s| s.to_string()));
+    args.push("busybox".into());
+    args.extend(command.iter().map(|s| s.to_string()));
+    args
 }
 
 fn assert_no_escape(out: &std::process::Output, what: &str) {
@@ -79,19 +96,7 @@ fn exec_under_watch(env: &Env, name: &str, setup: &str, exec: &[&str], rounds: u
         poc.dev(),
         poc.ino()
     );
-    let volume = attack_volume();
-    env.run_detached(&[
-        "--name",
-        name,
-        "--network",
-        "none",
-        "-v",
-        &volume,
-        "busybox",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    attacker(env, name, &[], &["sh", "-c", &script]);
     let mut args = vec!["exec", name];
     args.extend_from_slice(exec);
     for round in 0..rounds {
@@ -137,20 +142,7 @@ fn a_command_interpreted_by_proc_self_exe_never_runs_or_exposes_poc() {
 fn exec_refuses_a_working_directory_swapped_for_a_descriptor_link() {
     let env = Env::with_busybox();
     let marker = host_marker(&env);
-    let volume = attack_volume();
-    env.run_detached(&[
-        "--name",
-        "swapper",
-        "--network",
-        "none",
-        "-w",
-        "/work",
-        "-v",
-        &volume,
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    attacker(&env, "swapper", &["-w", "/work"], &["sleep", "1000"]);
     for n in 3..=20 {
         let link = format!("rm -rf /work; ln -s /proc/self/fd/{n} /work");
         let out = env.poc(&["exec", "-w", "/", "swapper", "sh", "-c", &link]);
@@ -184,18 +176,7 @@ fn a_working_directory_through_proc_self_fd_never_lands_on_the_host() {
         assert_no_escape(&out, &format!("run -d -w {dir}"));
         assert_error(&out, 125, "working directory");
     }
-    let volume = attack_volume();
-    env.run_detached(&[
-        "--name",
-        "target",
-        "--network",
-        "none",
-        "-v",
-        &volume,
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    attacker(&env, "target", &[], &["sleep", "1000"]);
     for n in 3..=14 {
         let dir = format!("/proc/self/fd/{n}");
         let mut args = vec!["exec", "-w", &dir, "target"];
@@ -307,21 +288,16 @@ fn device_nodes_a_container_makes_cannot_be_opened() {
 #[test]
 fn a_new_user_namespace_cannot_mount_cgroupfs_to_raise_the_containers_limits() {
     let env = Env::with_busybox();
-    let volume = attack_volume();
-    env.run_detached(&[
-        "--name",
+    attacker(
+        &env,
         "raiser",
-        "--network",
-        "none",
-        "--mem",
-        "64M",
-        "-v",
-        &volume,
-        "busybox",
-        "sh",
-        "-c",
-        "/attack/attack cgroup-raise; echo attempted; sleep 1000",
-    ]);
+        &["--mem", "64M"],
+        &[
+            "sh",
+            "-c",
+            "/attack/attack cgroup-raise; echo attempted; sleep 1000",
+        ],
+    );
     env.wait_for_log("raiser", "attempted");
     let logs = stdout(&env.poc(&["logs", "raiser"]));
     assert!(
@@ -470,18 +446,7 @@ fn host_users_cannot_read_a_containers_secrets_or_run_what_it_planted() {
 #[test]
 fn a_process_left_behind_by_exec_never_reads_the_callers_terminal() {
     let env = Env::with_busybox();
-    let volume = attack_volume();
-    env.run_detached(&[
-        "--name",
-        "lurker",
-        "--network",
-        "none",
-        "-v",
-        &volume,
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    attacker(&env, "lurker", &[], &["sleep", "1000"]);
     let mut cmd = env.command(&[
         "exec",
         "-i",
