@@ -142,7 +142,6 @@ impl<E: Into<anyhow::Error>> From<E> for Exit {
 }
 
 pub fn main() -> i32 {
-    crate::process::ensure_standard_descriptors();
     if std::env::args_os().nth(1).is_some_and(|a| a == "update") {
         let args = std::env::args_os()
             .enumerate()
@@ -160,7 +159,10 @@ pub fn main() -> i32 {
     // Printing commands end quietly when their reader goes away (`poc ps | head -1`), as Unix tools
     // do. `run` and `exec` relay a container's output and must outlive a closed reader: for them a
     // write error loses that output, never the process that reaps and records the container.
-    if !matches!(cli.command, Command::Run(_) | Command::Exec(_)) {
+    if matches!(cli.command, Command::Run(_) | Command::Exec(_)) {
+        // They start container processes, which set their stdio up on fds 0-2.
+        crate::process::ensure_standard_descriptors();
+    } else {
         // SAFETY: restoring a default disposition before anything else runs.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }

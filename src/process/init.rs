@@ -187,8 +187,7 @@ fn setup_and_exec(
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if no_new_privs {
         crate::security::set_no_new_privs().map_err(|e| setup_err("privileges")(&e))?;
-    }
-    if !no_new_privs {
+    } else {
         // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while poc still has it.
         install_seccomp(cfg)?;
     }
@@ -281,9 +280,8 @@ fn apply_rlimits(process: &Process) -> Result<(), InitError> {
         };
         // SAFETY: setrlimit on our own process with a valid struct.
         if unsafe { libc::setrlimit(resource, &value) } != 0 {
-            return Err(setup_err(&format!("ulimit {:?}", limit.typ()))(
-                &nix::Error::last(),
-            ));
+            let name = crate::spec::security::rlimit_name(limit.typ());
+            return Err(setup_err(&format!("--ulimit {name}"))(&nix::Error::last()));
         }
     }
     Ok(())
@@ -417,4 +415,39 @@ fn exec_through_stub(
         .map_err(|e| setup_err("sync channel")(&e))?;
     let err = nix::unistd::execveat(stub, c"", &argv, &envp, AtFlags::AT_EMPTY_PATH).unwrap_err();
     Err(setup_err("executing poc's exec stub")(&err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_all_but_keeps_stdio_and_the_descriptors_asked_for() {
+        let open = || {
+            nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .unwrap()
+        };
+        let fds: Vec<OwnedFd> = (0..6).map(|_| open()).collect();
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let (keep, gone) = ([raw[1], raw[4]], [raw[0], raw[2], raw[3], raw[5]]);
+        // In a child, as the container's process does it: the test's other threads keep theirs.
+        // SAFETY: the child only makes system calls and exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let open_now = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+                let ok = close_all_but(&keep).is_ok()
+                    && [0, 1, 2].into_iter().chain(keep).all(open_now)
+                    && !gone.into_iter().any(open_now);
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+    }
 }

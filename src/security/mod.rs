@@ -63,16 +63,13 @@ pub fn apply_sets(wanted: &LinuxCapabilities) -> Result<(), SecurityError> {
 }
 
 fn to_caps(list: &Option<Capabilities>) -> Result<CapsHashSet, SecurityError> {
-    let mut set = CapsHashSet::new();
-    for cap in list.iter().flatten() {
-        let name = format!("CAP_{cap}");
-        let found = caps::all()
-            .into_iter()
-            .find(|c| c.to_string() == name)
-            .ok_or(SecurityError::Unknown(name))?;
-        set.insert(found);
-    }
-    Ok(set)
+    list.iter()
+        .flatten()
+        .map(|cap| {
+            let name = format!("CAP_{cap}");
+            name.parse().map_err(|_| SecurityError::Unknown(name))
+        })
+        .collect()
 }
 
 /// setrlimit's resource number for an OCI rlimit type.
@@ -102,18 +99,20 @@ pub fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
 /// host: a capability poc does not hold itself, or a hard rlimit above poc's own without
 /// CAP_SYS_RESOURCE (these machines run poc without it).
 pub fn check_grantable(process: &oci_spec::runtime::Process) -> Result<(), SecurityError> {
-    let own = own_capabilities();
-    let wanted = process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().clone())
-        .unwrap_or_default();
-    if let Some(missing) = wanted.iter().find(|c| !own.contains(c)) {
+    let held = caps::read(None, CapSet::Permitted).map_err(|source| SecurityError::Caps {
+        set: CapSet::Permitted,
+        source,
+    })?;
+    let wanted = match process.capabilities() {
+        Some(caps) => to_caps(caps.bounding())?,
+        None => CapsHashSet::new(),
+    };
+    if let Some(missing) = wanted.difference(&held).next() {
         return Err(SecurityError::NotGrantable(format!(
-            "capability {missing} (--cap-add) cannot be given: poc itself does not hold CAP_{missing} on this host"
+            "capability {missing} (--cap-add) cannot be given: poc itself does not hold it on this host"
         )));
     }
-    let can_raise = own.contains(&oci_spec::runtime::Capability::SysResource);
+    let can_raise = held.contains(&caps::Capability::CAP_SYS_RESOURCE);
     for limit in process.rlimits().iter().flatten() {
         let mut current = libc::rlimit {
             rlim_cur: 0,

@@ -197,13 +197,6 @@ static int syscalls(void) {
   return 0;
 }
 
-/* tiocsti: puts a character into the input queue of the terminal on fd 0, as a process left behind
- * by `poc exec` could do to the administrator's shell. */
-static int tiocsti(void) {
-  char c = '#';
-  return report("tiocsti", ioctl(0, TIOCSTI, &c));
-}
-
 /* linger SECONDS FILE: outlives the command that started it (its output closed, so nothing waits
  * for it), then reads whatever arrives on the stdin it was given into FILE: the administrator's
  * next typed line, if that stdin was their terminal. */
@@ -282,7 +275,7 @@ static int router_advert(const char *prefix) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|tiocsti|linger|ra ...\n");
+    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|linger|ra ...\n");
     return 2;
   }
   const char *cmd = argv[1];
@@ -301,8 +294,6 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "syscalls"))
     return syscalls();
-  if (!strcmp(cmd, "tiocsti"))
-    return tiocsti();
   if (!strcmp(cmd, "ra") && argc == 3)
     return router_advert(argv[2]);
   if (!strcmp(cmd, "linger") && argc == 4)
