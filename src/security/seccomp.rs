@@ -138,13 +138,13 @@ pub fn docker_profile(json: &str, caps: &[Capability]) -> Result<LinuxSeccomp, S
 /// 0600, written atomically) under a key hashing the profile, libseccomp's version and the native
 /// arch. A cached file that is short or corrupt is compiled again and replaced.
 pub fn compile(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter, SeccompError> {
-    let profile = &for_this_kernel(profile);
     let flags = filter_flags(profile)?;
-    let path = cache::path(cache_dir, profile)?;
+    let x32 = kernel_runs_x32();
+    let path = cache::path(cache_dir, profile, x32)?;
     if let Some(filter) = cache::load(&path, flags)? {
         return Ok(filter);
     }
-    let filter = compile_uncached(profile, flags)?;
+    let filter = compile_uncached(&for_this_kernel(profile, x32), flags)?;
     cache::store(&path, &filter)?;
     Ok(filter)
 }
@@ -153,12 +153,16 @@ pub fn compile(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter, Secco
 /// (Debian's and Ubuntu's unless booted with `syscall.x32=y`); there the filter's x32 section
 /// only guards calls that fail anyway, and costs about 70 us of every install (of some 350).
 /// Without it, the ENOSYS prologue answers x32 calls as such a kernel would.
-fn for_this_kernel(profile: &LinuxSeccomp) -> std::borrow::Cow<'_, LinuxSeccomp> {
+/// Only on a cache miss: the cache key records `kernel_runs_x32` instead.
+fn for_this_kernel(
+    profile: &LinuxSeccomp,
+    kernel_runs_x32: bool,
+) -> std::borrow::Cow<'_, LinuxSeccomp> {
     let has_x32 = profile
         .architectures()
         .as_ref()
         .is_some_and(|a| a.contains(&Arch::ScmpArchX32));
-    if !has_x32 || kernel_runs_x32() {
+    if !has_x32 || kernel_runs_x32 {
         return std::borrow::Cow::Borrowed(profile);
     }
     let mut narrowed = profile.clone();

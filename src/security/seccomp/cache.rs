@@ -21,14 +21,20 @@ const HEADER: usize = 8 + 4 + 4 + 16;
 /// Changes whenever the way a profile becomes a program changes, so old files are not reused.
 const COMPILER: &str = "poc-seccomp-3";
 
-/// The file that holds `profile`'s filter, keyed by the profile, libseccomp's version and the
-/// native architecture. Creates the directory (0700) if needed and refuses one others can write.
-pub(super) fn path(cache_dir: &Path, profile: &LinuxSeccomp) -> Result<PathBuf, SeccompError> {
+/// The file that holds `profile`'s filter, keyed by the profile, libseccomp's version, the native
+/// architecture and whether the kernel runs x32 calls (the filter then has an x32 section).
+/// Creates the directory (0700) if needed and refuses one others can write.
+pub(super) fn path(
+    cache_dir: &Path,
+    profile: &LinuxSeccomp,
+    kernel_runs_x32: bool,
+) -> Result<PathBuf, SeccompError> {
     ensure_private_dir(cache_dir)?;
     let mut key = Vec::with_capacity(8 * 1024);
     key.extend_from_slice(COMPILER.as_bytes());
     key.extend_from_slice(libseccomp_version().as_bytes());
     key.extend_from_slice(std::env::consts::ARCH.as_bytes());
+    key.push(kernel_runs_x32 as u8);
     serde_json::to_writer(&mut key, profile).map_err(|e| SeccompError::Cache {
         op: "hashing the profile for",
         path: cache_dir.to_path_buf(),

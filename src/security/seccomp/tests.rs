@@ -485,7 +485,7 @@ fn seccomp_timings() {
             .map(|_| time(&mut || drop(compile(&profile, &dir).unwrap())))
             .collect(),
     );
-    let file = cache::path(&dir, &profile).unwrap();
+    let file = cache::path(&dir, &profile, super::kernel_runs_x32()).unwrap();
     let read = median(
         (0..RUNS)
             .map(|_| time(&mut || drop(cache::load(&file, 0).unwrap())))
