@@ -220,7 +220,7 @@ fn missing_and_unexecutable_commands_exit_127_and_126() {
     assert_error(&out, 127, "not found");
     env.assert_clean();
     let out = env.poc(&["run", "busybox", "/etc/passwd"]);
-    assert_error(&out, 126, "cannot be executed");
+    assert_error(&out, 126, "permission denied");
     env.assert_clean();
     let out = env.poc(&["run", "busybox", "/no/such/file"]);
     assert_error(&out, 127, "no such file");

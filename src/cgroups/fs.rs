@@ -27,6 +27,14 @@ pub enum CgroupError {
     },
     #[error("processes of {0} did not exit within 5 s; the cgroup was left in place")]
     Busy(PathBuf),
+    #[error("{0} did not reach the freezer state {1} within 5 s")]
+    Freeze(PathBuf, &'static str),
+    #[error("the cgroup {0} already holds processes: a container's cgroup must be its own")]
+    InUse(PathBuf),
+    #[error(
+        "the freezer controller is not available on this host, so the container cannot be paused"
+    )]
+    NoFreezer,
     #[error(transparent)]
     Devices(#[from] super::devices::DeviceError),
 }

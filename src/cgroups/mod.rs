@@ -233,6 +233,84 @@ impl Manager {
         }
     }
 
+    /// Freezes (`pause`) or thaws (`resume`) every process of the container, and waits until the
+    /// kernel says it is done: v1 `freezer.state` FROZEN/THAWED, v2 `cgroup.freeze` and the
+    /// `frozen` line of `cgroup.events`.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (dir, file, value, check_file, done): (PathBuf, &str, &str, &str, &str) = match self {
+            Manager::V1(m) => {
+                let dir = m.dir_of("freezer").ok_or(CgroupError::NoFreezer)?;
+                let value = if frozen { "FROZEN" } else { "THAWED" };
+                (dir, "freezer.state", value, "freezer.state", value)
+            }
+            Manager::V2(m) => (
+                m.leaf().to_path_buf(),
+                "cgroup.freeze",
+                if frozen { "1" } else { "0" },
+                "cgroup.events",
+                if frozen { "frozen 1" } else { "frozen 0" },
+            ),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            // v1 may stay FREEZING while a task is busy in the kernel: writing again retries it.
+            fs::write(&dir, file, value)?;
+            if fs::read(&dir, check_file)?
+                .lines()
+                .any(|l| l.trim() == done)
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CgroupError::Freeze(
+                    dir,
+                    if frozen { "frozen" } else { "thawed" },
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Whether the container's processes are frozen now.
+    pub fn is_frozen(&self) -> bool {
+        match self {
+            Manager::V1(m) => m
+                .dir_of("freezer")
+                .and_then(|d| fs::read(&d, "freezer.state").ok())
+                .is_some_and(|s| s.trim() == "FROZEN"),
+            Manager::V2(m) => fs::read(m.leaf(), "cgroup.events")
+                .is_ok_and(|s| s.lines().any(|l| l.trim() == "frozen 1")),
+        }
+    }
+
+    /// Every process in the container's cgroup (host pids).
+    pub fn pids(&self) -> Vec<i32> {
+        let dir = match self {
+            Manager::V1(m) => m
+                .dir_of("pids")
+                .or_else(|| m.unified_leaf())
+                .or_else(|| m.leaf_dirs().into_iter().next()),
+            Manager::V2(m) => Some(m.leaf().to_path_buf()),
+        };
+        let mut pids: Vec<i32> = dir
+            .and_then(|d| fs::read(&d, "cgroup.procs").ok())
+            .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Refuses a cgroup that exists and holds processes in any hierarchy: removing the container
+    /// kills what is in its cgroup, so it must not share one (an OCI cgroupsPath may name any).
+    pub fn check_unused(&self) -> Result<(), CgroupError> {
+        for dir in self.leaf_dirs() {
+            if fs::read(&dir, "cgroup.procs").is_ok_and(|procs| !procs.trim().is_empty()) {
+                return Err(CgroupError::InUse(dir));
+            }
+        }
+        Ok(())
+    }
+
     /// Kills whatever is left in the leaf and removes it. Missing leaves are fine: remove is idempotent.
     pub fn remove(&self) -> Result<(), CgroupError> {
         self.leaf_dirs()

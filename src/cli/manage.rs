@@ -18,11 +18,16 @@ pub struct StopArgs {
     containers: Vec<String>,
 }
 
+/// `kill [-s SIG] CONTAINER...` (Docker: SIGKILL by default) or runc's `kill [--all] ID [SIGNAL]`
+/// (SIGTERM by default), told apart by a second argument that is a signal, or by --all.
 #[derive(clap::Args)]
 pub struct KillArgs {
     /// Signal to send: a name (HUP, SIGHUP) or a number.
-    #[arg(short, long, default_value = "KILL", value_parser = parse_signal)]
-    signal: Signal,
+    #[arg(short, long, value_parser = parse_signal)]
+    signal: Option<Signal>,
+    /// Signal every process of the container, not only its init (runc's form: one ID).
+    #[arg(short, long)]
+    all: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -49,8 +54,22 @@ pub fn stop(paths: &Paths, args: StopArgs) -> Result<i32, super::Exit> {
 }
 
 pub fn kill(paths: &Paths, args: KillArgs) -> Result<i32, super::Exit> {
+    match args.containers.as_slice() {
+        [id, signal] if args.signal.is_none() && parse_signal(signal).is_ok() => {
+            let signal = parse_signal(signal).map_err(anyhow::Error::msg)?;
+            return super::oci::kill(paths, id, signal, args.all);
+        }
+        [id] if args.all => {
+            return super::oci::kill(paths, id, args.signal.unwrap_or(Signal::SIGTERM), true);
+        }
+        _ if args.all => {
+            return Err(anyhow::anyhow!("kill --all takes one container id and a signal").into())
+        }
+        _ => {}
+    }
+    let signal = args.signal.unwrap_or(Signal::SIGKILL);
     Ok(each(&args.containers, |c| {
-        container::kill_container(paths, c, args.signal)
+        container::kill_container(paths, c, signal)
     }))
 }
 

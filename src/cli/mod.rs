@@ -9,6 +9,7 @@ mod init;
 mod logs;
 mod manage;
 mod network;
+mod oci;
 mod ps;
 mod rmi;
 mod run;
@@ -29,7 +30,6 @@ use crate::config::{
 #[derive(Parser)]
 #[command(
     name = "poc",
-    version,
     about = "A container runtime that tells you what containers cost"
 )]
 struct Cli {
@@ -42,8 +42,8 @@ struct Cli {
 /// Where poc keeps things; every command takes these, also from the environment.
 #[derive(clap::Args)]
 struct Globals {
-    /// Where container state lives.
-    #[arg(long, global = true, env = "POC_STATE_ROOT", default_value = DEFAULT_STATE_ROOT)]
+    /// Where container state lives (`--root`, as runc names it).
+    #[arg(long, visible_alias = "root", global = true, env = "POC_STATE_ROOT", default_value = DEFAULT_STATE_ROOT)]
     state_root: PathBuf,
     /// Where images and containers' writable layers live.
     #[arg(long, global = true, env = "POC_STORE", default_value = DEFAULT_STORE_ROOT)]
@@ -57,15 +57,57 @@ struct Globals {
     /// The bridge's IPv4 subnet; the gateway is its first address.
     #[arg(long, global = true, env = "POC_SUBNET", default_value = DEFAULT_SUBNET, value_parser = crate::network::parse_subnet)]
     subnet: ipnetwork::Ipv4Network,
+    /// Also append errors to this file (runc's --log; containerd reads it when a call fails).
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// The --log file's format: text or json (one {"level","msg","time"} object per line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// OCI cgroupsPath is systemd's "slice:prefix:name" (poc then writes the cgroup files itself).
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where errors also go besides stderr (`--log`), set once the command line is parsed.
+static LOG: std::sync::OnceLock<(PathBuf, LogFormat)> = std::sync::OnceLock::new();
+
+/// Appends an error line to the `--log` file, if one was given.
+fn log_error(message: &str) {
+    let Some((path, format)) = LOG.get() else {
+        return;
+    };
+    let time = crate::container::logs::rfc3339(crate::container::logs::now_ns());
+    let line = match format {
+        LogFormat::Json => format!(
+            "{}\n",
+            serde_json::json!({"level": "error", "msg": message, "time": time})
+        ),
+        LogFormat::Text => format!("time={time:?} level=error msg={message:?}\n"),
+    };
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
 }
 
 impl Globals {
-    fn paths(self) -> Paths {
+    /// The paths every command works under; also takes note of `--log`.
+    fn paths(&self) -> Paths {
+        if let Some(path) = &self.log {
+            let _ = LOG.set((path.clone(), self.log_format));
+        }
         Paths {
-            state_root: self.state_root,
-            store_root: self.store,
-            cgroup_parent: self.cgroup_parent,
-            bridge: self.bridge,
+            state_root: self.state_root.clone(),
+            store_root: self.store.clone(),
+            cgroup_parent: self.cgroup_parent.clone(),
+            bridge: self.bridge.clone(),
             subnet: self.subnet,
         }
     }
@@ -123,6 +165,19 @@ enum Command {
     /// The bridge network: inspect it, or remove it when unused.
     #[command(subcommand)]
     Network(network::Command),
+    /// OCI: create a container from a bundle; its process waits for `start`.
+    Create(oci::CreateArgs),
+    /// OCI: run the process of a created container.
+    Start(oci::IdArg),
+    /// OCI: a container's state as JSON.
+    State(oci::IdArg),
+    /// OCI: remove a stopped (or, with --force, any) container.
+    Delete(oci::DeleteArgs),
+    /// Freeze every process of containers.
+    Pause(oci::PauseArgs),
+    /// Thaw paused containers.
+    #[command(visible_alias = "unpause")]
+    Resume(oci::PauseArgs),
 }
 
 /// Failures a command wants reported with a specific exit code.
@@ -141,7 +196,21 @@ impl<E: Into<anyhow::Error>> From<E> for Exit {
     }
 }
 
+/// runc's three lines: callers (podman, containerd) read the first.
+fn print_version() {
+    println!("poc version {}", env!("CARGO_PKG_VERSION"));
+    println!("commit: {}", option_env!("POC_COMMIT").unwrap_or("unknown"));
+    println!("spec: {}", crate::container::oci::OCI_VERSION);
+}
+
 pub fn main() -> i32 {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--version" || a == "-v")
+    {
+        print_version();
+        return 0;
+    }
     if std::env::args_os().nth(1).is_some_and(|a| a == "update") {
         let args = std::env::args_os()
             .enumerate()
@@ -159,7 +228,10 @@ pub fn main() -> i32 {
     // Printing commands end quietly when their reader goes away (`poc ps | head -1`), as Unix tools
     // do. `run` and `exec` relay a container's output and must outlive a closed reader: for them a
     // write error loses that output, never the process that reaps and records the container.
-    if matches!(cli.command, Command::Run(_) | Command::Exec(_)) {
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Exec(_) | Command::Create(_)
+    ) {
         // They start container processes, which set their stdio up on fds 0-2.
         crate::process::ensure_standard_descriptors();
     } else {
@@ -177,6 +249,12 @@ pub fn main() -> i32 {
         Command::Exec(args) => exec::run(&paths, args),
         Command::Stop(args) => manage::stop(&paths, args),
         Command::Kill(args) => manage::kill(&paths, args),
+        Command::Create(args) => oci::create(&paths, args, cli.globals.systemd_cgroup),
+        Command::Start(args) => oci::start(&paths, args),
+        Command::State(args) => oci::state(&paths, args),
+        Command::Delete(args) => oci::delete(&paths, args),
+        Command::Pause(args) => oci::pause(&paths, args, true),
+        Command::Resume(args) => oci::pause(&paths, args, false),
         Command::Rm(args) => manage::rm(&paths, args),
         Command::Inspect(args) => manage::inspect(&paths, args),
         Command::Update(args) => update::run(&paths, args),
@@ -193,7 +271,9 @@ fn report(result: Result<i32, Exit>) -> i32 {
     match result {
         Ok(code) => code,
         Err(exit) => {
-            eprintln!("poc: {}", one_line(&exit.error));
+            let message = one_line(&exit.error);
+            eprintln!("poc: {message}");
+            log_error(&message);
             exit.code
         }
     }

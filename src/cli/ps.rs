@@ -16,8 +16,10 @@ pub struct Args {
     #[arg(short, long)]
     quiet: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, short, value_enum, default_value = "table")]
     format: Format,
+    /// OCI (runc's `ps ID`): the processes of this container instead of a list of containers.
+    container: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -27,13 +29,22 @@ enum Format {
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    if let Some(id) = &args.container {
+        return super::oci::ps(paths, id, matches!(args.format, Format::Json));
+    }
     let mut containers: Vec<(State, Observed)> = state::list(paths)
         .into_iter()
         .map(|s| {
             let observed = s.observed();
             (s, observed)
         })
-        .filter(|(_, o)| args.all || matches!(o, Observed::Running | Observed::Creating))
+        .filter(|(_, o)| {
+            args.all
+                || matches!(
+                    o,
+                    Observed::Running | Observed::Creating | Observed::Created | Observed::Paused
+                )
+        })
         .collect();
     containers.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
     if args.quiet {
@@ -96,8 +107,12 @@ fn status(s: &State, observed: Observed) -> String {
         Observed::Exited(code) => {
             format!("Exited ({code}) {}", ago(s.finished.unwrap_or(s.created)))
         }
+        Observed::Paused => format!(
+            "Up {} (Paused)",
+            duration(now.saturating_sub(s.started.unwrap_or(s.created)))
+        ),
         Observed::Dead => "Dead".to_string(),
-        Observed::Creating => "Created".to_string(),
+        Observed::Creating | Observed::Created => "Created".to_string(),
     }
 }
 

@@ -13,11 +13,20 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     limits: LimitFlags,
+    /// OCI: the new resources as runc's LinuxResources JSON, from a file or `-` (stdin).
+    #[arg(long, value_name = "FILE")]
+    resources: Option<std::path::PathBuf>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    if let Some(file) = &args.resources {
+        let [id] = args.containers.as_slice() else {
+            return Err(anyhow::anyhow!("update --resources takes one container id").into());
+        };
+        return super::oci::update(paths, file, id);
+    }
     let limits = args.limits.to_limits();
     if limits.is_empty() {
         return Err(anyhow::anyhow!("nothing to update: give at least one of --mem, --mem-soft, --cpus, --cpu, --cpu-shares, --cpu-weight, --pids, --cpuset").into());

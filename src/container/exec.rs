@@ -51,6 +51,45 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     }
     spec.set_process(Some(proc_));
 
+    let mut supervisor = Supervisor::new()?;
+    // Pipes that poc relays, never poc's own descriptors: a process the command leaves behind must
+    // not keep the caller's terminal (and read what they type next).
+    let (stdio, parent_io) = if req.tty {
+        (ChildStdio::Terminal, ParentIo::default())
+    } else {
+        process::pipes(req.interactive)?
+    };
+    let child = spawn_in(paths, &st, &spec, stdio, 0)?;
+    let running = child.release()?;
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut to_terminal = |stream: Stream, data: &[u8]| match stream {
+        Stream::Stdout => process::write_all(stdout.as_fd(), data),
+        Stream::Stderr => process::write_all(stderr.as_fd(), data),
+    };
+    Ok(supervisor.wait(
+        running,
+        parent_io,
+        Some(Attach {
+            stdin: req.interactive,
+        }),
+        &mut to_terminal,
+        None,
+    )?)
+}
+
+/// Clones a process into the container `st` (its namespaces, joined from its init's; its cgroup;
+/// its seccomp filter) that will run `spec`'s process; it waits for `release`.
+pub fn spawn_in(
+    paths: &Paths,
+    st: &state::State,
+    spec: &oci_spec::runtime::Spec,
+    stdio: ChildStdio,
+    preserve_fds: u32,
+) -> Result<process::Child, ContainerError> {
+    let init = st
+        .init
+        .ok_or_else(|| ContainerError::Refused(format!("container {} has no init", st.id)))?;
     let pid_ns = open_namespace(init.pid, "pid")?;
     let mut namespaces = Vec::new();
     // The mount namespace last: after it, paths are the container's.
@@ -68,30 +107,21 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     // Joining a pid namespace applies to the children cloned afterwards, not to poc itself.
     if let Some(fd) = &pid_ns {
         nix::sched::setns(fd, CloneFlags::CLONE_NEWPID).map_err(|e| {
-            ContainerError::Refused(format!(
-                "joining the pid namespace of {}: {e}",
-                req.container
-            ))
+            ContainerError::Refused(format!("joining the pid namespace of {}: {e}", st.id))
         })?;
     }
-
-    let mut supervisor = Supervisor::new()?;
-    // Pipes that poc relays, never poc's own descriptors: a process the command leaves behind must
-    // not keep the caller's terminal (and read what they type next).
-    let (stdio, parent_io) = if req.tty {
-        (ChildStdio::Terminal, ParentIo::default())
-    } else {
-        process::pipes(req.interactive)?
-    };
     // The container's own filter: an exec'd process is no less confined than its init.
-    let seccomp = super::compile_seccomp(paths, &spec)?;
+    let seccomp = super::compile_seccomp(paths, spec)?;
     let cgroup_fd = st.cgroup.clone_into_fd();
     let cfg = ChildConfig {
         join_cgroups: st.cgroup.self_join_files(),
-        spec: &spec,
+        spec,
         role: Role::Exec { namespaces },
         stdio,
         seccomp: seccomp.as_ref(),
+        preserve_fds,
+        gate: None,
+        hooks: None,
     };
     let child = process::spawn(cfg, cgroup_fd.as_ref())?;
     if let Err(e) = st.cgroup.add_task(child.pid.as_raw(), child.born_in_cgroup) {
@@ -99,22 +129,7 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
         let _ = nix::sys::wait::waitpid(child.pid, None);
         return Err(e.into());
     }
-    let running = child.release()?;
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let mut to_terminal = |stream: Stream, data: &[u8]| match stream {
-        Stream::Stdout => process::write_all(stdout.as_fd(), data),
-        Stream::Stderr => process::write_all(stderr.as_fd(), data),
-    };
-    Ok(supervisor.wait(
-        running,
-        parent_io,
-        Some(Attach {
-            stdin: req.interactive,
-        }),
-        &mut to_terminal,
-        None,
-    )?)
+    Ok(child)
 }
 
 /// `-u USER` looked up in the running container's own files, through its root as the init sees it.

@@ -5,6 +5,7 @@
 pub mod events;
 mod exec;
 pub mod logs;
+pub mod oci;
 mod ops;
 pub mod state;
 
@@ -100,14 +101,39 @@ struct Prepared {
     hierarchies: Hierarchies,
     state: State,
     root: RootSource,
-    req: RunRequest,
+    front: Front,
+}
+
+/// The two front doors to one create path: `poc run` (an image and flags; poc starts the
+/// container itself and stays as its monitor) and an OCI bundle (`poc create`; the caller starts
+/// it later and reaps it).
+enum Front {
+    Run(Box<RunRequest>),
+    Bundle(oci::BundleOptions),
+}
+
+impl Prepared {
+    fn run_request(&self) -> &RunRequest {
+        match &self.front {
+            Front::Run(req) => req,
+            Front::Bundle(_) => unreachable!("poc run's containers have a RunRequest"),
+        }
+    }
+}
+
+/// What `create` leaves: the init, set up and waiting at its start gate.
+struct Created {
+    child: process::Child,
+    pty_master: Option<OwnedFd>,
+    /// The parent's end of the gate when poc starts the container itself (`poc run`).
+    gate: Option<OwnedFd>,
 }
 
 /// `poc run`: in the foreground poc itself is the monitor and returns the container's exit code;
 /// with `-d` a detached monitor takes over and poc prints the id.
 pub fn run(paths: &Paths, req: RunRequest) -> Result<i32, ContainerError> {
     let prepared = prepare(paths, req)?;
-    if prepared.req.detach {
+    if prepared.run_request().detach {
         run_detached(paths, prepared)
     } else {
         run_attached(paths, prepared)
@@ -172,6 +198,8 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         limits: req.limits.clone(),
         network_mode: req.network,
         network: None,
+        bundle: None,
+        annotations: Default::default(),
     };
     Ok(Prepared {
         spec,
@@ -179,7 +207,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         hierarchies,
         state,
         root,
-        req,
+        front: Front::Run(Box::new(req)),
     })
 }
 
@@ -221,7 +249,7 @@ fn run_attached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
         running,
         io,
         Some(Attach {
-            stdin: p.req.interactive,
+            stdin: p.run_request().interactive,
         }),
         &mut to_terminal,
     )
@@ -291,7 +319,28 @@ fn start(
     p: &mut Prepared,
 ) -> Result<(Supervisor, Running, ParentIo), ContainerError> {
     let supervisor = Supervisor::new()?;
-    match create_and_start(paths, p) {
+    let req = p.run_request();
+    let pipes = if req.tty {
+        Ok((ChildStdio::Terminal, ParentIo::default()))
+    } else {
+        process::pipes(req.interactive)
+    };
+    let started = pipes
+        .map_err(ContainerError::from)
+        .and_then(|(stdio, parent_io)| {
+            let created = create(paths, p, stdio)?;
+            let gate = created
+                .gate
+                .ok_or(ContainerError::Process(ProcessError::Sync(
+                    nix::Error::EBADF,
+                )))?;
+            let running = created.child.start(gate, created.pty_master)?;
+            p.state.status = Status::Running;
+            p.state.started = Some(now_secs());
+            state::save(paths, &p.state)?;
+            Ok((running, parent_io))
+        });
+    match started {
         Ok((running, io)) => Ok((supervisor, running, io)),
         Err(e) => Err(e.with_cleanup(destroy(paths, &p.state))),
     }
@@ -322,34 +371,51 @@ fn become_monitor(report: &OwnedFd) {
 }
 
 /// The create path, one step after another; each step's resource is named in the state first.
-fn create_and_start(
-    paths: &Paths,
-    p: &mut Prepared,
-) -> Result<(Running, ParentIo), ContainerError> {
+/// Ends with the init set up (root, limits, privileges) and waiting at its start gate.
+fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created, ContainerError> {
     let state = &mut p.state;
     state::reserve(paths, &state.id, state.name.as_deref())?;
     state.monitor = ProcessRef::of(std::process::id() as i32);
     state::save(paths, state)?;
     write_config(paths, &p.spec, state)?;
-    if p.req.network == NetworkMode::Bridge {
-        join_bridge(paths, state, &p.req.ports)?;
+    if let Front::Run(req) = &p.front {
+        if req.network == NetworkMode::Bridge {
+            join_bridge(paths, state, &req.ports)?;
+        }
+        write_etc_files(paths, &p.spec, state, req)?;
     }
-    write_etc_files(paths, &p.spec, state, &p.req)?;
-    let RootSource::Overlay { upper, work, .. } = &p.root;
     crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
-    // The upper directory's mode is the container's `/`: 0755 inside a private directory.
-    for dir in [upper, work, &state.container_dir.join("merged")] {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    if let RootSource::Overlay { upper, work, .. } = &p.root {
+        // The upper directory's mode is the container's `/`: 0755 inside a private directory.
+        for dir in [upper, work, &state.container_dir.join("merged")] {
+            std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        }
     }
     state.cgroup.create()?;
     if let Some(resources) = p.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         state.cgroup.apply(resources)?;
     }
 
-    let (stdio, parent_io) = if p.req.tty {
-        (ChildStdio::Terminal, ParentIo::default())
-    } else {
-        process::pipes(p.req.interactive)?
+    let (gate, parent_gate) = match &p.front {
+        Front::Run(_) => {
+            let (child_end, parent_end) = process::gate_pipe()?;
+            (child_end, Some(parent_end))
+        }
+        Front::Bundle(_) => (oci::open_start_fifo(paths, &state.id)?, None),
+    };
+    let (network, join, new_keyring, preserve_fds) = match &mut p.front {
+        Front::Run(_) => (
+            NamespacePlan::for_container(state.network_mode, state.network.as_ref()),
+            Vec::new(),
+            true,
+            0,
+        ),
+        Front::Bundle(b) => (
+            oci::network_plan(&p.spec),
+            std::mem::take(&mut b.join),
+            b.new_keyring,
+            b.preserve_fds,
+        ),
     };
     let cgroup_fd = state.cgroup.clone_into_fd();
     let cfg = ChildConfig {
@@ -358,12 +424,17 @@ fn create_and_start(
         role: Role::Init {
             cgroups: p.hierarchies.clone(),
             root: p.root.clone(),
-            network: NamespacePlan::for_container(p.req.network, state.network.as_ref()),
+            network,
+            join,
+            new_keyring,
         },
         stdio,
         seccomp: p.seccomp.as_ref(),
+        preserve_fds,
+        gate: Some(gate),
+        hooks: p.spec.hooks().as_ref(),
     };
-    let child = process::spawn(cfg, cgroup_fd.as_ref())?;
+    let mut child = process::spawn(cfg, cgroup_fd.as_ref())?;
     // Not saved yet: if poc dies before release, the waiting init sees its channel close and exits.
     state.init = ProcessRef::of(child.pid.as_raw());
     state
@@ -376,12 +447,30 @@ fn create_and_start(
             child.pid.as_raw(),
         )?;
     }
-
-    let running = child.release()?;
-    state.status = Status::Running;
-    state.started = Some(now_secs());
-    state::save(paths, state)?;
-    Ok((running, parent_io))
+    let oci_state = oci::state_bytes(state);
+    let hooks = p.spec.hooks().clone().unwrap_or_default();
+    let mut runtime_hooks = || {
+        let none = Vec::new();
+        process::hooks::run_all(
+            "prestart",
+            hooks.prestart().as_ref().unwrap_or(&none),
+            &oci_state,
+        )?;
+        process::hooks::run_all(
+            "createRuntime",
+            hooks.create_runtime().as_ref().unwrap_or(&none),
+            &oci_state,
+        )
+    };
+    let pty_master = child.prepare(process::Release {
+        state: &oci_state,
+        runtime_hooks: &mut runtime_hooks,
+    })?;
+    Ok(Created {
+        child,
+        pty_master,
+        gate: parent_gate,
+    })
 }
 
 /// Logs the container's output (and hands it to `sink`), waits for its end and records it.

@@ -64,7 +64,11 @@ pub fn stop(paths: &Paths, query: &str, grace: Duration) -> Result<String, Conta
 pub fn remove(paths: &Paths, query: &str, force: bool) -> Result<String, ContainerError> {
     let id = state::resolve(paths, query)?;
     let (_lock, st) = state::load_locked(paths, &id)?;
-    if matches!(st.observed(), Observed::Running | Observed::Creating) && !force {
+    let live = matches!(
+        st.observed(),
+        Observed::Running | Observed::Creating | Observed::Created | Observed::Paused
+    );
+    if live && !force {
         return Err(ContainerError::Refused(format!(
             "container {query} is running: stop it first or use rm -f"
         )));
@@ -137,7 +141,9 @@ pub fn inspect(paths: &Paths, query: &str) -> Result<serde_json::Value, Containe
 pub fn observed_name(observed: Observed) -> &'static str {
     match observed {
         Observed::Creating => "creating",
+        Observed::Created => "created",
         Observed::Running => "running",
+        Observed::Paused => "paused",
         Observed::Exited(_) => "exited",
         Observed::Dead => "dead",
     }

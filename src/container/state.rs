@@ -44,7 +44,11 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> St
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Creating,
+    /// Set up and waiting for `start` (OCI `create`).
+    Created,
     Running,
+    /// Frozen by `pause`.
+    Paused,
     Exited,
 }
 
@@ -104,21 +108,31 @@ pub struct State {
     pub network_mode: NetworkMode,
     /// The container's place on the bridge while it has one.
     pub network: Option<Attachment>,
+    /// The OCI bundle it was created from (`poc create`); none for `poc run`'s own containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
+    /// The Spec's annotations, reported by `state`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// What a container is doing, as far as the host can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observed {
     Creating,
+    /// Waiting for `start`.
+    Created,
     Running,
+    Paused,
     Exited(i32),
     /// Recorded as running, but its init is gone and nobody recorded how it ended.
     Dead,
 }
 
 impl State {
+    /// The first 12 characters of the id (all of a shorter OCI id).
     pub fn short_id(&self) -> &str {
-        &self.id[..12]
+        self.id.get(..12).unwrap_or(&self.id)
     }
 
     pub fn observed(&self) -> Observed {
@@ -126,6 +140,14 @@ impl State {
             Status::Exited => Observed::Exited(self.exit_code.unwrap_or(-1)),
             Status::Creating => match self.monitor {
                 Some(m) if m.is_alive() => Observed::Creating,
+                _ => Observed::Dead,
+            },
+            Status::Created => match self.init {
+                Some(init) if init.is_alive() => Observed::Created,
+                _ => Observed::Dead,
+            },
+            Status::Paused => match self.init {
+                Some(init) if init.is_alive() => Observed::Paused,
                 _ => Observed::Dead,
             },
             Status::Running => match self.init {
@@ -247,7 +269,7 @@ pub fn resolve(paths: &Paths, query: &str) -> Result<String, StateError> {
         many => Err(StateError::Ambiguous(
             query.to_string(),
             many.iter()
-                .map(|id| &id[..12])
+                .map(|id| id.get(..12).unwrap_or(id))
                 .collect::<Vec<_>>()
                 .join(", "),
         )),
@@ -323,6 +345,8 @@ mod tests {
             limits: Limits::default(),
             network_mode: NetworkMode::None,
             network: None,
+            bundle: None,
+            annotations: Default::default(),
         }
     }
 

@@ -17,7 +17,9 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
-use super::{ChildConfig, ChildStdio, Role, MSG_ERROR, MSG_PTY};
+use super::{
+    ChildConfig, ChildStdio, Role, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_HOOKS_DONE, MSG_PTY, MSG_READY,
+};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -25,15 +27,21 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 enum InitError {
     #[error("{0}")]
     Setup(String),
-    #[error("container command {0:?} not found in PATH ({1})")]
+    // runc's wording: podman, containerd and dockerd derive 127 and 126 from it.
+    #[error("exec: {0:?}: executable file not found in $PATH (PATH={1})")]
     NotFound(String, String),
+    #[error("exec: {0:?}: stat {0}: no such file or directory")]
+    Missing(String),
+    #[error("exec: {0:?}: permission denied")]
+    Denied(String),
 }
 
 impl InitError {
     fn exit_code(&self) -> i32 {
         match self {
             InitError::Setup(_) => 125,
-            InitError::NotFound(..) => 127,
+            InitError::NotFound(..) | InitError::Missing(_) => 127,
+            InitError::Denied(_) => 126,
         }
     }
 }
@@ -89,10 +97,26 @@ fn isolate_descriptors(cfg: &ChildConfig, sock: &OwnedFd, stub: &OwnedFd) -> Res
             dup_onto_stdio(stderr.as_raw_fd(), &[2])?;
         }
         ChildStdio::Terminal => dup_onto_stdio(null()?.as_raw_fd(), &[0, 1, 2])?,
+        ChildStdio::Inherit => {}
     }
     let mut keep = vec![sock.as_raw_fd(), stub.as_raw_fd()];
-    if let Role::Exec { namespaces } = &cfg.role {
-        keep.extend(namespaces.iter().map(|(fd, _)| fd.as_raw_fd()));
+    keep.extend(cfg.gate.as_ref().map(|fd| fd.as_raw_fd()));
+    match &cfg.role {
+        Role::Exec { namespaces }
+        | Role::Init {
+            join: namespaces, ..
+        } => {
+            keep.extend(namespaces.iter().map(|(fd, _)| fd.as_raw_fd()));
+        }
+    }
+    // The caller's descriptors it asked to pass on stay open across exec.
+    for fd in 3..3 + cfg.preserve_fds as RawFd {
+        keep.push(fd);
+        // SAFETY: F_SETFD on a descriptor number; a closed one fails with EBADF.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            let e = nix::Error::last();
+            return Err(setup_err(&format!("--preserve-fds: descriptor {fd}"))(&e));
+        }
     }
     close_all_but(&keep).map_err(|e| setup_err("closing inherited descriptors")(&e))
 }
@@ -123,7 +147,7 @@ fn setup_and_exec(
     stub: &OwnedFd,
 ) -> Result<Infallible, InitError> {
     let spec = cfg.spec;
-    wait_for_release(sock)?;
+    let state = wait_for_release(sock)?;
     for file in &cfg.join_cgroups {
         std::fs::OpenOptions::new()
             .write(true)
@@ -141,7 +165,16 @@ fn setup_and_exec(
             root,
             network,
             cgroups,
+            join,
+            new_keyring,
         } => {
+            for (fd, kind) in join {
+                nix::sched::setns(fd, *kind)
+                    .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
+            }
+            if *new_keyring {
+                join_new_session_keyring()?;
+            }
             if has_namespace(spec, LinuxNamespaceType::Cgroup) {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                     .map_err(|e| setup_err("cgroup namespace")(&e))?;
@@ -152,8 +185,13 @@ fn setup_and_exec(
                 }
             }
             crate::network::setup_in_namespace(*network).map_err(|e| setup_err("network")(&e))?;
-            crate::rootfs::prepare(spec, root, cgroups, tty)
-                .map_err(|e| setup_err("root filesystem")(&e))?;
+            let mut before_pivot = || container_hooks(cfg, sock, &state);
+            crate::rootfs::prepare(spec, root, cgroups, tty, &mut before_pivot).map_err(
+                |e| match e {
+                    crate::rootfs::RootfsError::Hook(message) => InitError::Setup(message),
+                    e => setup_err("root filesystem")(&e),
+                },
+            )?;
         }
         Role::Exec { namespaces } => {
             // The mount namespace comes last: joining it moves root and cwd into the container.
@@ -201,6 +239,12 @@ fn setup_and_exec(
     check_inside_root(process.cwd())?;
     if let (Some(caps), 0) = (process.capabilities(), uid) {
         crate::security::apply_sets(caps).map_err(|e| setup_err("capabilities")(&e))?;
+    }
+    if let Some(gate) = &cfg.gate {
+        wait_at_gate(sock, gate)?;
+        if let Some(hooks) = cfg.hooks.and_then(|h| h.start_container().as_ref()) {
+            super::hooks::run_all("startContainer", hooks, &state).map_err(InitError::Setup)?;
+        }
     }
     if no_new_privs {
         // Last, so that as few calls as possible run under the filter before the command's own.
@@ -287,12 +331,75 @@ fn apply_rlimits(process: &Process) -> Result<(), InitError> {
     Ok(())
 }
 
-fn wait_for_release(sock: &OwnedFd) -> Result<(), InitError> {
-    let mut byte = [0u8; 1];
-    match nix::unistd::read(sock, &mut byte) {
-        Ok(1) => Ok(()),
+/// Waits for the parent's go; returns the container's state JSON that came with it (for hooks).
+fn wait_for_release(sock: &OwnedFd) -> Result<Vec<u8>, InitError> {
+    let mut message = vec![0u8; 1 << 20];
+    match nix::unistd::read(sock, &mut message) {
+        Ok(n) if n >= 1 && message[0] == MSG_GO => {
+            message.truncate(n);
+            message.remove(0);
+            Ok(message)
+        }
         // The parent is gone: nobody will ever start this container.
+        // SAFETY: _exit in the child, as in `run`.
         _ => unsafe { libc::_exit(125) },
+    }
+}
+
+/// Before pivot_root: the runtime's prestart and createRuntime hooks (run by the parent, in the
+/// host's namespaces, while we wait), then createContainer, here in the container's namespaces.
+fn container_hooks(cfg: &ChildConfig, sock: &OwnedFd, state: &[u8]) -> Result<(), String> {
+    let Some(hooks) = cfg.hooks else {
+        return Ok(());
+    };
+    let nonempty =
+        |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|h| !h.is_empty());
+    if nonempty(hooks.prestart()) || nonempty(hooks.create_runtime()) {
+        nix::unistd::write(sock, &[MSG_HOOKS]).map_err(|e| format!("sync channel: {e}"))?;
+        let mut reply = [0u8; 1];
+        match nix::unistd::read(sock, &mut reply) {
+            Ok(1) if reply[0] == MSG_HOOKS_DONE => {}
+            // The parent reports its hook's failure itself.
+            // SAFETY: _exit in the child, as in `run`.
+            _ => unsafe { libc::_exit(125) },
+        }
+    }
+    if let Some(create) = hooks.create_container() {
+        super::hooks::run_all("createContainer", create, state)?;
+    }
+    Ok(())
+}
+
+/// Tells the parent we are ready, then waits for `start` to open the gate. The gate closing
+/// without a byte means nobody will start this container.
+fn wait_at_gate(sock: &OwnedFd, gate: &OwnedFd) -> Result<(), InitError> {
+    nix::unistd::write(sock, &[MSG_READY]).map_err(|e| setup_err("sync channel")(&e))?;
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(gate, &mut byte) {
+            Ok(1) => return Ok(()),
+            Err(nix::Error::EINTR) => continue,
+            // SAFETY: _exit in the child, as in `run`.
+            _ => unsafe { libc::_exit(125) },
+        }
+    }
+}
+
+/// A new anonymous session keyring (runc does the same unless told `--no-new-keyring`): keys the
+/// caller's session holds are out of reach. A kernel without keyrings has nothing to hide.
+fn join_new_session_keyring() -> Result<(), InitError> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a null name creates and joins a new anonymous session keyring.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    match nix::Error::result(ret) {
+        Ok(_) | Err(nix::Error::ENOSYS) => Ok(()),
+        Err(e) => Err(setup_err("session keyring")(&e)),
     }
 }
 
@@ -365,7 +472,16 @@ fn reset_signals() {
 /// Looks `command` up in the container's PATH, as the shell would.
 fn find_executable(command: &str, env: &[String]) -> Result<PathBuf, InitError> {
     if command.contains('/') {
-        return Ok(PathBuf::from(command));
+        use std::os::unix::fs::PermissionsExt;
+        return match std::fs::metadata(command) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(InitError::Missing(command.to_string()))
+            }
+            Ok(m) if m.is_dir() || m.permissions().mode() & 0o111 == 0 => {
+                Err(InitError::Denied(command.to_string()))
+            }
+            _ => Ok(PathBuf::from(command)),
+        };
     }
     let path_var = env
         .iter()

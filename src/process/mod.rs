@@ -2,6 +2,7 @@
 //! kernel allows) and exec'd processes (joining an init's namespaces), each with a sync channel to the
 //! parent, its stdio plan and the setup sequence up to exec. Owns no host state.
 
+pub mod hooks;
 mod init;
 mod stub;
 mod supervise;
@@ -56,6 +57,10 @@ pub enum Role {
         /// The host's cgroup hierarchies, read before the init's cgroup namespace hides them: the
         /// container's /sys/fs/cgroup mirrors them.
         cgroups: crate::cgroups::Hierarchies,
+        /// Existing namespaces the init joins instead of making new ones (OCI `namespaces[].path`).
+        join: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+        /// Join a new session keyring, so that the container never sees the caller's keys.
+        new_keyring: bool,
     },
     /// A process joining a running container (`poc exec`): its namespaces, opened from the init's
     /// /proc/PID/ns (the pid namespace is joined by the parent before cloning).
@@ -74,6 +79,8 @@ pub enum ChildStdio {
     },
     /// A pty allocated inside the container; the master is sent to the parent.
     Terminal,
+    /// The caller's own stdin, stdout and stderr (an OCI runtime's: conmon's or the shim's pipes).
+    Inherit,
 }
 
 /// The parent's ends of the child's pipes.
@@ -138,6 +145,20 @@ pub struct ChildConfig<'a> {
     pub join_cgroups: Vec<std::path::PathBuf>,
     /// The compiled seccomp filter, loaded just before the command (none: unconfined).
     pub seccomp: Option<&'a crate::security::seccomp::Filter>,
+    /// Descriptors 3 .. 3+N that the command inherits (OCI `--preserve-fds`); all others are closed.
+    pub preserve_fds: u32,
+    /// The start gate: once set up, the child says it is ready and reads one byte from this before
+    /// it runs its command (`start`). None: it goes straight on (exec'd processes).
+    pub gate: Option<OwnedFd>,
+    /// The Spec's hooks: the child asks the parent to run prestart and createRuntime before
+    /// pivot_root, and runs createContainer there and startContainer after the gate itself.
+    pub hooks: Option<&'a oci_spec::runtime::Hooks>,
+}
+
+/// A pipe for the start gate of a process whose parent starts it itself (`poc run`): the child's
+/// end for `ChildConfig::gate`, the parent's end for `Child::start`.
+pub fn gate_pipe() -> Result<(OwnedFd, OwnedFd), ProcessError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ProcessError::Sync)
 }
 
 /// A cloned init, waiting for `release`.
@@ -159,9 +180,24 @@ pub struct Running {
 
 // Message tags on the sync channel (init -> parent). EOF means the command was exec'd (the socket
 // is close-on-exec there). MSG_EXEC_FAILED comes from the exec stub with the errno of its execve.
+// MSG_HOOKS asks the parent to run its hooks now (the init waits for MSG_HOOKS_DONE); MSG_READY
+// says the child waits at its start gate.
 const MSG_PTY: u8 = b'P';
 const MSG_ERROR: u8 = b'E';
 const MSG_EXEC_FAILED: u8 = b'X';
+const MSG_HOOKS: u8 = b'H';
+const MSG_READY: u8 = b'R';
+// Parent -> init: go on (followed by the state JSON its hooks read), and hooks done.
+const MSG_GO: u8 = b'G';
+const MSG_HOOKS_DONE: u8 = b'h';
+
+/// What the parent does while the child sets up.
+pub struct Release<'a> {
+    /// The container's OCI state, handed to the child's own hooks.
+    pub state: &'a [u8],
+    /// Runs the runtime's hooks (prestart, createRuntime) when the child asks for them.
+    pub runtime_hooks: &'a mut dyn FnMut() -> Result<(), String>,
+}
 
 /// Clones the child (an init into the Spec's new namespaces); it waits until `release`. `cgroup_dir`
 /// is a cgroup2 directory to be born in (CLONE_INTO_CGROUP), so not even the init runs outside its
@@ -208,10 +244,58 @@ pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, Pr
 }
 
 impl Child {
-    /// Lets the init go on: it sets up its root, drops privileges and execs. Returns once the exec
-    /// happened, or with the init's own error (command not found, mount refused...).
+    /// Lets the child set up (root, privileges...) and waits until it is ready at its start gate.
+    /// Returns the pty master when the Spec asks for a terminal.
+    pub fn prepare(&mut self, release: Release) -> Result<Option<OwnedFd>, ProcessError> {
+        self.go(release.state)?;
+        let (pty, ready) = self.receive(true, release.runtime_hooks)?;
+        if !ready {
+            return Err(ProcessError::Sync(nix::Error::EPIPE));
+        }
+        Ok(pty)
+    }
+
+    /// Opens the gate of a prepared child (`gate` is the parent's end of its `gate_pipe`) and
+    /// returns once the command was exec'd, or with the error that kept it from running.
+    pub fn start(
+        self,
+        gate: OwnedFd,
+        pty_master: Option<OwnedFd>,
+    ) -> Result<Running, ProcessError> {
+        nix::unistd::write(&gate, b"S").map_err(ProcessError::Sync)?;
+        drop(gate);
+        let (pty, _) = self.receive(false, &mut || Ok(()))?;
+        Ok(Running {
+            pid: self.pid,
+            pty_master: pty_master.or(pty),
+        })
+    }
+
+    /// Lets a child without a gate go on; returns once the exec happened, or with the child's own
+    /// error (command not found, mount refused...).
     pub fn release(self) -> Result<Running, ProcessError> {
-        nix::unistd::write(&self.sock, b"G").map_err(ProcessError::Sync)?;
+        self.go(b"{}")?;
+        let (pty_master, _) = self.receive(false, &mut || Ok(()))?;
+        Ok(Running {
+            pid: self.pid,
+            pty_master,
+        })
+    }
+
+    fn go(&self, state: &[u8]) -> Result<(), ProcessError> {
+        let mut msg = Vec::with_capacity(state.len() + 1);
+        msg.push(MSG_GO);
+        msg.extend_from_slice(state);
+        nix::unistd::write(&self.sock, &msg).map_err(ProcessError::Sync)?;
+        Ok(())
+    }
+
+    /// Reads the child's messages until it is ready (`until_ready`) or its command runs (EOF).
+    fn receive(
+        &self,
+        until_ready: bool,
+        runtime_hooks: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(Option<OwnedFd>, bool), ProcessError> {
         let mut pty_master = None;
         loop {
             let mut buf = [0u8; 4096];
@@ -237,8 +321,15 @@ impl Child {
             }
             let len = msg.bytes;
             match buf[..len].first() {
-                None => break,
+                None => return Ok((pty_master, false)),
                 Some(&MSG_PTY) => pty_master = fds.pop(),
+                Some(&MSG_READY) if until_ready => return Ok((pty_master, true)),
+                Some(&MSG_READY) => {}
+                Some(&MSG_HOOKS) => {
+                    runtime_hooks().map_err(|message| ProcessError::Init { code: 125, message })?;
+                    nix::unistd::write(&self.sock, &[MSG_HOOKS_DONE])
+                        .map_err(ProcessError::Sync)?;
+                }
                 Some(&MSG_ERROR) if len >= 2 => {
                     return Err(ProcessError::Init {
                         code: buf[1] as i32,
@@ -251,27 +342,29 @@ impl Child {
                 Some(_) => return Err(ProcessError::Sync(nix::Error::EBADMSG)),
             }
         }
-        Ok(Running {
-            pid: self.pid,
-            pty_master,
-        })
     }
 }
 
 /// Docker's codes for a command that cannot run: 127 when it does not exist, 126 otherwise.
+/// The wording is runc's ("no such file or directory", "permission denied"): podman, containerd
+/// and dockerd derive 127 and 126 from it.
 fn exec_failed(command: &str, errno: i32) -> ProcessError {
     match nix::Error::from_raw(errno) {
         nix::Error::ENOENT => ProcessError::Init {
             code: 127,
-            message: format!("container command {command:?}: no such file or directory"),
+            message: format!("exec: {command:?}: no such file or directory"),
         },
         e => ProcessError::Init {
             code: 126,
-            message: format!("container command {command:?} cannot be executed: {e}"),
+            message: format!(
+                "exec: {command:?} cannot be executed: {}",
+                e.desc().to_lowercase()
+            ),
         },
     }
 }
 
+/// The namespaces the init is cloned into: those of the Spec without a path (a path is joined).
 fn namespace_flags(spec: &Spec) -> u64 {
     let mut flags = 0u64;
     let namespaces = spec
@@ -279,7 +372,7 @@ fn namespace_flags(spec: &Spec) -> u64 {
         .as_ref()
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
-    for ns in namespaces {
+    for ns in namespaces.into_iter().filter(|ns| ns.path().is_none()) {
         flags |= match ns.typ() {
             LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
             LinuxNamespaceType::Network => libc::CLONE_NEWNET,

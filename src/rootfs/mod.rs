@@ -31,6 +31,9 @@ pub enum RootfsError {
         path: PathBuf,
         source: nix::Error,
     },
+    /// A hook run before pivot_root failed (its own message).
+    #[error("{0}")]
+    Hook(String),
 }
 
 impl RootfsError {
@@ -38,6 +41,7 @@ impl RootfsError {
     pub fn errno(&self) -> nix::Error {
         match self {
             RootfsError::Sys { source, .. } | RootfsError::Mount { source, .. } => *source,
+            RootfsError::Hook(_) => nix::Error::EIO,
         }
     }
 }
@@ -59,6 +63,8 @@ pub enum RootSource {
         upper: PathBuf,
         work: PathBuf,
     },
+    /// An OCI bundle's root directory, used as it is (`root.path`, made absolute by the caller).
+    Bundle,
 }
 
 /// Builds the root at `spec.root.path` and pivots into it. Runs in the container's init, in its
@@ -69,6 +75,7 @@ pub fn prepare(
     source: &RootSource,
     cgroups: &Hierarchies,
     tty: bool,
+    before_pivot: &mut dyn FnMut() -> Result<(), String>,
 ) -> Result<(), RootfsError> {
     let root_path = spec
         .root()
@@ -93,10 +100,22 @@ pub fn prepare(
     if tty {
         resolve::create_file(root.as_fd(), Path::new("/dev/console"))?;
     }
+    // OCI hooks that must see the container's mounts, not yet its root.
+    before_pivot().map_err(RootfsError::Hook)?;
     pivot_into(&root)?;
     drop(root);
     let root = resolve::open_dir(Path::new("/"))?;
+    if let Some(propagation) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+    {
+        set_root_propagation(&propagation)?;
+    }
     if let Some(linux) = spec.linux() {
+        for (key, value) in linux.sysctl().iter().flatten() {
+            write_sysctl(root.as_fd(), key, value)?;
+        }
         let null = open_dev_null(root.as_fd())?;
         for path in linux.masked_paths().iter().flatten() {
             mask(root.as_fd(), &null, Path::new(path))?;
@@ -114,6 +133,20 @@ pub fn prepare(
 
 fn mount_root(root: &Path, source: &RootSource) -> Result<(), RootfsError> {
     match source {
+        // A mount point of its own, which pivot_root needs; recursive, so that what the caller
+        // mounted inside the bundle stays.
+        RootSource::Bundle => mount(
+            Some(root),
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|source| RootfsError::Mount {
+            what: "the bundle's root".into(),
+            path: root.to_path_buf(),
+            source,
+        }),
         RootSource::Overlay { lower, upper, work } => {
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -202,6 +235,50 @@ fn pivot_into(root: &OwnedFd) -> Result<(), RootfsError> {
     nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", here))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root", Path::new("/")))?;
     nix::unistd::chdir("/").map_err(sys("chdir", Path::new("/")))
+}
+
+/// `linux.rootfsPropagation`, applied to the whole tree under the new root.
+fn set_root_propagation(value: &str) -> Result<(), RootfsError> {
+    let flags = match value {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => {
+            return Err(sys("rootfsPropagation", Path::new(value))(
+                nix::Error::EINVAL,
+            ))
+        }
+    };
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .map_err(sys("set the propagation of", Path::new("/")))
+}
+
+/// One `linux.sysctl` entry, written through the container's own /proc (so a namespaced key such
+/// as net.* reaches the container's namespace). Keys are dotted names, never paths.
+fn write_sysctl(root: BorrowedFd, key: &str, value: &str) -> Result<(), RootfsError> {
+    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+    let valid = !key.is_empty()
+        && key
+            .split('.')
+            .all(|part| !part.is_empty() && part != ".." && !part.contains('/'));
+    if !valid {
+        return Err(sys("sysctl", &path)(nix::Error::EINVAL));
+    }
+    let file = resolve::open_in(
+        root,
+        &path,
+        OFlag::O_WRONLY,
+        ResolveFlag::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(sys("open the sysctl", &path))?;
+    nix::unistd::write(&file, value.as_bytes())
+        .map(drop)
+        .map_err(sys("write the sysctl", &path))
 }
 
 /// The container's /dev/null, checked to be the null device: it is bound over masked files.

@@ -53,7 +53,14 @@ pub fn apply_sets(wanted: &LinuxCapabilities) -> Result<(), SecurityError> {
         caps::set(None, set, &to_caps(list)?)
             .map_err(|source| SecurityError::Caps { set, source })?;
     }
-    for cap in to_caps(wanted.ambient())? {
+    // The kernel keeps in the ambient set only what is both permitted and inheritable; runc's
+    // default config lists ambient capabilities without inheritable ones, and runc skips them.
+    let inheritable = to_caps(wanted.inheritable())?;
+    let permitted = to_caps(wanted.permitted())?;
+    for cap in to_caps(wanted.ambient())?
+        .into_iter()
+        .filter(|c| inheritable.contains(c) && permitted.contains(c))
+    {
         caps::raise(None, CapSet::Ambient, cap).map_err(|source| SecurityError::Caps {
             set: CapSet::Ambient,
             source,

@@ -861,7 +861,7 @@ fn default_mounts(privileged: bool) -> Result<Vec<Mount>, SpecError> {
 }
 
 /// The standard device nodes: null, zero, full, random, urandom, tty.
-fn default_devices() -> Result<Vec<LinuxDevice>, SpecError> {
+pub fn default_devices() -> Result<Vec<LinuxDevice>, SpecError> {
     [
         ("null", 1, 3),
         ("zero", 1, 5),
