@@ -67,7 +67,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
             for (s, o) in &containers {
                 let pid = s
                     .init
-                    .filter(|_| *o == Observed::Running)
+                    .filter(|_| matches!(o, Observed::Running | Observed::Paused))
                     .map_or(String::new(), |i| i.pid.to_string());
                 println!(
                     "{:<12}   {:<16} {:<10} {:<22} {:<16} {:<26} {:<8} {}",
@@ -149,7 +149,7 @@ fn json_row(s: &State, observed: Observed) -> serde_json::Value {
         "state": observed_name(observed),
         "status": status(s, observed),
         "exit_code": s.exit_code,
-        "pid": s.init.filter(|_| observed == Observed::Running).map(|i| i.pid),
+        "pid": s.init.filter(|_| matches!(observed, Observed::Running | Observed::Paused)).map(|i| i.pid),
         "limits": s.limits,
     })
 }

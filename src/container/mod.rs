@@ -686,6 +686,10 @@ fn leave_bridge(paths: &Paths, state: &State) -> Result<(), ContainerError> {
 /// Removes everything `state` names, in reverse order of creation; safe to call on a half-made
 /// container, on one whose monitor died, and twice.
 pub fn destroy(paths: &Paths, state: &State) -> Result<(), ContainerError> {
+    if state.cgroup.is_frozen() {
+        // Frozen processes do not die of SIGKILL until thawed.
+        let _ = state.cgroup.freeze(false);
+    }
     if let Some(init) = state.init {
         kill_and_wait(init);
     }

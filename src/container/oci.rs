@@ -568,10 +568,6 @@ pub fn delete(paths: &Paths, id: &str, force: bool) -> Result<(), ContainerError
             super::observed_name(observed)
         )));
     }
-    if st.cgroup.is_frozen() {
-        // Frozen processes do not die of SIGKILL until thawed.
-        let _ = st.cgroup.freeze(false);
-    }
     let spec = load_config(paths, id).ok();
     let mut stopped = st.clone();
     stopped.status = Status::Exited;

@@ -34,7 +34,15 @@ pub fn kill(paths: &Paths, query: &str, signal: Signal) -> Result<String, Contai
 /// that is not running succeeds, as with Docker.
 pub fn stop(paths: &Paths, query: &str, grace: Duration) -> Result<String, ContainerError> {
     let id = state::resolve(paths, query)?;
-    let st = state::load(paths, &id)?;
+    let mut st = state::load(paths, &id)?;
+    if st.observed() == Observed::Paused {
+        // As Docker: a paused container is thawed, then stopped.
+        let _lock = state::lock(paths, &id)?;
+        st = state::load(paths, &id)?;
+        st.cgroup.freeze(false)?;
+        st.status = Status::Running;
+        state::save(paths, &st)?;
+    }
     if let Some(init) = st
         .init
         .filter(|i| st.status == Status::Running && i.is_alive())
@@ -106,8 +114,9 @@ pub fn inspect(paths: &Paths, query: &str) -> Result<serde_json::Value, Containe
         "Created": time(Some(st.created)),
         "State": {
             "Status": observed_name(observed),
-            "Running": observed == Observed::Running,
-            "Pid": st.init.filter(|_| observed == Observed::Running).map(|i| i.pid),
+            "Running": matches!(observed, Observed::Running | Observed::Paused),
+            "Paused": observed == Observed::Paused,
+            "Pid": st.init.filter(|_| matches!(observed, Observed::Running | Observed::Paused)).map(|i| i.pid),
             "MonitorPid": st.monitor.filter(|m| m.is_alive()).map(|m| m.pid),
             "ExitCode": st.exit_code,
             "StartedAt": time(st.started),
