@@ -113,6 +113,12 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
         r.set_path(root.clone());
     }
     check_supported(&spec)?;
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(resources) = linux.resources() {
+            let json = serde_json::to_vec(resources).unwrap_or_default();
+            linux.set_resources(Some(parse_resources(&json)?));
+        }
+    }
     add_default_devices(&mut spec)?;
     let process = spec
         .process()
@@ -638,6 +644,7 @@ pub fn update(paths: &Paths, id: &str, json: &[u8]) -> Result<(), ContainerError
     Ok(())
 }
 
+/// LinuxResources from JSON, with runc's reading of zeros and empty strings as "not set".
 fn parse_resources(json: &[u8]) -> Result<LinuxResources, ContainerError> {
     let mut value: serde_json::Value = serde_json::from_slice(json)
         .map_err(|e| ContainerError::Refused(format!("--resources: {e}")))?;

@@ -234,7 +234,20 @@ pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, Pr
         init::run(&cfg, child_sock, stub);
     }
     drop(child_sock);
+    let oom_score_adj = cfg.spec.process().as_ref().and_then(|p| p.oom_score_adj());
     drop(cfg);
+    if let Some(adj) = oom_score_adj {
+        // From here, through the host's /proc: the child may have no /proc of its own.
+        let path = format!("/proc/{pid}/oom_score_adj");
+        if let Err(e) = std::fs::write(&path, adj.to_string()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+            return Err(ProcessError::Init {
+                code: 125,
+                message: format!("process.oomScoreAdj {adj}: {e}"),
+            });
+        }
+    }
     Ok(Child {
         pid: Pid::from_raw(pid),
         born_in_cgroup,
