@@ -37,7 +37,7 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
     let mut spec = load_config(paths, &id)?;
     let mut proc_ = spec.process().clone().unwrap_or_default();
     if let Some(user) = &req.user {
-        proc_.set_user(resolve_user(init.pid, user)?);
+        crate::spec::set_process_user(&mut proc_, &resolve_user(init.pid, user)?);
     }
     let mut env = proc_.env().clone().unwrap_or_default();
     for var in &req.env {
@@ -133,13 +133,12 @@ pub fn spawn_in(
 }
 
 /// `-u USER` looked up in the running container's own files, through its root as the init sees it.
-fn resolve_user(init: i32, user: &str) -> Result<oci_spec::runtime::User, ContainerError> {
+fn resolve_user(init: i32, user: &str) -> Result<crate::security::user::UserIds, ContainerError> {
     let root_path = PathBuf::from(format!("/proc/{init}/root"));
     let root = crate::rootfs::open_dir(&root_path)
         .map_err(|e| ContainerError::Refused(format!("the container's root: {e}")))?;
-    let ids = crate::security::user::resolve(root.as_fd(), Some(user))
-        .map_err(|e| ContainerError::Refused(e.to_string()))?;
-    Ok(crate::spec::user(&ids))
+    crate::security::user::resolve(root.as_fd(), Some(user))
+        .map_err(|e| ContainerError::Refused(e.to_string()))
 }
 
 /// The init's namespace of `kind`, unless it is poc's own (e.g. `--network host`).

@@ -229,7 +229,7 @@ fn set_user(spec: &mut Spec, image_root: &Path, user: Option<&str>) -> Result<()
     let ids = crate::security::user::resolve(root.as_fd(), user)
         .map_err(|e| ContainerError::Refused(e.to_string()))?;
     if let Some(process) = spec.process_mut().as_mut() {
-        process.set_user(crate::spec::user(&ids));
+        crate::spec::set_process_user(process, &ids);
     }
     Ok(())
 }

@@ -253,6 +253,11 @@ fn check_supported(spec: &Spec) -> Result<(), ContainerError> {
             _ => {}
         }
     }
+    if !has_new_namespace(spec, LinuxNamespaceType::Mount) {
+        // The root is built and pivoted into inside the init's mount namespace: without a new one
+        // that would be the caller's (the host's) namespace.
+        return refuse("a container without a mount namespace of its own");
+    }
     if linux.intel_rdt().is_some() {
         return refuse("linux.intelRdt");
     }

@@ -232,12 +232,14 @@ fn setup_and_exec(
     if let Some(caps) = process.capabilities() {
         crate::security::apply_bounding(caps).map_err(|e| setup_err("capabilities")(&e))?;
     }
-    let uid = set_user(process)?;
-    // As the user: a directory it may not enter is refused, as runc does.
+    set_user(process)?;
+    // As the user, without effective capabilities (setuid cleared them): a directory it may not
+    // enter is refused, as runc does.
     nix::unistd::fchdir(&workdir)
         .map_err(|e| setup_err(&format!("working directory {}", process.cwd().display()))(&e))?;
     check_inside_root(process.cwd())?;
-    if let (Some(caps), 0) = (process.capabilities(), uid) {
+    if let Some(caps) = process.capabilities() {
+        // For any user, as runc: the Spec decides (poc's own Specs give a non-root user none).
         crate::security::apply_sets(caps).map_err(|e| setup_err("capabilities")(&e))?;
     }
     if let Some(gate) = &cfg.gate {
@@ -292,9 +294,10 @@ fn check_inside_root(cwd: &Path) -> Result<(), InitError> {
     }
 }
 
-/// Groups, gid, uid from the Spec (resolved by poc beforehand); returns the uid. A non-root user
-/// loses every capability here (the kernel clears them when the uid leaves 0), as with Docker.
-fn set_user(process: &Process) -> Result<u32, InitError> {
+/// Groups, gid, uid from the Spec (resolved by poc beforehand). The permitted set survives the
+/// change of uid (PR_SET_KEEPCAPS) so that the Spec's sets can be applied next; the effective set
+/// is empty until then.
+fn set_user(process: &Process) -> Result<(), InitError> {
     let user = process.user();
     let mut groups: Vec<nix::unistd::Gid> = vec![nix::unistd::Gid::from_raw(user.gid())];
     for gid in user.additional_gids().iter().flatten() {
@@ -306,13 +309,20 @@ fn set_user(process: &Process) -> Result<u32, InitError> {
     nix::unistd::setgroups(&groups).map_err(|e| setup_err("groups")(&e))?;
     nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid()))
         .map_err(|e| setup_err("gid")(&e))?;
+    let keep = process.capabilities().is_some() && user.uid() != 0;
+    if keep {
+        nix::sys::prctl::set_keepcaps(true).map_err(|e| setup_err("keep capabilities")(&e))?;
+    }
     nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid()))
         .map_err(|e| setup_err("uid")(&e))?;
+    if keep {
+        nix::sys::prctl::set_keepcaps(false).map_err(|e| setup_err("keep capabilities")(&e))?;
+    }
     // poc's own umask is not the container's: runc's default.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         user.umask().unwrap_or(0o022),
     ));
-    Ok(user.uid())
+    Ok(())
 }
 
 fn apply_rlimits(process: &Process) -> Result<(), InitError> {

@@ -668,6 +668,25 @@ pub fn user(ids: &crate::security::user::UserIds) -> oci_spec::runtime::User {
     user
 }
 
+/// Sets the process's user. As Docker does, a user other than root keeps only the bounding set:
+/// no effective, permitted, inheritable or ambient capabilities (the init applies the Spec's sets
+/// for any user, as runc does, so that is where a non-root user's capabilities are decided).
+pub fn set_process_user(
+    process: &mut oci_spec::runtime::Process,
+    ids: &crate::security::user::UserIds,
+) {
+    process.set_user(user(ids));
+    if ids.uid != 0 {
+        if let Some(mut caps) = process.capabilities().clone() {
+            caps.set_effective(None)
+                .set_permitted(None)
+                .set_inheritable(None)
+                .set_ambient(None);
+            process.set_capabilities(Some(caps));
+        }
+    }
+}
+
 /// Sets or replaces `KEY=VALUE` in an environment list.
 pub fn set_env(env: &mut Vec<String>, var: &str) {
     let key = var.split('=').next().unwrap_or(var);
