@@ -5,6 +5,8 @@
 #   scripts/setup.sh --deps     only the system packages the build and the tests need
 #   scripts/setup.sh --vm       only the packages of the cgroup v2 guest the tests also run in
 #   scripts/setup.sh --bench    only the packages of the benchmarks (peers and timing tools)
+#   scripts/setup.sh --oci      only the packages of the OCI work (peer runtimes and clients, runtime-tools)
+# The package options combine: scripts/setup.sh --deps --oci
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,7 @@ runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline imag
 test_packages=(iproute2 nftables)           # tests only: a simulated upstream host; reading poc's nft table
 vm_packages=(qemu-system-x86 cpio kmod python3) # tests only: the pure cgroup v2 guest (scripts/vm-test.sh)
 bench_packages=(runc crun hyperfine iperf3 docker.io gcc python3) # peers, timing and throughput tools, the raw-write peer, report maths
+oci_packages=(runc podman containerd docker.io golang-go make gcc libc6-dev) # the reference runtime; the clients that call an OCI runtime (podman brings conmon); Go, make and cgo's C compiler build runtime-tools (scripts/oci-validate.sh)
 
 install_packages() {
   local missing=()
@@ -29,22 +32,34 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-case "${1:-}" in
-  --deps) install_packages "${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}"; exit 0 ;;
-  --vm) install_packages "${vm_packages[@]}" "${runtime_packages[@]}"; exit 0 ;;
-  --bench)
-    # docker.io's postinst would start dockerd (its own bridge and firewall rules) on this machine:
-    # forbid service starts while installing, with a policy of our own only if the host has none.
-    own_policy=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
-    fi
-    install_packages "${bench_packages[@]}"
-    [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
-    exit 0 ;;
-  "") ;;
-  *) echo "usage: scripts/setup.sh [--deps|--vm|--bench]" >&2; exit 2 ;;
-esac
+# docker.io's postinst would start dockerd (its own bridge and firewall rules) on this machine:
+# forbid service starts while installing, with a policy of our own only if the host has none.
+install_packages_no_start() {
+  if [ -e /usr/sbin/policy-rc.d ]; then
+    install_packages "$@"
+    return
+  fi
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  install_packages "$@"
+  rm -f /usr/sbin/policy-rc.d
+  trap - EXIT
+}
+
+if [ $# -gt 0 ]; then
+  packages=()
+  for arg in "$@"; do
+    case "$arg" in
+      --deps) packages+=("${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}") ;;
+      --vm) packages+=("${vm_packages[@]}" "${runtime_packages[@]}") ;;
+      --bench) packages+=("${bench_packages[@]}") ;;
+      --oci) packages+=("${oci_packages[@]}") ;;
+      *) echo "usage: scripts/setup.sh [--deps] [--vm] [--bench] [--oci]" >&2; exit 2 ;;
+    esac
+  done
+  install_packages_no_start "${packages[@]}"
+  exit 0
+fi
 
 install_packages "${build_packages[@]}" "${runtime_packages[@]}"
 if ! command -v cargo >/dev/null; then
