@@ -247,13 +247,15 @@ fn check_supported(spec: &Spec) -> Result<(), ContainerError> {
         match (ns.typ(), ns.path()) {
             (LinuxNamespaceType::User, _) => return refuse("a user namespace"),
             (LinuxNamespaceType::Time, _) => return refuse("a time namespace"),
-            (LinuxNamespaceType::Mount, Some(_)) => {
-                return refuse("joining an existing mount namespace (namespaces[].path)")
-            }
             _ => {}
         }
     }
-    if !has_new_namespace(spec, LinuxNamespaceType::Mount) {
+    let mount_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount);
+    if !mount_ns {
         // The root is built and pivoted into inside the init's mount namespace: without a new one
         // that would be the caller's (the host's) namespace.
         return refuse("a container without a mount namespace of its own");
@@ -362,11 +364,19 @@ fn open_joined_namespaces(spec: &Spec) -> Result<Vec<(OwnedFd, CloneFlags)>, Con
             LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
             LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
             LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
             _ => continue,
         };
         let fd: OwnedFd = std::fs::File::open(path)
             .map_err(io("open the namespace", path))?
             .into();
+        if flag == CloneFlags::CLONE_NEWNS && same_namespace(&fd, "mnt") {
+            // The root is pivoted inside the mount namespace: never poc's (the host's) own.
+            return Err(ContainerError::Refused(format!(
+                "the mount namespace {} is poc's own: a container needs one of its own",
+                path.display()
+            )));
+        }
         if flag == CloneFlags::CLONE_NEWPID {
             nix::sched::setns(&fd, flag).map_err(|e| {
                 ContainerError::Refused(format!(
@@ -379,6 +389,13 @@ fn open_joined_namespaces(spec: &Spec) -> Result<Vec<(OwnedFd, CloneFlags)>, Con
         }
     }
     Ok(join)
+}
+
+/// Whether the namespace `fd` is the one of `kind` poc itself runs in.
+fn same_namespace(fd: &OwnedFd, kind: &str) -> bool {
+    let theirs = nix::sys::stat::fstat(fd);
+    let ours = nix::sys::stat::stat(format!("/proc/self/ns/{kind}").as_str());
+    matches!((theirs, ours), (Ok(a), Ok(b)) if a.st_dev == b.st_dev && a.st_ino == b.st_ino)
 }
 
 /// The start gate of an OCI container: a FIFO in its state directory (root's alone), opened here

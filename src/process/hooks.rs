@@ -41,8 +41,14 @@ pub fn run(hook: &Hook, state: &[u8]) -> Result<(), String> {
         .stderr(output.try_clone().map_err(|e| fail(&e))?);
     let mut child = command.spawn().map_err(|e| fail(&e))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its state is not an error.
+        // A hook that does not read its state is not an error, and its closed pipe must not kill
+        // poc (SIGPIPE has its default action outside `run` and `exec`).
+        // SAFETY: swapping a signal disposition in a single-threaded process, restored below.
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         let _ = stdin.write_all(state);
+        drop(stdin);
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGPIPE, previous) };
     }
     let timeout = hook
         .timeout()

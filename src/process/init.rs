@@ -175,7 +175,7 @@ fn setup_and_exec(
             if *new_keyring {
                 join_new_session_keyring()?;
             }
-            if has_namespace(spec, LinuxNamespaceType::Cgroup) {
+            if has_new_namespace(spec, LinuxNamespaceType::Cgroup) {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                     .map_err(|e| setup_err("cgroup namespace")(&e))?;
             }
@@ -411,6 +411,14 @@ fn join_new_session_keyring() -> Result<(), InitError> {
         Ok(_) | Err(nix::Error::ENOSYS) => Ok(()),
         Err(e) => Err(setup_err("session keyring")(&e)),
     }
+}
+
+/// A namespace of `typ` the init makes (one given by path is joined instead).
+fn has_new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == typ && n.path().is_none()))
 }
 
 fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
