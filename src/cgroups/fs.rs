@@ -35,6 +35,8 @@ pub enum CgroupError {
         "the freezer controller is not available on this host, so the container cannot be paused"
     )]
     NoFreezer,
+    #[error("{0} is not supported by poc")]
+    Unsupported(String),
     #[error(transparent)]
     Devices(#[from] super::devices::DeviceError),
 }

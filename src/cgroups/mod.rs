@@ -136,9 +136,10 @@ impl Manager {
     }
 
     fn plan(&self, resources: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
+        refuse_unsupported(resources, self.is_v2())?;
         match self {
             Manager::V1(m) => m.plan(resources),
-            Manager::V2(m) => Ok(m.plan(resources)),
+            Manager::V2(m) => m.plan(resources),
         }
     }
 
@@ -149,7 +150,7 @@ impl Manager {
         let mut done: Vec<Change> = Vec::new();
         for write in self.plan(resources)? {
             // Reading the previous value can fail too (a missing file): either way, undo.
-            let attempt = fs::read(&write.dir, write.file).and_then(|previous| {
+            let attempt = fs::read(&write.dir, &write.file).and_then(|previous| {
                 let started = std::time::Instant::now();
                 write.perform()?;
                 Ok((previous, started.elapsed().as_secs_f64() * 1e6))
@@ -158,7 +159,7 @@ impl Manager {
                 Ok(result) => result,
                 Err(e) => {
                     for change in done.iter().rev() {
-                        let _ = fs::write(&change.dir, change.file, &change.previous);
+                        let _ = fs::write(&change.dir, &change.file, &change.previous);
                     }
                     return Err(e);
                 }
@@ -355,25 +356,75 @@ impl Manager {
     }
 }
 
+/// Resources poc cannot set on this cgroup version are refused, never ignored: kernel memory
+/// limits (gone from current kernels), RDMA, and on v2 what has no v2 file (swappiness, the OOM
+/// killer switch, net_cls/net_prio, real-time CPU time, leaf weights); on v1 the raw `unified` map.
+fn refuse_unsupported(resources: &LinuxResources, v2: bool) -> Result<(), CgroupError> {
+    let refuse = |what: &str| Err(CgroupError::Unsupported(what.to_string()));
+    let version = if v2 { "cgroup v2" } else { "cgroup v1" };
+    if let Some(m) = resources.memory() {
+        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+            return refuse("memory.kernel and memory.kernelTCP (kernel memory limits)");
+        }
+        if m.use_hierarchy() == Some(false) {
+            return refuse("memory.useHierarchy false (the kernel always accounts hierarchically)");
+        }
+        if v2 && m.swappiness().is_some() {
+            return refuse("memory.swappiness on cgroup v2");
+        }
+        if v2 && m.disable_oom_killer() == Some(true) {
+            return refuse("memory.disableOOMKiller on cgroup v2");
+        }
+    }
+    if let Some(c) = resources.cpu() {
+        if v2 && (c.realtime_runtime().is_some() || c.realtime_period().is_some()) {
+            return refuse("cpu.realtimeRuntime and realtimePeriod on cgroup v2");
+        }
+        if !v2 && c.idle().is_some() {
+            return refuse("cpu.idle on cgroup v1");
+        }
+    }
+    if let Some(b) = resources.block_io() {
+        let leaf_weights = b.leaf_weight().is_some()
+            || b.weight_device()
+                .iter()
+                .flatten()
+                .any(|d| d.leaf_weight().is_some());
+        if leaf_weights {
+            return refuse("blockIO leafWeight");
+        }
+    }
+    if v2 && resources.network().is_some() {
+        return refuse("network (net_cls, net_prio) on cgroup v2");
+    }
+    if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        return refuse("rdma");
+    }
+    if !v2 && resources.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        return refuse(&format!("unified (raw cgroup v2 files) on {version}"));
+    }
+    Ok(())
+}
+
 /// One write of a limit: `value` into `dir/file`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Write {
     pub dir: PathBuf,
-    pub file: &'static str,
+    pub file: String,
     pub value: String,
 }
 
 impl Write {
-    fn new(dir: &Path, file: &'static str, value: &str) -> Self {
+    fn new(dir: &Path, file: impl Into<String>, value: &str) -> Self {
         Write {
             dir: dir.to_path_buf(),
-            file,
+            file: file.into(),
             value: value.to_string(),
         }
     }
 
     fn perform(&self) -> Result<(), CgroupError> {
-        fs::write(&self.dir, self.file, &self.value)
+        fs::write(&self.dir, &self.file, &self.value)
     }
 }
 
@@ -381,7 +432,7 @@ impl Write {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Change {
     pub dir: PathBuf,
-    pub file: &'static str,
+    pub file: String,
     pub value: String,
     pub previous: String,
     /// The write(2) as timed from user space, in microseconds.

@@ -95,14 +95,32 @@ impl V1Manager {
     pub fn plan(&self, resources: &LinuxResources) -> Result<Vec<super::Write>, CgroupError> {
         let mut plan = Vec::new();
         if let Some(memory) = resources.memory() {
+            let mut limit_writes = Vec::new();
             if let Some(limit) = memory.limit() {
                 let dir = self.require("memory", "memory")?;
-                plan.push(super::Write::new(
+                limit_writes.push(super::Write::new(
                     dir,
                     "memory.limit_in_bytes",
                     &limit.to_string(),
                 ));
             }
+            if let Some(swap) = memory.swap() {
+                let dir = self.require("memory", "memory and swap")?;
+                let memsw =
+                    super::Write::new(dir, "memory.memsw.limit_in_bytes", &swap.to_string());
+                // The kernel keeps memsw >= limit at every step: raising both, memsw goes first.
+                let current = fs::read(dir, "memory.memsw.limit_in_bytes")
+                    .ok()
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                    .unwrap_or(i64::MAX);
+                let raising = memory.limit().is_some_and(|l| l < 0 || l > current);
+                if raising {
+                    limit_writes.insert(0, memsw);
+                } else {
+                    limit_writes.push(memsw);
+                }
+            }
+            plan.extend(limit_writes);
             if let Some(soft) = memory.reservation() {
                 let dir = self.require("memory", "memory")?;
                 plan.push(super::Write::new(
@@ -110,6 +128,19 @@ impl V1Manager {
                     "memory.soft_limit_in_bytes",
                     &soft.to_string(),
                 ));
+            }
+            if let Some(swappiness) = memory.swappiness() {
+                let dir = self.require("memory", "swappiness")?;
+                plan.push(super::Write::new(
+                    dir,
+                    "memory.swappiness",
+                    &swappiness.to_string(),
+                ));
+            }
+            if let Some(disable) = memory.disable_oom_killer() {
+                let dir = self.require("memory", "the OOM killer")?;
+                let value = if disable { "1" } else { "0" };
+                plan.push(super::Write::new(dir, "memory.oom_control", value));
             }
         }
         if let Some(cpu) = resources.cpu() {
@@ -150,13 +181,100 @@ impl V1Manager {
                     mems,
                 ));
             }
+            if let Some(burst) = cpu.burst() {
+                plan.push(super::Write::new(
+                    self.require("cpu", "CPU burst")?,
+                    "cpu.cfs_burst_us",
+                    &burst.to_string(),
+                ));
+            }
+            // The period before the runtime, as for the CFS quota.
+            if let Some(period) = cpu.realtime_period() {
+                plan.push(super::Write::new(
+                    self.require("cpu", "real-time CPU time")?,
+                    "cpu.rt_period_us",
+                    &period.to_string(),
+                ));
+            }
+            if let Some(runtime) = cpu.realtime_runtime() {
+                plan.push(super::Write::new(
+                    self.require("cpu", "real-time CPU time")?,
+                    "cpu.rt_runtime_us",
+                    &runtime.to_string(),
+                ));
+            }
         }
         if let Some(pids) = resources.pids() {
+            let limit = pids.limit();
             plan.push(super::Write::new(
                 self.require("pids", "processes")?,
                 "pids.max",
-                &pids.limit().to_string(),
+                &if limit < 0 {
+                    "max".to_string()
+                } else {
+                    limit.to_string()
+                },
             ));
+        }
+        if let Some(io) = resources.block_io() {
+            if let Some(weight) = io.weight() {
+                let dir = self.require("blkio", "block I/O weight")?;
+                plan.push(super::Write::new(dir, "blkio.weight", &weight.to_string()));
+            }
+            for d in io.weight_device().iter().flatten() {
+                if let Some(weight) = d.weight() {
+                    let dir = self.require("blkio", "block I/O weight")?;
+                    let value = format!("{}:{} {weight}", d.major(), d.minor());
+                    plan.push(super::Write::new(dir, "blkio.weight_device", &value));
+                }
+            }
+            for (devices, file) in [
+                (
+                    io.throttle_read_bps_device(),
+                    "blkio.throttle.read_bps_device",
+                ),
+                (
+                    io.throttle_write_bps_device(),
+                    "blkio.throttle.write_bps_device",
+                ),
+                (
+                    io.throttle_read_iops_device(),
+                    "blkio.throttle.read_iops_device",
+                ),
+                (
+                    io.throttle_write_iops_device(),
+                    "blkio.throttle.write_iops_device",
+                ),
+            ] {
+                for d in devices.iter().flatten() {
+                    let dir = self.require("blkio", "block I/O bandwidth")?;
+                    let value = format!("{}:{} {}", d.major(), d.minor(), d.rate());
+                    plan.push(super::Write::new(dir, file, &value));
+                }
+            }
+        }
+        for limit in resources.hugepage_limits().iter().flatten() {
+            plan.push(super::Write::new(
+                self.require("hugetlb", "huge pages")?,
+                format!("hugetlb.{}.limit_in_bytes", limit.page_size()),
+                &limit.limit().to_string(),
+            ));
+        }
+        if let Some(network) = resources.network() {
+            if let Some(class_id) = network.class_id() {
+                plan.push(super::Write::new(
+                    self.require("net_cls", "the network class id")?,
+                    "net_cls.classid",
+                    &class_id.to_string(),
+                ));
+            }
+            for p in network.priorities().iter().flatten() {
+                plan.push(super::Write::new(
+                    self.require("net_prio", "network priorities")?,
+                    "net_prio.ifpriomap",
+                    &format!("{} {}", p.name(), p.priority()),
+                ));
+            }
         }
         Ok(plan)
     }

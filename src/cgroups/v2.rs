@@ -70,15 +70,31 @@ impl V2Manager {
     }
 
     /// The file writes that set `resources`.
-    pub fn plan(&self, resources: &LinuxResources) -> Vec<super::Write> {
+    pub fn plan(&self, resources: &LinuxResources) -> Result<Vec<super::Write>, CgroupError> {
         let mut plan = Vec::new();
         let leaf = &self.leaf;
         if let Some(memory) = resources.memory() {
             if let Some(limit) = memory.limit() {
-                plan.push(super::Write::new(leaf, "memory.max", &limit.to_string()));
+                plan.push(super::Write::new(leaf, "memory.max", &max_or(limit)));
             }
             if let Some(soft) = memory.reservation() {
-                plan.push(super::Write::new(leaf, "memory.high", &soft.to_string()));
+                plan.push(super::Write::new(leaf, "memory.high", &max_or(soft)));
+            }
+            if let Some(swap) = memory.swap() {
+                // OCI's swap is memory + swap; v2 limits the swap alone.
+                let value = match (swap, memory.limit()) {
+                    (-1, _) => "max".to_string(),
+                    (swap, Some(limit)) if limit >= 0 && swap >= limit => {
+                        (swap - limit).to_string()
+                    }
+                    _ => {
+                        return Err(CgroupError::Unsupported(
+                            "memory.swap without a memory.limit at most as large, on cgroup v2"
+                                .into(),
+                        ))
+                    }
+                };
+                plan.push(super::Write::new(leaf, "memory.swap.max", &value));
             }
         }
         if let Some(cpu) = resources.cpu() {
@@ -103,16 +119,73 @@ impl V2Manager {
             if let Some(mems) = cpu.mems() {
                 plan.push(super::Write::new(leaf, "cpuset.mems", mems));
             }
+            if let Some(idle) = cpu.idle() {
+                plan.push(super::Write::new(leaf, "cpu.idle", &idle.to_string()));
+            }
+            if let Some(burst) = cpu.burst() {
+                plan.push(super::Write::new(leaf, "cpu.max.burst", &burst.to_string()));
+            }
         }
         if let Some(pids) = resources.pids() {
+            plan.push(super::Write::new(leaf, "pids.max", &max_or(pids.limit())));
+        }
+        if let Some(io) = resources.block_io() {
+            if let Some(weight) = io.weight() {
+                plan.push(super::Write::new(
+                    leaf,
+                    "io.weight",
+                    &format!("default {}", blkio_to_io_weight(weight)),
+                ));
+            }
+            for d in io.weight_device().iter().flatten() {
+                if let Some(weight) = d.weight() {
+                    let value =
+                        format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(weight));
+                    plan.push(super::Write::new(leaf, "io.weight", &value));
+                }
+            }
+            for (devices, key) in [
+                (io.throttle_read_bps_device(), "rbps"),
+                (io.throttle_write_bps_device(), "wbps"),
+                (io.throttle_read_iops_device(), "riops"),
+                (io.throttle_write_iops_device(), "wiops"),
+            ] {
+                for d in devices.iter().flatten() {
+                    let value = format!("{}:{} {key}={}", d.major(), d.minor(), d.rate());
+                    plan.push(super::Write::new(leaf, "io.max", &value));
+                }
+            }
+        }
+        for limit in resources.hugepage_limits().iter().flatten() {
             plan.push(super::Write::new(
                 leaf,
-                "pids.max",
-                &pids.limit().to_string(),
+                format!("hugetlb.{}.max", limit.page_size()),
+                &max_or(limit.limit()),
             ));
         }
-        plan
+        for (file, value) in resources.unified().iter().flatten() {
+            // One file of this leaf: a plain name, never a path, never the cgroup.* core files.
+            if file.contains('/') || file.starts_with("cgroup.") || file.starts_with('.') {
+                return Err(CgroupError::Unsupported(format!("unified key {file:?}")));
+            }
+            plan.push(super::Write::new(leaf, file.clone(), value));
+        }
+        Ok(plan)
     }
+}
+
+/// A limit, or "max" for OCI's -1 (unlimited).
+fn max_or(value: i64) -> String {
+    if value < 0 {
+        "max".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// blkio.weight (10..1000) to io.weight (1..10000), as runc and crun map it.
+fn blkio_to_io_weight(weight: u16) -> u64 {
+    1 + (u64::from(weight.clamp(10, 1000)) - 10) * 9999 / 990
 }
 
 #[cfg(test)]
@@ -167,6 +240,52 @@ mod tests {
     }
 
     #[test]
+    fn oci_swap_io_and_hugetlb_become_v2_values() {
+        let (_tmp, m) = fake_tree();
+        let resources: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":100,"swap":300},"pids":{"limit":-1},
+                "blockIO":{"weight":10,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1000}]},
+                "hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#,
+        )
+        .unwrap();
+        let writes: Vec<(String, String)> = m
+            .plan(&resources)
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.file, w.value))
+            .collect();
+        let has = |f: &str, v: &str| writes.contains(&(f.to_string(), v.to_string()));
+        assert!(
+            has("memory.max", "100") && has("memory.swap.max", "200"),
+            "{writes:?}"
+        );
+        assert!(
+            has("pids.max", "max") && has("io.weight", "default 1"),
+            "{writes:?}"
+        );
+        assert!(
+            has("io.max", "8:0 rbps=1000") && has("hugetlb.2MB.max", "4194304"),
+            "{writes:?}"
+        );
+    }
+
+    #[test]
+    fn what_v2_cannot_do_is_refused_not_ignored() {
+        let (_tmp, m) = fake_tree();
+        for json in [
+            r#"{"memory":{"swappiness":10}}"#,
+            r#"{"memory":{"kernel":1000000}}"#,
+            r#"{"network":{"classID":1}}"#,
+            r#"{"memory":{"swap":300}}"#,
+            r#"{"unified":{"../x":"1"}}"#,
+        ] {
+            let resources: LinuxResources = serde_json::from_str(json).unwrap();
+            let manager = super::super::Manager::V2(m.clone());
+            assert!(manager.update(&resources).is_err(), "{json} was accepted");
+        }
+    }
+
+    #[test]
     fn limits_are_written_in_v2_files() {
         let (tmp, m) = fake_tree();
         let resources = LinuxResourcesBuilder::default()
@@ -189,7 +308,7 @@ mod tests {
             .pids(LinuxPidsBuilder::default().limit(30i64).build().unwrap())
             .build()
             .unwrap();
-        for w in m.plan(&resources) {
+        for w in m.plan(&resources).unwrap() {
             w.perform().unwrap();
         }
         let read = |f: &str| std::fs::read_to_string(tmp.path().join("poc/leaf").join(f)).unwrap();
@@ -213,6 +332,7 @@ mod tests {
             .unwrap();
         let err = m
             .plan(&resources)
+            .unwrap()
             .iter()
             .try_for_each(|w| w.perform())
             .unwrap_err()

@@ -220,7 +220,10 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
     }
     st.limits.merge(limits);
     state::save(paths, &st)?;
-    let written: Vec<(&str, String)> = changes.iter().map(|c| (c.file, c.value.clone())).collect();
+    let written: Vec<(&str, String)> = changes
+        .iter()
+        .map(|c| (c.file.as_str(), c.value.clone()))
+        .collect();
     events::record(paths, &st, "update", &written);
     Ok(UpdateReport {
         id,

@@ -184,7 +184,11 @@ impl Containerd {
         self.env.assert_clean(&[], mounts_kept, daemons);
         // The shim gives the runtime `--root RUNTIME_ROOT/<namespace>`: files at the top of that
         // (poc's events journal, a lock) may stay, per-container state may not.
-        for namespace in std::fs::read_dir(runtime_root).into_iter().flatten().flatten() {
+        for namespace in std::fs::read_dir(runtime_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             self.env.assert_no_runtime_state(&namespace.path());
         }
     }
