@@ -35,7 +35,7 @@ pub enum CgroupError {
         "the freezer controller is not available on this host, so the container cannot be paused"
     )]
     NoFreezer,
-    #[error("{0} is not supported by poc")]
+    #[error("poc does not support {0}")]
     Unsupported(String),
     #[error(transparent)]
     Devices(#[from] super::devices::DeviceError),
