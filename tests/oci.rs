@@ -961,8 +961,9 @@ fn update_resources_from_a_file_or_stdin_sets_limits_and_zeros_change_nothing() 
     assert_eq!(read_trimmed(&pids), "50");
     assert_eq!(read_trimmed(&cpu), cpu_before, "shares 0 is no change");
 
+    // From stdin, in go-runc's words (docker update through containerd).
     let mut child = oci
-        .command(&["update", "--resources", "-", "limits"])
+        .command(&["update", "--resources=-", "limits"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1286,7 +1287,7 @@ fn what_poc_cannot_do_is_refused_in_one_line_and_leaves_nothing() {
 }
 
 #[test]
-fn log_json_records_failures_and_version_prints_three_lines() {
+fn log_json_records_failures_and_version_prints_three_lines_even_after_global_flags() {
     let oci = Oci::new();
     let log = oci.env.dir.path().join("log.json");
     let log_arg = log.to_str().unwrap();
@@ -1316,13 +1317,19 @@ fn log_json_records_failures_and_version_prints_three_lines() {
         );
     }
 
-    let out = oci.env.poc(&["--version"]);
-    assert!(out.status.success());
-    let text = stdout(&out);
-    let version: Vec<&str> = text.lines().collect();
-    assert_eq!(version.len(), 3, "{text}");
-    assert!(version[0].starts_with("poc version "), "{text}");
-    assert!(version[1].starts_with("commit: "), "{text}");
-    assert!(version[2].starts_with("spec: 1."), "{text}");
+    // Alone, and after the global flags, as containerd's go-runc asks.
+    for out in [
+        oci.env.poc(&["--version"]),
+        oci.poc(&["--log", log_arg, "--log-format", "json", "--version"]),
+    ] {
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let version: Vec<&str> = text.lines().collect();
+        assert_eq!(version.len(), 3, "{text}");
+        assert!(version[0].starts_with("poc version "), "{text}");
+        assert!(version[1].starts_with("commit: "), "{text}");
+        assert!(version[2].starts_with("spec: 1."), "{text}");
+    }
+    assert_eq!(lines_of(&log).len(), 2, "no error logged");
     oci.assert_clean();
 }
