@@ -30,13 +30,18 @@ use crate::config::{
 #[derive(Parser)]
 #[command(
     name = "poc",
-    about = "A container runtime that tells you what containers cost"
+    about = "A container runtime that tells you what containers cost",
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(flatten)]
     globals: Globals,
+    /// Print the version (runc's three lines).
+    // Also after global flags: containerd's go-runc asks `--root R --log L --log-format json --version`.
+    #[arg(short = 'v', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 /// Where poc keeps things; every command takes these, also from the environment.
@@ -225,11 +230,26 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    let command = match cli.command {
+        _ if cli.version => {
+            print_version();
+            return 0;
+        }
+        Some(command) => command,
+        None => {
+            use clap::CommandFactory;
+            let missing = Cli::command().error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is required",
+            );
+            return usage_error(missing);
+        }
+    };
     // Printing commands end quietly when their reader goes away (`poc ps | head -1`), as Unix tools
     // do. `run` and `exec` relay a container's output and must outlive a closed reader: for them a
     // write error loses that output, never the process that reaps and records the container.
     if matches!(
-        cli.command,
+        command,
         Command::Run(_) | Command::Exec(_) | Command::Create(_)
     ) {
         // They start container processes, which set their stdio up on fds 0-2.
@@ -239,7 +259,7 @@ pub fn main() -> i32 {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let paths = cli.globals.paths();
-    let result = match cli.command {
+    let result = match command {
         Command::Init(args) => init::run(&paths, args),
         Command::Images(args) => images::run(&paths, args),
         Command::Rmi(args) => rmi::run(&paths, args),

@@ -486,6 +486,7 @@ pub fn start(paths: &Paths, id: &str) -> Result<(), ContainerError> {
         e => io("open", &fifo)(e.into()),
     })?;
     nix::unistd::write(&gate, b"S").map_err(|e| io("write", &fifo)(e.into()))?;
+    wait_until_unread(&gate).map_err(|e| io("wait on", &fifo)(e.into()))?;
     drop(gate);
     let _ = std::fs::remove_file(&fifo);
     st.status = Status::Running;
@@ -504,6 +505,23 @@ pub fn start(paths: &Paths, id: &str) -> Result<(), ContainerError> {
         }
     }
     Ok(())
+}
+
+/// Returns once nobody holds the start FIFO open for reading: the init holds it (close-on-exec)
+/// through its startContainer hooks until it executes the command (or dies). poststart hooks run
+/// after the command is executed (runtime spec), and `start` returns only then, as runc's does.
+fn wait_until_unread(gate: &OwnedFd) -> nix::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    // On a FIFO's write end, poll reports POLLERR once it has no reader, whatever was asked.
+    let mut fds = [PollFd::new(gate.as_fd(), PollFlags::empty())];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) if fds[0].revents().is_some_and(|r| !r.is_empty()) => return Ok(()),
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The OCI state of a container (runc's fields: rootfs, created and owner besides the spec's).

@@ -260,12 +260,13 @@ impl Child {
     /// Lets the child set up (root, privileges...) and waits until it is ready at its start gate.
     /// Returns the pty master when the Spec asks for a terminal.
     pub fn prepare(&mut self, release: Release) -> Result<Option<OwnedFd>, ProcessError> {
-        self.go(release.state)?;
-        let (pty, ready) = self.receive(true, release.runtime_hooks)?;
-        if !ready {
-            return Err(ProcessError::Sync(nix::Error::EPIPE));
-        }
-        Ok(pty)
+        let prepared = self.go(release.state).and_then(|()| {
+            match self.receive(true, release.runtime_hooks)? {
+                (pty, true) => Ok(pty),
+                (_, false) => Err(ProcessError::Sync(nix::Error::EPIPE)),
+            }
+        });
+        self.reaped_on_error(prepared)
     }
 
     /// Opens the gate of a prepared child (`gate` is the parent's end of its `gate_pipe`) and
@@ -275,9 +276,10 @@ impl Child {
         gate: OwnedFd,
         pty_master: Option<OwnedFd>,
     ) -> Result<Running, ProcessError> {
-        nix::unistd::write(&gate, b"S").map_err(ProcessError::Sync)?;
+        let opened = nix::unistd::write(&gate, b"S").map_err(ProcessError::Sync);
         drop(gate);
-        let (pty, _) = self.receive(false, &mut || Ok(()))?;
+        let ran = opened.and_then(|_| self.receive(false, &mut || Ok(())));
+        let (pty, _) = self.reaped_on_error(ran)?;
         Ok(Running {
             pid: self.pid,
             pty_master: pty_master.or(pty),
@@ -287,12 +289,26 @@ impl Child {
     /// Lets a child without a gate go on; returns once the exec happened, or with the child's own
     /// error (command not found, mount refused...).
     pub fn release(self) -> Result<Running, ProcessError> {
-        self.go(b"{}")?;
-        let (pty_master, _) = self.receive(false, &mut || Ok(()))?;
+        let ran = self
+            .go(b"{}")
+            .and_then(|()| self.receive(false, &mut || Ok(())));
+        let (pty_master, _) = self.reaped_on_error(ran)?;
         Ok(Running {
             pid: self.pid,
             pty_master,
         })
+    }
+
+    /// A child that fails before its command runs is killed (it may still be waiting on us) and
+    /// reaped here. Left as a zombie it would pass to poc's caller when poc exits (conmon and
+    /// containerd's shim are subreapers), and an exec'd one would keep the container's pid
+    /// namespace, and so its init, from ending until someone reaped it.
+    fn reaped_on_error<T>(&self, result: Result<T, ProcessError>) -> Result<T, ProcessError> {
+        if result.is_err() {
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+            while nix::sys::wait::waitpid(self.pid, None) == Err(nix::Error::EINTR) {}
+        }
+        result
     }
 
     fn go(&self, state: &[u8]) -> Result<(), ProcessError> {
