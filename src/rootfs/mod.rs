@@ -82,12 +82,21 @@ pub fn prepare(
         .as_ref()
         .map(|r| r.path().clone())
         .unwrap_or_else(|| PathBuf::from("rootfs"));
-    // Nothing we mount from here on may propagate back to the host.
+    // Nothing we mount from here on may propagate back to the host. A container asking for
+    // slave or shared propagation keeps receiving the host's mounts (slave), never sends its own.
+    let propagation = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    let first = match propagation.as_deref() {
+        Some("slave" | "rslave" | "shared" | "rshared") => MsFlags::MS_SLAVE,
+        _ => MsFlags::MS_PRIVATE,
+    };
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | first,
         None::<&str>,
     )
     .map_err(sys("make private", Path::new("/")))?;
