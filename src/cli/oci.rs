@@ -52,6 +52,8 @@ pub struct PauseArgs {
 }
 
 pub fn create(paths: &Paths, args: CreateArgs, systemd_cgroup: bool) -> Result<i32, super::Exit> {
+    // First: nothing of poc's may be open yet where the caller's descriptors should be.
+    crate::process::check_preserved_fds(args.preserve_fds).map_err(|e| exit(e.into()))?;
     if args.no_pivot {
         return Err(anyhow::anyhow!(
             "--no-pivot is not supported: poc always pivots into the container's root"
@@ -141,6 +143,8 @@ pub struct ExecArgs {
 }
 
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32, super::Exit> {
+    // First: nothing of poc's may be open yet where the caller's descriptors should be.
+    crate::process::check_preserved_fds(args.preserve_fds).map_err(|e| exit(e.into()))?;
     oci::exec(
         paths,
         oci::ExecRequest {

@@ -109,8 +109,14 @@ fn isolate_descriptors(cfg: &ChildConfig, sock: &OwnedFd, stub: &OwnedFd) -> Res
             keep.extend(namespaces.iter().map(|(fd, _)| fd.as_raw_fd()));
         }
     }
-    // The caller's descriptors it asked to pass on stay open across exec.
+    // The caller's descriptors it asked to pass on stay open across exec; never one of poc's own
+    // (the CLI checked that the caller's were all open before poc opened anything).
     for fd in 3..3 + cfg.preserve_fds as RawFd {
+        if keep.contains(&fd) {
+            return Err(InitError::Setup(format!(
+                "--preserve-fds: descriptor {fd} is poc's own, not the caller's"
+            )));
+        }
         keep.push(fd);
         // SAFETY: F_SETFD on a descriptor number; a closed one fails with EBADF.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {

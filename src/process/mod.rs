@@ -37,6 +37,8 @@ pub enum ProcessError {
         op: &'static str,
         source: nix::Error,
     },
+    #[error("--preserve-fds {count}: descriptor {fd} is not open (the caller passes 3 .. 3+N)")]
+    PreserveFds { count: u32, fd: RawFd },
 }
 
 impl ProcessError {
@@ -102,6 +104,20 @@ pub fn ensure_standard_descriptors() {
             unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
         }
     }
+}
+
+/// `--preserve-fds N` hands the caller's descriptors 3 .. 3+N to the container's process. Checked
+/// before poc opens anything of its own: a number the caller left free would be filled by one of
+/// poc's descriptors (the start gate, the cgroup directory the process is born in, a namespace),
+/// and the container would be given it, with a way to the host's root.
+pub fn check_preserved_fds(count: u32) -> Result<(), ProcessError> {
+    for fd in 3..3 + count as RawFd {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(ProcessError::PreserveFds { count, fd });
+        }
+    }
+    Ok(())
 }
 
 /// Pipes for a container's stdio: the child's ends and the parent's.

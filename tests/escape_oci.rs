@@ -1,0 +1,295 @@
+//! Attacks on the OCI front door (`poc create --bundle`, `start`, `exec --process`), performed for
+//! real: a hostile process in the container (tests/attack/oci.c does the work there) or a hostile
+//! bundle root filesystem tries to reach the host through what poc does for a runtime's caller.
+//! Each test asserts the refusal; where a defence already held, the attack stays as a regression
+//! test. The bundles are built here: busybox and the attack programs, a config.json like runc's.
+
+mod common;
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_error, attack_dir, stderr, stdout, Env};
+
+/// Docker's default capabilities: what a container of podman, containerd or dockerd gets.
+const DOCKER_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+fn caps_json(caps: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "bounding": caps, "effective": caps, "permitted": caps,
+    })
+}
+
+/// A file only the host can see, holding a token no container may ever read.
+struct HostMarker {
+    path: String,
+    token: String,
+}
+
+fn host_marker(env: &Env) -> HostMarker {
+    let token = format!("host-only-{}-{}", std::process::id(), env.cgroup_parent);
+    let path = env.dir.path().join("host-marker");
+    std::fs::write(&path, &token).unwrap();
+    HostMarker {
+        path: path.to_string_lossy().into_owned(),
+        token,
+    }
+}
+
+/// An OCI bundle: a busybox root filesystem and a config.json to adjust before `write`.
+struct Bundle {
+    dir: PathBuf,
+    config: serde_json::Value,
+}
+
+impl Bundle {
+    /// A bundle under the Env's directory whose process runs `args`, as runc's default config
+    /// describes it (its namespaces, mounts, masked and read-only paths) with Docker's
+    /// capabilities, and the attack programs bound read-only at /attack.
+    fn new(env: &Env, name: &str, args: &[&str]) -> Self {
+        let dir = env.dir.path().join("bundles").join(name);
+        let rootfs = dir.join("rootfs");
+        for sub in ["bin", "proc", "sys", "dev", "tmp", "etc", "attack"] {
+            std::fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "cat", "grep", "sleep", "true", "ls", "echo", "mkdir"] {
+            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "hostname": "oci",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/bin"],
+                "cwd": "/",
+                "capabilities": caps_json(&DOCKER_CAPS),
+                "noNewPrivileges": true,
+            },
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                 "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                 "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+                {"destination": "/attack", "type": "bind",
+                 "source": attack_dir().to_string_lossy(), "options": ["rbind", "ro"]},
+            ],
+            "linux": {
+                "namespaces": [
+                    {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
+                    {"type": "mount"}, {"type": "cgroup"},
+                ],
+                "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                  "/proc/sysrq-trigger"],
+            },
+        });
+        Bundle { dir, config }
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    fn write(&self) {
+        let text = serde_json::to_vec_pretty(&self.config).unwrap();
+        std::fs::write(self.dir.join("config.json"), text).unwrap();
+    }
+}
+
+/// Where the container `id`'s output goes: `create` hands its own stdout and stderr to the init.
+fn output_file(env: &Env, id: &str) -> PathBuf {
+    env.dir.path().join(format!("{id}.out"))
+}
+
+/// `poc create --bundle DIR EXTRA... ID` with stdout and stderr in a file (the init keeps them:
+/// pipes would never end); returns poc's status and what it wrote itself.
+fn create(env: &Env, bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
+    bundle.write();
+    let bundle_dir = bundle.dir.to_string_lossy().into_owned();
+    let mut args = vec!["create", "--bundle", &bundle_dir];
+    args.extend_from_slice(extra);
+    args.push(id);
+    run_logged(env.command(&args), &output_file(env, id))
+}
+
+/// Runs `cmd` with stdout and stderr appended to `file`; returns its status and what it added.
+fn run_logged(mut cmd: Command, file: &Path) -> Output {
+    let before = std::fs::read(file).map(|t| t.len()).unwrap_or(0);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .unwrap();
+    let status = cmd
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .expect("poc runs");
+    let text = std::fs::read(file).unwrap();
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr: text[before..].to_vec(),
+    }
+}
+
+fn poc_ok(env: &Env, args: &[&str]) -> Output {
+    let out = env.poc(args);
+    assert!(out.status.success(), "poc {args:?}: {}", stderr(&out));
+    out
+}
+
+/// `poc exec --process FILE EXTRA... ID` of `process` (a process.json), output appended to the
+/// container's file.
+fn exec(env: &Env, id: &str, process: &serde_json::Value, extra: &[&str]) -> Output {
+    let file = env.dir.path().join(format!("{id}-process.json"));
+    std::fs::write(&file, serde_json::to_vec(process).unwrap()).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let mut args = vec!["exec", "--process", &file];
+    args.extend_from_slice(extra);
+    args.push(id);
+    run_logged(env.command(&args), &output_file(env, id))
+}
+
+/// A process.json running `args` as root in /, with `caps` if given.
+fn process(args: &[&str], caps: Option<&[&str]>) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "args": args, "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+    });
+    if let Some(caps) = caps {
+        p["capabilities"] = caps_json(caps);
+    }
+    p
+}
+
+fn container_output(env: &Env, id: &str) -> String {
+    std::fs::read_to_string(output_file(env, id)).unwrap_or_default()
+}
+
+/// Waits until the container's output holds `needle`, and returns the output.
+fn wait_output(env: &Env, id: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = container_output(env, id);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in {id}'s output: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_no_escape(text: &str, what: &str) {
+    assert!(!text.contains("ESCAPE"), "{what}: {text}");
+}
+
+fn oci_status(env: &Env, id: &str) -> String {
+    let out = poc_ok(env, &["state", id]);
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    state["status"].as_str().unwrap_or_default().to_string()
+}
+
+fn delete(env: &Env, id: &str) {
+    poc_ok(env, &["delete", "--force", id]);
+}
+
+/// `--preserve-fds N` hands the caller's descriptors 3 .. 3+N to the container. When the caller
+/// holds fewer, the numbers it did not fill were poc's own when the container's process set
+/// itself up: the start gate's FIFO, the cgroup directory it was born in (a directory of the
+/// host's, from which `..` climbs to the host's root), the exec stub. They must never be passed on.
+#[test]
+fn preserve_fds_beyond_what_the_caller_holds_are_refused() {
+    let env = Env::new();
+    let marker = host_marker(&env);
+    let fds = ["/attack/oci", "fds", &marker.path, &marker.token];
+    let bundle = Bundle::new(&env, "fds", &fds);
+    // The test holds no descriptor beyond stdio in its children: Rust opens everything
+    // close-on-exec.
+    let out = create(&env, &bundle, "fds", &["--preserve-fds", "3"]);
+    if out.status.success() {
+        poc_ok(&env, &["start", "fds"]);
+        let text = wait_output(&env, "fds", "fds done");
+        delete(&env, "fds");
+        panic!("create --preserve-fds 3 without the descriptors ran: {text}");
+    }
+    assert_error(&out, 125, "--preserve-fds");
+
+    // What the caller does hold is passed on, and nothing else.
+    let passed = env.dir.path().join("passed");
+    std::fs::write(&passed, "the caller's").unwrap();
+    let file = std::fs::File::open(&passed).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
+    bundle.write();
+    let bundle_dir = bundle.dir.to_string_lossy().into_owned();
+    let mut cmd = env.command(&[
+        "create",
+        "--bundle",
+        &bundle_dir,
+        "--preserve-fds",
+        "1",
+        "fds",
+    ]);
+    // SAFETY: between fork and exec, on descriptor numbers the child owns: the file onto 3, kept
+    // open across exec (dup2 onto itself would leave it close-on-exec).
+    unsafe {
+        cmd.pre_exec(move || {
+            let ret = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            match ret {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        });
+    }
+    let out = run_logged(cmd, &output_file(&env, "fds"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    poc_ok(&env, &["start", "fds"]);
+    let text = wait_output(&env, "fds", "fds done");
+    assert_no_escape(&text, "create --preserve-fds 1");
+    assert!(text.contains("fd 3 mode 100000"), "{text}");
+    assert!(!text.contains("fd 4"), "{text}");
+
+    // exec --preserve-fds, into the running container, alike.
+    let out = exec(
+        &env,
+        "fds",
+        &process(&fds, Some(&DOCKER_CAPS)),
+        &["--preserve-fds", "3"],
+    );
+    assert_no_escape(&container_output(&env, "fds"), "exec --preserve-fds 3");
+    assert_error(&out, 125, "--preserve-fds");
+    delete(&env, "fds");
+}
