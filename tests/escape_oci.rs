@@ -293,3 +293,64 @@ fn preserve_fds_beyond_what_the_caller_holds_are_refused() {
     assert_error(&out, 125, "--preserve-fds");
     delete(&env, "fds");
 }
+
+/// Between `create` and `start` the init waits at its start gate holding poc's binary, the gate's
+/// FIFO and the host's view until pivot. `exec` may join a created container: the process it runs
+/// must get no more than the container's own (a process.json without `capabilities` is the
+/// container's set, as runc gives it; a config.json without them is none at all), so that it can
+/// neither reach the init (not dumpable: CAP_SYS_PTRACE would be needed) nor start it early by
+/// writing to its gate, nor mount.
+#[test]
+fn exec_into_a_created_container_cannot_reach_its_init_or_start_it() {
+    let env = Env::new();
+    let marker = host_marker(&env);
+    let poc = std::fs::metadata(env!("CARGO_BIN_EXE_poc")).unwrap();
+    let (dev, ino) = (poc.dev().to_string(), poc.ino().to_string());
+    let attack = [
+        "/attack/oci",
+        "init",
+        "1",
+        &marker.path,
+        &marker.token,
+        &dev,
+        &ino,
+    ];
+    let bundle = Bundle::new(&env, "gate", &["sh", "-c", "echo started"]);
+    let out = create(&env, &bundle, "gate", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runc_default = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    for (caps, what) in [
+        (Some(&DOCKER_CAPS[..]), "Docker's capabilities"),
+        (Some(&runc_default[..]), "runc's default capabilities"),
+        (None, "no capabilities in process.json"),
+    ] {
+        let out = exec(&env, "gate", &process(&attack, caps), &[]);
+        let text = container_output(&env, "gate");
+        assert_no_escape(&text, what);
+        assert!(out.status.code().is_some(), "{what}: {}", stderr(&out));
+        assert!(text.ends_with("init done\n"), "{what}: {text}");
+        assert_eq!(oci_status(&env, "gate"), "created", "{what}: {text}");
+        assert!(!text.contains("started"), "{what}: {text}");
+    }
+    poc_ok(&env, &["start", "gate"]);
+    wait_output(&env, "gate", "started");
+    delete(&env, "gate");
+
+    // A config.json without capabilities: the init has none (runc's reading), not root's all.
+    let mut bundle = Bundle::new(&env, "nocaps", &["grep", "^Cap", "/proc/self/status"]);
+    bundle.config["process"]
+        .as_object_mut()
+        .unwrap()
+        .remove("capabilities");
+    let out = create(&env, &bundle, "nocaps", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    poc_ok(&env, &["start", "nocaps"]);
+    let text = wait_output(&env, "nocaps", "CapAmb");
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert!(
+            text.contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {text}"
+        );
+    }
+    delete(&env, "nocaps");
+}

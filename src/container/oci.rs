@@ -13,7 +13,10 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
+use oci_spec::runtime::{
+    Capabilities, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxNamespaceType, LinuxResources,
+    Process, Spec,
+};
 
 use super::state::{self, Observed, State, StateError, Status};
 use super::{destroy, events, io, load_config, ContainerError, Front, Prepared};
@@ -113,6 +116,12 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
         r.set_path(root.clone());
     }
     check_supported(&spec)?;
+    // No capabilities listed means none (runc's reading), never all of root's.
+    if let Some(process) = spec.process_mut() {
+        if process.capabilities().is_none() {
+            process.set_capabilities(Some(no_capabilities()));
+        }
+    }
     if let Some(linux) = spec.linux_mut() {
         if let Some(resources) = linux.resources() {
             let json = serde_json::to_vec(resources).unwrap_or_default();
@@ -203,6 +212,19 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
         Ok(())
     });
     made.map_err(|e| e.with_cleanup(destroy(paths, &p.state)))
+}
+
+/// Every capability set empty (oci-spec's default would be three capabilities).
+fn no_capabilities() -> LinuxCapabilities {
+    let none = Capabilities::new;
+    LinuxCapabilitiesBuilder::default()
+        .bounding(none())
+        .effective(none())
+        .inheritable(none())
+        .permitted(none())
+        .ambient(none())
+        .build()
+        .expect("empty capability sets")
 }
 
 /// `root.path`, relative to the bundle when it is not absolute.
@@ -769,9 +791,17 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
             "process.apparmorProfile (AppArmor) is not supported by poc".into(),
         ));
     }
+    let mut spec = load_config(paths, &st.id)?;
+    // A process.json without capabilities gets the container's (runc's reading), never root's all.
+    if process.capabilities().is_none() {
+        let container = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().clone());
+        process.set_capabilities(Some(container.unwrap_or_else(no_capabilities)));
+    }
     crate::security::check_grantable(&process)
         .map_err(|e| ContainerError::Refused(e.to_string()))?;
-    let mut spec = load_config(paths, &st.id)?;
     spec.set_process(Some(process));
     let stdio = if terminal {
         ChildStdio::Terminal
