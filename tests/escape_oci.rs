@@ -354,3 +354,62 @@ fn exec_into_a_created_container_cannot_reach_its_init_or_start_it() {
     }
     delete(&env, "nocaps");
 }
+
+/// Waits for `child` up to `limit`; kills it (our own child, by its pid) if it is still running.
+fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An exec'd process reaches its command through poc's exec stub, and keeps the sync channel
+/// across that one exec to report a command that cannot run. An exec makes a process dumpable:
+/// the container's root, stopping each new process again and again with SIGSTOP (it lands right
+/// after the exec, before the stub's first instruction), took the channel with pidfd_getfd.
+/// Whoever holds it decides when `poc exec` returns (never: it waits for the channel's end) and
+/// what it reports (an error, a forged pty master). The stub must run undumpable.
+#[test]
+fn a_container_cannot_take_the_sync_channel_of_a_process_exec_starts() {
+    const ROUNDS: usize = 25;
+    let env = Env::new();
+    let bundle = Bundle::new(&env, "thief", &["/attack/oci", "steal"]);
+    let out = create(&env, &bundle, "thief", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    poc_ok(&env, &["start", "thief"]);
+    let file = env.dir.path().join("true.json");
+    let p = process(&["true"], Some(&DOCKER_CAPS));
+    std::fs::write(&file, serde_json::to_vec(&p).unwrap()).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let mut hung = 0;
+    for _ in 0..ROUNDS {
+        let mut child = env
+            .command(&["exec", "--process", &file, "thief"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        match wait_or_kill(&mut child, Duration::from_secs(3)) {
+            Some(status) => assert!(status.success(), "exec: {status}"),
+            None => {
+                hung += 1;
+                break;
+            }
+        }
+    }
+    let text = container_output(&env, "thief");
+    assert_no_escape(&text, "the stub's sync channel");
+    assert_eq!(hung, 0, "execs that never returned: {hung}");
+    // The thief was there: it stopped most of the processes (it may miss one that came and went).
+    let watched = text.lines().filter(|l| l.starts_with("watched")).count();
+    assert!(watched >= ROUNDS / 2, "{text}");
+    delete(&env, "thief");
+}

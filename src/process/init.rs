@@ -254,6 +254,11 @@ fn setup_and_exec(
             super::hooks::run_all("startContainer", hooks, &state).map_err(InitError::Setup)?;
         }
     }
+    // The stub (which keeps the sync channel across its exec) must run undumpable: a process in
+    // the container could otherwise take the channel with pidfd_getfd. An exec is undumpable
+    // when its file is unreadable to the caller: the stub's memfd is execute-only, and from here
+    // on nothing in the effective set overrides that.
+    crate::security::lower_effective_for_exec().map_err(|e| setup_err("capabilities")(&e))?;
     if no_new_privs {
         // Last, so that as few calls as possible run under the filter before the command's own.
         install_seccomp(cfg)?;

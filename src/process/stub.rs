@@ -29,6 +29,10 @@ pub fn memfd() -> Result<OwnedFd, ProcessError> {
     if len != STUB.len() as i64 {
         return Err(ProcessError::Stub(nix::Error::EIO));
     }
+    // Execute-only: a process that cannot read what it executes runs undumpable (the kernel's
+    // would_dump), so nothing in the container can open its descriptors while the stub runs.
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(0o111))
+        .map_err(ProcessError::Stub)?;
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW

@@ -162,6 +162,23 @@ pub fn own_capabilities() -> Vec<oci_spec::runtime::Capability> {
         .collect()
 }
 
+/// Lowers the effective set to what cannot read a file its mode forbids (no CAP_DAC_OVERRIDE or
+/// CAP_DAC_READ_SEARCH): the kernel then finds the exec stub unreadable and runs it undumpable.
+/// The command's own capabilities come from the permitted, ambient and bounding sets at its exec,
+/// which this leaves alone.
+pub fn lower_effective_for_exec() -> Result<(), SecurityError> {
+    for cap in [
+        caps::Capability::CAP_DAC_OVERRIDE,
+        caps::Capability::CAP_DAC_READ_SEARCH,
+    ] {
+        caps::drop(None, CapSet::Effective, cap).map_err(|source| SecurityError::Caps {
+            set: CapSet::Effective,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 pub fn set_no_new_privs() -> Result<(), SecurityError> {
     nix::sys::prctl::set_no_new_privs().map_err(SecurityError::NoNewPrivs)
 }

