@@ -7,6 +7,7 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -282,6 +283,7 @@ fn check_supported(spec: &Spec) -> Result<(), ContainerError> {
         // that would be the caller's (the host's) namespace.
         return refuse("a container without a mount namespace of its own");
     }
+    check_sysctls(linux)?;
     if linux.intel_rdt().is_some() {
         return refuse("linux.intelRdt");
     }
@@ -295,6 +297,61 @@ fn check_supported(spec: &Spec) -> Result<(), ContainerError> {
     }
     if linux.mount_label().as_ref().is_some_and(|s| !s.is_empty()) {
         return refuse("linux.mountLabel (SELinux)");
+    }
+    Ok(())
+}
+
+/// `linux.sysctl` keys as runc allows them: dotted names, each in a namespace the container has
+/// of its own (IPC keys with an IPC namespace, net.* with a network namespace, the host and domain
+/// names with a UTS namespace). Anything else (kernel.core_pattern, vm.*, net.* in the host's
+/// network) would be written to the host's kernel.
+fn check_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), ContainerError> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    let own = |typ: LinuxNamespaceType, kind: &str| -> Result<bool, ContainerError> {
+        let Some(ns) = namespaces.iter().find(|n| n.typ() == typ) else {
+            return Ok(false);
+        };
+        let Some(path) = ns.path() else {
+            return Ok(true);
+        };
+        // Joined by path: the container's own unless it is poc's (the host's) namespace.
+        let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+        let theirs = id(path).map_err(io("open the namespace", path))?;
+        Ok(id(Path::new(&format!("/proc/self/ns/{kind}"))).ok() != Some(theirs))
+    };
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        let valid = key
+            .split('.')
+            .all(|part| !part.is_empty() && part != ".." && !part.contains('/'));
+        if !valid {
+            return Err(ContainerError::Refused(format!(
+                "invalid sysctl key {key:?}: a dotted name such as net.ipv4.ip_forward"
+            )));
+        }
+        let allowed = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            own(LinuxNamespaceType::Ipc, "ipc")?
+        } else if key.starts_with("net.") {
+            own(LinuxNamespaceType::Network, "net")?
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            own(LinuxNamespaceType::Uts, "uts")?
+        } else {
+            false
+        };
+        if !allowed {
+            return Err(ContainerError::Refused(format!(
+                "sysctl {key:?} is not in a namespace of the container's own: it would change the host"
+            )));
+        }
     }
     Ok(())
 }

@@ -285,6 +285,14 @@ fn write_sysctl(root: BorrowedFd, key: &str, value: &str) -> Result<(), RootfsEr
         ResolveFlag::RESOLVE_NO_SYMLINKS,
     )
     .map_err(sys("open the sysctl", &path))?;
+    // The container's /proc, not whatever a bundle put there (a directory, a bind mount).
+    let on_proc = nix::sys::statfs::fstatfs(&file)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    if !on_proc {
+        return Err(sys("write the sysctl (not on procfs)", &path)(
+            nix::Error::EXDEV,
+        ));
+    }
     nix::unistd::write(&file, value.as_bytes())
         .map(drop)
         .map_err(sys("write the sysctl", &path))
