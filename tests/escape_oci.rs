@@ -413,3 +413,83 @@ fn a_container_cannot_take_the_sync_channel_of_a_process_exec_starts() {
     assert!(watched >= ROUNDS / 2, "{text}");
     delete(&env, "thief");
 }
+
+/// `unshare --mount --net --propagation private -- poc ARGS...`: poc (and a container sharing its
+/// namespaces) in a mount and a network namespace of the test's own, thrown away after, so that a
+/// regression changes nothing of the machine's.
+fn create_unshared(env: &Env, bundle: &Bundle, id: &str) -> Output {
+    bundle.write();
+    let mut cmd = env.command(&[]);
+    let poc = Path::new(env!("CARGO_BIN_EXE_poc"));
+    let bundle_dir = bundle.dir.to_string_lossy().into_owned();
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--mount", "--net", "--propagation", "private", "--"])
+        .arg(poc)
+        .args(["create", "--bundle", &bundle_dir, id])
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null());
+    cmd = unshare;
+    run_logged(cmd, &output_file(env, id))
+}
+
+/// A bundle's settings that would act on the host rather than the container are refused, as runc
+/// refuses them: a sysctl outside the container's own namespaces (kernel.core_pattern is the
+/// machine's; net.* without a network namespace of its own is the host's network), a key that is
+/// not a dotted name, and a config without a mount namespace (poc would make the host's mounts
+/// private and pivot_root the host's mount namespace into the bundle). Each is tried from poc in
+/// a throwaway mount and network namespace, so that a regression hurts nothing; the values are
+/// the current ones.
+#[test]
+fn bundle_settings_that_act_on_the_host_are_refused() {
+    let env = Env::new();
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let core_pattern = core_pattern.trim_end_matches('\n');
+    let forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let refused = |id: &str, needle: &str, change: &dyn Fn(&mut Bundle)| {
+        let mut bundle = Bundle::new(&env, id, &["true"]);
+        change(&mut bundle);
+        let out = create_unshared(&env, &bundle, id);
+        if out.status.success() {
+            let _ = env.poc(&["delete", "--force", id]);
+        }
+        assert_error(&out, 125, needle);
+    };
+    let sysctl = |b: &mut Bundle, key: &str, value: &str| {
+        b.config["linux"]["sysctl"] = serde_json::json!({ key: value });
+    };
+    let without = |b: &mut Bundle, kind: &str| {
+        let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != kind);
+    };
+    refused("core", "kernel.core_pattern", &|b| {
+        sysctl(b, "kernel.core_pattern", core_pattern)
+    });
+    refused("hostnet", "net.ipv4.ip_forward", &|b| {
+        without(b, "network");
+        sysctl(b, "net.ipv4.ip_forward", forward.trim());
+    });
+    refused("dotdot", "net.ipv4/../../kernel.core_pattern", &|b| {
+        sysctl(b, "net.ipv4/../../kernel.core_pattern", "core")
+    });
+    refused("nomount", "mount namespace", &|b| without(b, "mount"));
+    // What is the container's own is still set: net.* in its network namespace, IPC limits in its
+    // IPC namespace.
+    let mut bundle = Bundle::new(
+        &env,
+        "own",
+        &[
+            "cat",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+            "/proc/sys/kernel/shmmni",
+        ],
+    );
+    bundle.config["linux"]["sysctl"] = serde_json::json!({
+        "net.ipv4.ip_unprivileged_port_start": "81", "kernel.shmmni": "1234",
+    });
+    let out = create(&env, &bundle, "own", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    poc_ok(&env, &["start", "own"]);
+    wait_output(&env, "own", "81\n1234\n");
+    delete(&env, "own");
+}
