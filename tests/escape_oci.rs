@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_error, attack_dir, stderr, stdout, Env};
+use common::{assert_error, attack_dir, stderr, Env};
 
 /// Docker's default capabilities: what a container of podman, containerd or dockerd gets.
 const DOCKER_CAPS: [&str; 14] = [
@@ -492,4 +492,191 @@ fn bundle_settings_that_act_on_the_host_are_refused() {
     poc_ok(&env, &["start", "own"]);
     wait_output(&env, "own", "81\n1234\n");
     delete(&env, "own");
+}
+
+/// The mounts made by the test's own process (its mount namespace is the host's).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&dir))
+        .map(String::from)
+        .collect()
+}
+
+/// A bundle's root filesystem is the container's to write (it persists from one run to the next)
+/// and may come from a hostile image: symlinks planted where poc mounts, makes device nodes or
+/// binds the console, aimed at the host's paths (absolute, or climbing with `..`). Everything
+/// must land inside the root, or be refused: the host's directory stays empty, the host's file
+/// keeps its content, owner and mode, and no mount appears on the host.
+#[test]
+fn a_hostile_rootfs_cannot_aim_mounts_devices_or_the_console_at_the_host() {
+    let env = Env::new();
+    let marker = host_marker(&env);
+    std::os::unix::fs::chown(&marker.path, Some(1234), Some(1234)).unwrap();
+    std::fs::set_permissions(&marker.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let host_dir = env.dir.path().join("host-dir");
+    std::fs::create_dir(&host_dir).unwrap();
+    let volume = env.dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::write(volume.join("x"), "from the volume").unwrap();
+    let hosts = env.dir.path().join("hosts");
+    std::fs::write(&hosts, "from the caller").unwrap();
+    let check_host = |what: &str| {
+        let meta = std::fs::metadata(&marker.path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&marker.path).unwrap(),
+            marker.token,
+            "{what}"
+        );
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (1234, 0o600), "{what}");
+        let made: Vec<_> = std::fs::read_dir(&host_dir).unwrap().collect();
+        assert!(
+            made.is_empty(),
+            "{what}: made in the host's directory: {made:?}"
+        );
+        assert_eq!(mounts_under(env.dir.path()), Vec::<String>::new(), "{what}");
+    };
+    let climb = format!("../../../../../../../..{}", marker.path);
+
+    // /dev from the root filesystem itself (no tmpfs over it), its nodes aimed at the host.
+    let script = "cat /mnt/data/x; echo; cat /etc/hosts; echo; ls -l /dev/zero /dev/full /dev/tty";
+    let mut bundle = Bundle::new(&env, "planted", &["sh", "-c", script]);
+    let mounts = bundle.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["destination"] != "/dev" && m["destination"] != "/dev/pts");
+    mounts.push(
+        serde_json::json!({"destination": "/mnt/data", "type": "bind",
+        "source": volume.to_string_lossy(), "options": ["rbind", "rw"]}),
+    );
+    mounts.push(
+        serde_json::json!({"destination": "/etc/hosts", "type": "bind",
+        "source": hosts.to_string_lossy(), "options": ["bind", "ro"]}),
+    );
+    let rootfs = bundle.rootfs();
+    symlink(&host_dir, rootfs.join("mnt")).unwrap();
+    std::fs::write(rootfs.join("etc/hostname"), "oci\n").unwrap();
+    symlink(
+        "../../../../../../../../etc/hostname",
+        rootfs.join("etc/hosts"),
+    )
+    .unwrap();
+    symlink(&marker.path, rootfs.join("dev/zero")).unwrap();
+    symlink(&climb, rootfs.join("dev/full")).unwrap();
+    symlink(&climb, rootfs.join("dev/tty")).unwrap();
+    let out = create(&env, &bundle, "planted", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    poc_ok(&env, &["start", "planted"]);
+    let text = wait_output(&env, "planted", "/dev/tty");
+    assert!(
+        text.contains("from the volume\nfrom the caller\n"),
+        "{text}"
+    );
+    // The mount points were made inside the root, where the links lead when resolved there.
+    assert!(rootfs
+        .join(host_dir.strip_prefix("/").unwrap())
+        .join("data")
+        .is_dir());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/hostname")).unwrap(),
+        "oci\n"
+    );
+    delete(&env, "planted");
+    check_host("planted links");
+    assert_ne!(
+        std::fs::read_to_string("/etc/hostname").unwrap(),
+        "from the caller"
+    );
+
+    // A file's mount point aimed at the host's file: a link that does not resolve in the root.
+    let mut bundle = Bundle::new(&env, "hostsfile", &["cat", "/etc/hosts"]);
+    bundle.config["mounts"].as_array_mut().unwrap().push(
+        serde_json::json!({"destination": "/etc/hosts", "type": "bind",
+            "source": hosts.to_string_lossy(), "options": ["bind", "ro"]}),
+    );
+    symlink(&marker.path, bundle.rootfs().join("etc/hosts")).unwrap();
+    let out = create(&env, &bundle, "hostsfile", &[]);
+    if out.status.success() {
+        poc_ok(&env, &["start", "hostsfile"]);
+        wait_output(&env, "hostsfile", "from the caller");
+        delete(&env, "hostsfile");
+    } else {
+        assert_error(&out, 125, "/etc/hosts");
+    }
+    check_host("/etc/hosts -> the host's file");
+
+    // The console, bound over /dev/console for a terminal, aimed at the host's file.
+    let socket = env.dir.path().join("console.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let socket = socket.to_string_lossy().into_owned();
+    for (id, target) in [("console", marker.path.as_str()), ("console2", &climb)] {
+        let mut bundle = Bundle::new(&env, id, &["true"]);
+        bundle.config["process"]["terminal"] = serde_json::json!(true);
+        let mounts = bundle.config["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/dev" && m["destination"] != "/dev/pts");
+        std::fs::create_dir_all(bundle.rootfs().join("dev/pts")).unwrap();
+        symlink(target, bundle.rootfs().join("dev/console")).unwrap();
+        let out = create(&env, &bundle, id, &["--console-socket", &socket]);
+        if out.status.success() {
+            delete(&env, id);
+        }
+        check_host(&format!("/dev/console -> {target}"));
+    }
+
+    // /proc, where poc mounts procfs, aimed at the host's directory.
+    let bundle = Bundle::new(&env, "proclink", &["true"]);
+    std::fs::remove_dir(bundle.rootfs().join("proc")).unwrap();
+    symlink(&host_dir, bundle.rootfs().join("proc")).unwrap();
+    let out = create(&env, &bundle, "proclink", &[]);
+    assert_error(&out, 125, "/proc");
+    check_host("/proc -> the host's directory");
+}
+
+/// runc's CVE-2024-21626 on the OCI path: a working directory through one of the init's or the
+/// exec'd process's descriptors (/proc/self/fd/N) would start the command in the host's
+/// filesystem; and CVE-2019-5736: a command interpreted by /proc/self/exe would run, and expose,
+/// the runtime's binary. Both are refused, for `create` and `exec --process` alike.
+#[test]
+fn runc_cwd_and_exe_escapes_are_refused_on_the_oci_path() {
+    let env = Env::new();
+    let marker = host_marker(&env);
+    let climb = ["/attack/attack", "climb", &marker.path, &marker.token];
+    for n in 3..=9 {
+        let id = format!("cwd{n}");
+        let mut bundle = Bundle::new(&env, &id, &climb);
+        bundle.config["process"]["cwd"] = serde_json::json!(format!("/proc/self/fd/{n}"));
+        let out = create(&env, &bundle, &id, &[]);
+        if out.status.success() {
+            poc_ok(&env, &["start", &id]);
+            let text = wait_output(&env, &id, "cwd");
+            delete(&env, &id);
+            panic!("create with cwd /proc/self/fd/{n} ran: {text}");
+        }
+        assert_error(&out, 125, "working directory");
+    }
+    let script = "printf '#!/proc/self/exe\\n' > /evil && chmod +x /evil && exec sleep 100";
+    let bundle = Bundle::new(&env, "target", &["sh", "-c", script]);
+    let out = create(&env, &bundle, "target", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    poc_ok(&env, &["start", "target"]);
+    for n in 3..=12 {
+        let mut p = process(&climb, Some(&DOCKER_CAPS));
+        p["cwd"] = serde_json::json!(format!("/proc/self/fd/{n}"));
+        let out = exec(&env, "target", &p, &[]);
+        assert_no_escape(
+            &container_output(&env, "target"),
+            &format!("exec cwd fd {n}"),
+        );
+        assert_error(&out, 125, "working directory");
+    }
+    let poc = std::fs::read(env!("CARGO_BIN_EXE_poc")).unwrap();
+    let out = exec(
+        &env,
+        "target",
+        &process(&["/evil"], Some(&DOCKER_CAPS)),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_eq!(std::fs::read(env!("CARGO_BIN_EXE_poc")).unwrap(), poc);
+    delete(&env, "target");
 }
