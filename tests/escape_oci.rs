@@ -680,3 +680,38 @@ fn runc_cwd_and_exe_escapes_are_refused_on_the_oci_path() {
     assert_eq!(std::fs::read(env!("CARGO_BIN_EXE_poc")).unwrap(), poc);
     delete(&env, "target");
 }
+
+/// A container may join another's pid namespace (a pod's). Its prestart and createRuntime hooks
+/// are the runtime's: they run in the runtime's namespaces (runtime spec), with the host's root and
+/// every capability. poc joined the pid namespace itself, for the init it clones, so the hooks it
+/// ran afterwards were born in the pod's namespace too, where the pod's processes could see,
+/// signal (stop, kill) and, given CAP_SYS_PTRACE, enter them.
+#[test]
+fn the_runtimes_hooks_never_run_in_a_pid_namespace_the_container_joins() {
+    let env = Env::new();
+    let token = format!("hook-token-{}", std::process::id());
+    let pod = Bundle::new(&env, "pod", &["/attack/oci", "watch", "4", &token]);
+    let out = create(&env, &pod, "pod", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    poc_ok(&env, &["start", "pod"]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&poc_ok(&env, &["state", "pod"]).stdout).unwrap();
+    let pid_ns = format!("/proc/{}/ns/pid", state["pid"]);
+
+    let mut member = Bundle::new(&env, "member", &["true"]);
+    for ns in member.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "pid" {
+            ns["path"] = serde_json::json!(pid_ns);
+        }
+    }
+    let hook = serde_json::json!({
+        "path": "/bin/sh", "args": ["sh", "-c", format!("sleep 0.5 # {token}")],
+    });
+    member.config["hooks"] = serde_json::json!({"prestart": [hook], "createRuntime": [hook]});
+    let out = create(&env, &member, "member", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = wait_output(&env, "pod", "watch done");
+    assert!(!text.contains("SAW"), "{text}");
+    delete(&env, "member");
+    delete(&env, "pod");
+}

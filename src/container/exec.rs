@@ -104,12 +104,6 @@ pub fn spawn_in(
             namespaces.push((fd, flag));
         }
     }
-    // Joining a pid namespace applies to the children cloned afterwards, not to poc itself.
-    if let Some(fd) = &pid_ns {
-        nix::sched::setns(fd, CloneFlags::CLONE_NEWPID).map_err(|e| {
-            ContainerError::Refused(format!("joining the pid namespace of {}: {e}", st.id))
-        })?;
-    }
     // The container's own filter: an exec'd process is no less confined than its init.
     let seccomp = super::compile_seccomp(paths, spec)?;
     let cgroup_fd = st.cgroup.clone_into_fd();
@@ -123,7 +117,10 @@ pub fn spawn_in(
         gate: None,
         hooks: None,
     };
-    let child = process::spawn(cfg, cgroup_fd.as_ref())?;
+    // Joining a pid namespace applies to the children cloned afterwards, not to poc itself.
+    let child = process::spawn_in_pid_namespace(pid_ns.as_ref(), || {
+        process::spawn(cfg, cgroup_fd.as_ref())
+    })?;
     if let Err(e) = st.cgroup.add_task(child.pid.as_raw(), child.born_in_cgroup) {
         let _ = nix::sys::signal::kill(child.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(child.pid, None);

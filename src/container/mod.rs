@@ -434,7 +434,12 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
         gate: Some(gate),
         hooks: p.spec.hooks().as_ref(),
     };
-    let mut child = process::spawn(cfg, cgroup_fd.as_ref())?;
+    let join_pid = match &p.front {
+        Front::Bundle(b) => b.join_pid.as_ref(),
+        Front::Run(_) => None,
+    };
+    let mut child =
+        process::spawn_in_pid_namespace(join_pid, || process::spawn(cfg, cgroup_fd.as_ref()))?;
     // Not saved yet: if poc dies before release, the waiting init sees its channel close and exits.
     state.init = ProcessRef::of(child.pid.as_raw());
     state

@@ -52,6 +52,8 @@ pub struct BundleOptions {
     pub new_keyring: bool,
     /// Namespaces given by path, opened here and joined by the init.
     pub join: Vec<(OwnedFd, CloneFlags)>,
+    /// A pid namespace given by path: the init is cloned into it.
+    pub join_pid: Option<OwnedFd>,
 }
 
 /// OCI ids: what runc accepts (letters, digits, `_ + - .`), which also keeps them one path
@@ -147,7 +149,7 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
     let cgroup = Manager::for_path(&hierarchies, &cgroup_path)?;
     cgroup.check_unused()?;
     let seccomp = super::compile_seccomp(paths, &spec)?;
-    let join = open_joined_namespaces(&spec)?;
+    let (join, join_pid) = open_joined_namespaces(&spec)?;
     let new_netns = has_new_namespace(&spec, LinuxNamespaceType::Network);
     let state = State {
         id: req.id.clone(),
@@ -192,6 +194,7 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
             preserve_fds: req.preserve_fds,
             new_keyring: req.new_keyring,
             join,
+            join_pid,
         }),
     };
     let stdio = if terminal {
@@ -426,10 +429,13 @@ pub fn network_plan(spec: &Spec) -> NamespacePlan {
     }
 }
 
-/// Namespaces the Spec gives by path. The pid namespace is joined here (it applies to children
-/// cloned afterwards); the others by the init, which gets their descriptors.
-fn open_joined_namespaces(spec: &Spec) -> Result<Vec<(OwnedFd, CloneFlags)>, ContainerError> {
+/// Namespaces the Spec gives by path, opened here: the pid namespace for poc to clone the init
+/// into (it applies to children cloned afterwards), the others for the init to join.
+type Joined = (Vec<(OwnedFd, CloneFlags)>, Option<OwnedFd>);
+
+fn open_joined_namespaces(spec: &Spec) -> Result<Joined, ContainerError> {
     let mut join = Vec::new();
+    let mut pid = None;
     let namespaces = spec
         .linux()
         .as_ref()
@@ -457,17 +463,12 @@ fn open_joined_namespaces(spec: &Spec) -> Result<Vec<(OwnedFd, CloneFlags)>, Con
             )));
         }
         if flag == CloneFlags::CLONE_NEWPID {
-            nix::sched::setns(&fd, flag).map_err(|e| {
-                ContainerError::Refused(format!(
-                    "joining the pid namespace {}: {e}",
-                    path.display()
-                ))
-            })?;
+            pid = Some(fd);
         } else {
             join.push((fd, flag));
         }
     }
-    Ok(join)
+    Ok((join, pid))
 }
 
 /// Whether the namespace `fd` is the one of `kind` poc itself runs in.

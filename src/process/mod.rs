@@ -37,6 +37,8 @@ pub enum ProcessError {
         op: &'static str,
         source: nix::Error,
     },
+    #[error("joining the container's pid namespace: {0}")]
+    PidNamespace(nix::Error),
     #[error("--preserve-fds {count}: descriptor {fd} is not open (the caller passes 3 .. 3+N)")]
     PreserveFds { count: u32, fd: RawFd },
 }
@@ -118,6 +120,33 @@ pub fn check_preserved_fds(count: u32) -> Result<(), ProcessError> {
         }
     }
     Ok(())
+}
+
+/// Runs `spawn` with poc's children born in the pid namespace `ns` (none: poc's own), then puts
+/// poc's own back. Only the container's process joins it, never what poc forks later: the runtime's
+/// hooks belong to the runtime's namespaces (they have the host's root and every capability), and
+/// in a pod's pid namespace the pod's processes could see, signal and trace them.
+pub fn spawn_in_pid_namespace<T>(
+    ns: Option<&OwnedFd>,
+    spawn: impl FnOnce() -> Result<T, ProcessError>,
+) -> Result<T, ProcessError> {
+    let Some(ns) = ns else {
+        return spawn();
+    };
+    let own = nix::fcntl::open(
+        "/proc/self/ns/pid",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(ProcessError::PidNamespace)?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWPID)
+        .map_err(ProcessError::PidNamespace)?;
+    let spawned = spawn();
+    // poc's own active namespace: always allowed.
+    let restored = nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWPID);
+    let spawned = spawned?;
+    restored.map_err(ProcessError::PidNamespace)?;
+    Ok(spawned)
 }
 
 /// Pipes for a container's stdio: the child's ends and the parent's.

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mount.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -202,9 +204,51 @@ __attribute__((noreturn)) static void steal(void) {
   }
 }
 
+/*
+ * watch SECONDS TOKEN: the init of a container whose pid namespace another container joins (a
+ * pod): every process that appears in the namespace, by its command line. A process whose command
+ * line holds TOKEN is a hook the runtime runs in its own (the host's) namespaces: it has no
+ * business here. Says "watch done" after SECONDS.
+ */
+static int watch(int seconds, const char *token) {
+  time_t end = time(NULL) + seconds;
+  int seen = 0;
+  char self[32];
+  snprintf(self, sizeof self, "%d", getpid());
+  while (time(NULL) < end) {
+    DIR *proc = opendir("/proc");
+    if (!proc)
+      return 1;
+    struct dirent *p;
+    while ((p = readdir(proc))) {
+      if (p->d_name[0] < '1' || p->d_name[0] > '9' || !strcmp(p->d_name, self))
+        continue;
+      char path[300], cmd[512] = {0};
+      snprintf(path, sizeof path, "/proc/%s/cmdline", p->d_name);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0)
+        continue;
+      ssize_t n = read(fd, cmd, sizeof cmd - 1);
+      close(fd);
+      for (ssize_t i = 0; i < n; i++)
+        if (!cmd[i])
+          cmd[i] = ' ';
+      if (n > 0 && strstr(cmd, token) && !seen) {
+        printf("SAW the runtime's hook as pid %s: %s\n", p->d_name, cmd);
+        fflush(stdout);
+        seen = 1;
+      }
+    }
+    closedir(proc);
+  }
+  printf("watch done\n");
+  fflush(stdout);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: oci fds|init|steal ...\n");
+    fprintf(stderr, "usage: oci fds|init|steal|watch ...\n");
     return 2;
   }
   const char *cmd = argv[1];
@@ -213,6 +257,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "init") && argc == 7)
     return init_attack(atoi(argv[2]), argv[3], argv[4], (dev_t)strtoull(argv[5], 0, 10),
                        (ino_t)strtoull(argv[6], 0, 10));
+  if (!strcmp(cmd, "watch") && argc == 4)
+    return watch(atoi(argv[2]), argv[3]);
   if (!strcmp(cmd, "steal"))
     steal();
   fprintf(stderr, "oci: bad arguments for %s\n", cmd);
