@@ -71,7 +71,9 @@ impl Bundle {
             std::fs::create_dir_all(rootfs.join(sub)).unwrap();
         }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for applet in ["sh", "cat", "grep", "sleep", "true", "ls", "echo", "mkdir"] {
+        for applet in [
+            "sh", "cat", "grep", "sleep", "true", "ls", "echo", "mkdir", "chmod", "printf",
+        ] {
             symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
         let config = serde_json::json!({
@@ -397,7 +399,9 @@ fn a_container_cannot_take_the_sync_channel_of_a_process_exec_starts() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        match wait_or_kill(&mut child, Duration::from_secs(3)) {
+        // Held by a thief, an exec never returns; a slow machine (the emulated v2 guest) with a
+        // process stopped hundreds of times on the way may take a few seconds.
+        match wait_or_kill(&mut child, Duration::from_secs(20)) {
             Some(status) => assert!(status.success(), "exec: {status}"),
             None => {
                 hung += 1;
@@ -408,9 +412,10 @@ fn a_container_cannot_take_the_sync_channel_of_a_process_exec_starts() {
     let text = container_output(&env, "thief");
     assert_no_escape(&text, "the stub's sync channel");
     assert_eq!(hung, 0, "execs that never returned: {hung}");
-    // The thief was there: it stopped most of the processes (it may miss one that came and went).
+    // The thief was there: it stopped processes exec started (it misses those that come and go
+    // between two of its looks; before the fix it took the channel of one in two it stopped).
     let watched = text.lines().filter(|l| l.starts_with("watched")).count();
-    assert!(watched >= ROUNDS / 2, "{text}");
+    assert!(watched >= 5, "{text}");
     delete(&env, "thief");
 }
 
@@ -690,10 +695,11 @@ fn runc_cwd_and_exe_escapes_are_refused_on_the_oci_path() {
 fn the_runtimes_hooks_never_run_in_a_pid_namespace_the_container_joins() {
     let env = Env::new();
     let token = format!("hook-token-{}", std::process::id());
-    let pod = Bundle::new(&env, "pod", &["/attack/oci", "watch", "4", &token]);
+    let pod = Bundle::new(&env, "pod", &["/attack/oci", "watch", &token]);
     let out = create(&env, &pod, "pod", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     poc_ok(&env, &["start", "pod"]);
+    wait_output(&env, "pod", "watching");
     let state: serde_json::Value =
         serde_json::from_slice(&poc_ok(&env, &["state", "pod"]).stdout).unwrap();
     let pid_ns = format!("/proc/{}/ns/pid", state["pid"]);
@@ -710,8 +716,11 @@ fn the_runtimes_hooks_never_run_in_a_pid_namespace_the_container_joins() {
     member.config["hooks"] = serde_json::json!({"prestart": [hook], "createRuntime": [hook]});
     let out = create(&env, &member, "member", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = wait_output(&env, "pod", "watch done");
+    // The watcher goes round /proc in milliseconds; each hook lived half a second.
+    std::thread::sleep(Duration::from_millis(100));
+    let text = container_output(&env, "pod");
     assert!(!text.contains("SAW"), "{text}");
+    assert_eq!(oci_status(&env, "pod"), "running", "{text}");
     delete(&env, "member");
     delete(&env, "pod");
 }

