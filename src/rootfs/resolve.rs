@@ -32,10 +32,21 @@ pub fn open_in(
 ) -> nix::Result<OwnedFd> {
     let relative = relative(path);
     // openat2 refuses a mode without O_CREAT; nothing here creates through it.
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(IN_ROOT | extra);
-    nix::fcntl::openat2(root, relative.as_path(), how)
+    let how = || {
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(IN_ROOT | extra)
+    };
+    // A path through `..` (a symlink such as /etc/hosts -> ../../etc/hostname) fails with EAGAIN
+    // when any mount or rename happened on the machine meanwhile, and is to be retried: with other
+    // containers starting, it did fail a container's create now and then.
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(root, relative.as_path(), how()) {
+            Err(nix::Error::EAGAIN) if tries < 64 => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// The directory `path` under `root`, made (with its missing parents) if needed. A dangling symlink
