@@ -175,7 +175,7 @@ __attribute__((noreturn)) static void steal(void) {
       if (syscall(SYS_pidfd_send_signal, pidfd, SIGSTOP, NULL, 0) < 0)
         break;
       stops++;
-      for (int spin = 0; spin < 100000; spin++) {
+      for (int spin = 0; spin < 2000; spin++) {
         char s = state_of(next);
         if (s == 'T' || s == 't' || s == 'Z' || s == 0)
           break;
