@@ -189,7 +189,13 @@ pub fn ps(paths: &Paths, id: &str, json: bool) -> Result<i32, super::Exit> {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        println!("{pid:>8}  {}", text.join(" "));
+        // The container wrote these: no escape sequence of its reaches the operator's terminal.
+        let line: String = text
+            .join(" ")
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        println!("{pid:>8}  {line}");
     }
     Ok(0)
 }

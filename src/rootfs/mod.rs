@@ -224,7 +224,19 @@ fn make_device(root: BorrowedFd, device: &LinuxDevice) -> Result<(), RootfsError
     let mode = Mode::from_bits_truncate(device.file_mode().unwrap_or(0o666));
     let dev = makedev(device.major() as u64, device.minor() as u64);
     match mknodat(&dir, name, kind, mode, dev) {
-        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Ok(()) => {}
+        Err(nix::Error::EEXIST) => {
+            // A node already there (a bound /dev) stays; anything else the image put under
+            // that name (a symlink, a file) is replaced by the node.
+            let st = nix::sys::stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(sys("stat", path))?;
+            let existing = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if ![SFlag::S_IFCHR, SFlag::S_IFBLK, SFlag::S_IFIFO].contains(&existing) {
+                nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                    .map_err(sys("replace", path))?;
+                mknodat(&dir, name, kind, mode, dev).map_err(sys("mknod", path))?;
+            }
+        }
         Err(e) => return Err(sys("mknod", path)(e)),
     }
     nix::unistd::fchownat(
