@@ -54,15 +54,9 @@ pub fn run(hook: &Hook, state: &[u8]) -> Result<(), String> {
         .timeout()
         .filter(|t| *t > 0)
         .map(|t| Duration::from_secs(t as u64));
-    let started = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(e) => return Err(fail(&e)),
-        }
-        if timeout.is_some_and(|t| started.elapsed() > t) {
+    let status = match wait_until_exit(&child, timeout) {
+        Ok(true) => child.wait().map_err(|e| fail(&e))?,
+        Ok(false) => {
             let _ = child.kill();
             let _ = child.wait();
             return Err(fail(&format!(
@@ -70,8 +64,7 @@ pub fn run(hook: &Hook, state: &[u8]) -> Result<(), String> {
                 timeout.unwrap_or_default().as_secs()
             )));
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        Err(e) => return Err(fail(&e)),
     };
     if status.success() {
         return Ok(());
@@ -86,6 +79,43 @@ pub fn run(hook: &Hook, state: &[u8]) -> Result<(), String> {
     } else {
         fail(&format!("{status}: {text}"))
     })
+}
+
+/// Waits, without polling, until the hook exits (true) or `timeout` passes (false): its pidfd
+/// becomes readable when it exits.
+fn wait_until_exit(
+    child: &std::process::Child,
+    timeout: Option<Duration>,
+) -> std::io::Result<bool> {
+    // SAFETY: pidfd_open on our own child's pid, which stays ours (unreaped) until we wait.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let wait = match deadline {
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) => {
+                    nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX)
+                }
+                None => return Ok(false),
+            },
+            None => nix::poll::PollTimeout::NONE,
+        };
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&pidfd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, wait) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// An anonymous file in memory for a hook's output.

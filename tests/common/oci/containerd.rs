@@ -68,7 +68,10 @@ impl Containerd {
         std::fs::create_dir_all(env.path("containerd/tmp")).unwrap();
         std::fs::write(env.path("containerd.toml"), config).unwrap();
         let mut cmd = Command::new("/usr/bin/containerd");
-        cmd.arg("--config").arg(env.path("containerd.toml"));
+        // The shims it starts, and the runtime they call, inherit its environment.
+        cmd.arg("--config")
+            .arg(env.path("containerd.toml"))
+            .envs(env.runtime_vars());
         let socket = env.path("containerd.sock");
         let daemon = Daemon::start("containerd", cmd, env.path("containerd.log"), || {
             std::os::unix::net::UnixStream::connect(&socket).is_ok()

@@ -148,6 +148,37 @@ pub struct OciEnv {
 }
 
 impl OciEnv {
+    /// The environment poc reads its defaults from, for the clients to pass on to the runtime:
+    /// a client that gives no `--root` (podman) and poc's seccomp cache then stay in this test's
+    /// directory, not in /run/poc and /var/lib/poc. (runc ignores them.)
+    pub fn runtime_vars(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("POC_STATE_ROOT", self.path("poc-state")),
+            ("POC_STORE", self.path("poc-store")),
+        ]
+    }
+
+    /// A script that sets `runtime_vars` and executes the runtime, for a client that passes the
+    /// runtime neither flags nor its environment.
+    pub fn wrapper_with_runtime_vars(&self) -> PathBuf {
+        let wrapper = self.path("runtime-with-vars");
+        let exports: String = self
+            .runtime_vars()
+            .iter()
+            .map(|(k, v)| format!("export {k}='{}'\n", v.display()))
+            .collect();
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\n{exports}exec '{}' \"$@\"\n",
+                self.runtime.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        wrapper
+    }
+
     /// An environment whose clients are given `runtime` (an absolute path).
     pub fn new(client: &str, runtime: &Path) -> Self {
         assert!(

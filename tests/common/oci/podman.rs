@@ -26,7 +26,10 @@ impl Podman {
         }
         require("/usr/bin/podman", "podman");
         require("/usr/bin/conmon", "conmon");
-        let env = OciEnv::new("podman", runtime);
+        let mut env = OciEnv::new("podman", runtime);
+        // podman gives the runtime no --root and a cleaned environment (conmon too), so poc's
+        // state root and store are set by a wrapper podman takes as the runtime.
+        env.runtime = env.wrapper_with_runtime_vars();
         // The VM has no CAP_SYS_RESOURCE and a hard nofile of 20000 (podman's defaults are higher),
         // no systemd (cgroupfs), and journald is not there for events. lock_type "file" and
         // tmp_dir keep podman's locks and per-boot files in this test's directory, not in
@@ -128,7 +131,9 @@ impl Podman {
         assert!(!ids.is_empty(), "podman's event log names no container");
         for id in ids {
             let out = output_within(
-                Command::new(runtime_under_test()).args(["state", &id]),
+                Command::new(runtime_under_test())
+                    .args(["state", &id])
+                    .envs(self.env.runtime_vars()),
                 None,
             );
             assert!(
