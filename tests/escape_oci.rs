@@ -12,25 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_error, attack_dir, stderr, Env};
-
-/// Docker's default capabilities: what a container of podman, containerd or dockerd gets.
-const DOCKER_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+use common::{assert_error, attack_dir, stderr, Env, DOCKER_CAPS};
 
 fn caps_json(caps: &[&str]) -> serde_json::Value {
     serde_json::json!({

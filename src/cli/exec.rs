@@ -41,7 +41,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         }
         return super::oci::exec(
             paths,
-            super::oci::ExecArgs {
+            crate::container::oci::ExecRequest {
                 id: args.container,
                 process,
                 detach: args.detach,

@@ -132,32 +132,10 @@ pub fn kill(
 }
 
 /// `exec --process FILE [--detach] [--pid-file F] [--console-socket S] [--tty] ID`.
-pub struct ExecArgs {
-    pub id: String,
-    pub process: PathBuf,
-    pub detach: bool,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub tty: bool,
-    pub preserve_fds: u32,
-}
-
-pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32, super::Exit> {
+pub fn exec(paths: &Paths, request: oci::ExecRequest) -> Result<i32, super::Exit> {
     // First: nothing of poc's may be open yet where the caller's descriptors should be.
-    crate::process::check_preserved_fds(args.preserve_fds).map_err(|e| exit(e.into()))?;
-    oci::exec(
-        paths,
-        oci::ExecRequest {
-            id: args.id,
-            process: args.process,
-            detach: args.detach,
-            pid_file: args.pid_file,
-            console_socket: args.console_socket,
-            tty: args.tty,
-            preserve_fds: args.preserve_fds,
-        },
-    )
-    .map_err(exit)
+    crate::process::check_preserved_fds(request.preserve_fds).map_err(|e| exit(e.into()))?;
+    oci::exec(paths, request).map_err(exit)
 }
 
 /// `update --resources FILE|- ID`.
