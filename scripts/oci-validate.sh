@@ -151,6 +151,10 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/poc-oci-validate-work.XXXXXX")
 chmod 755 "$work" # a container with a user namespace (linux_uid_mappings) must reach its bundle
 cur_pid="" cur_dir="" cur_rt="" cur_calls="" cur_token="" cur_cg_before="" cur_log=""
+# poc's defaults (runc ignores them): containers whose config names no cgroupsPath go under a
+# parent of this run's, removed at the end; the seccomp cache stays in the work directory.
+poc_cgroup_parent=poc-oci-validate-$$
+export POC_CGROUP_PARENT=/$poc_cgroup_parent POC_STORE=$work/poc-store
 
 # The cgroup directories the cases name (absolute /cgrouptest, relative testdir/cgrouptest/container),
 # plus those named IDS..., in every hierarchy.
@@ -251,6 +255,10 @@ finish() {
     clean_case "$cur_dir" "$cur_rt" "$cur_calls" "$cur_token" "$cur_cg_before" "$cur_log"
     grep -h . "$cur_log" 2>/dev/null | sed 's/^/left behind: /' >&2 || true
   fi
+  local parent
+  for parent in /sys/fs/cgroup/"$poc_cgroup_parent" /sys/fs/cgroup/*/"$poc_cgroup_parent"; do
+    [ ! -d "$parent" ] || rmdir "$parent" 2>/dev/null || echo "oci-validate: $parent remains" >&2
+  done
   if [ -z "$(mounts_under "$work")" ]; then
     rm -rf --one-file-system "$work"
   else
