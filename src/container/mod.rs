@@ -452,7 +452,12 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
             child.pid.as_raw(),
         )?;
     }
-    let oci_state = oci::state_bytes(state);
+    // Only hooks read the state (poc run's Specs have none): no /proc or freezer reads otherwise.
+    let oci_state = if p.spec.hooks().is_some() {
+        oci::state_bytes(state)
+    } else {
+        Vec::new()
+    };
     let hooks = p.spec.hooks().clone().unwrap_or_default();
     let mut runtime_hooks = || {
         let none = Vec::new();
