@@ -152,9 +152,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/poc-oci-validate-work.XXXXXX")
 chmod 755 "$work" # a container with a user namespace (linux_uid_mappings) must reach its bundle
 cur_pid="" cur_dir="" cur_rt="" cur_calls="" cur_token="" cur_cg_before="" cur_log=""
 # poc's defaults (runc ignores them): containers whose config names no cgroupsPath go under a
-# parent of this run's, removed at the end; the seccomp cache stays in the work directory.
+# parent of this run's, removed at the end; its state (the cases give no --root) and seccomp cache
+# stay in the work directory.
 poc_cgroup_parent=poc-oci-validate-$$
-export POC_CGROUP_PARENT=/$poc_cgroup_parent POC_STORE=$work/poc-store
+export POC_CGROUP_PARENT=/$poc_cgroup_parent POC_STORE=$work/poc-store POC_STATE_ROOT=$work/poc-state
 
 # The cgroup directories the cases name (absolute /cgrouptest, relative testdir/cgrouptest/container),
 # plus those named IDS..., in every hierarchy.
