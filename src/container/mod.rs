@@ -175,7 +175,6 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         work: container_dir.join("work"),
     };
     let state = State {
-        id: id.clone(),
         name: req.name.clone(),
         image: req.image.clone(),
         command: spec
@@ -183,23 +182,16 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default(),
-        status: Status::Creating,
-        init: None,
-        monitor: None,
-        created: now_secs(),
-        started: None,
-        finished: None,
-        exit_code: None,
-        cgroup: Manager::for_path(&hierarchies, &cgroup_path)?,
-        cgroup_path,
-        container_dir,
         auto_remove: req.remove,
         tty: req.tty,
         limits: req.limits.clone(),
         network_mode: req.network,
-        network: None,
-        bundle: None,
-        annotations: Default::default(),
+        ..State::creating(
+            id.clone(),
+            Manager::for_path(&hierarchies, &cgroup_path)?,
+            cgroup_path,
+            container_dir,
+        )
     };
     Ok(Prepared {
         spec,

@@ -152,29 +152,13 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
     let (join, join_pid) = open_joined_namespaces(&spec)?;
     let new_netns = has_new_namespace(&spec, LinuxNamespaceType::Network);
     let state = State {
-        id: req.id.clone(),
-        name: None,
-        image: String::new(),
         command: process.args().clone().unwrap_or_default(),
-        status: Status::Creating,
-        init: None,
-        monitor: None,
-        created: now_secs(),
-        started: None,
-        finished: None,
-        exit_code: None,
-        cgroup,
-        cgroup_path,
-        container_dir: paths.container_state_dir(&req.id).join("work"),
-        auto_remove: false,
         tty: terminal,
-        limits: Default::default(),
         network_mode: if new_netns {
             NetworkMode::None
         } else {
             NetworkMode::Host
         },
-        network: None,
         bundle: Some(bundle),
         annotations: spec
             .annotations()
@@ -182,6 +166,12 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
             .unwrap_or_default()
             .into_iter()
             .collect(),
+        ..State::creating(
+            req.id.clone(),
+            cgroup,
+            cgroup_path,
+            paths.container_state_dir(&req.id).join("work"),
+        )
     };
     let console_size = process.console_size().map(|s| (s.height(), s.width()));
     let mut p = Prepared {

@@ -130,6 +130,39 @@ pub enum Observed {
 }
 
 impl State {
+    /// The record of a container about to be created: its id, cgroup and directory named, nothing
+    /// made or started yet. Each front door sets what it knows besides.
+    pub fn creating(
+        id: String,
+        cgroup: Manager,
+        cgroup_path: String,
+        container_dir: PathBuf,
+    ) -> Self {
+        State {
+            id,
+            name: None,
+            image: String::new(),
+            command: Vec::new(),
+            status: Status::Creating,
+            init: None,
+            monitor: None,
+            created: crate::image::now_secs(),
+            started: None,
+            finished: None,
+            exit_code: None,
+            cgroup,
+            cgroup_path,
+            container_dir,
+            auto_remove: false,
+            tty: false,
+            limits: Default::default(),
+            network_mode: Default::default(),
+            network: None,
+            bundle: None,
+            annotations: Default::default(),
+        }
+    }
+
     /// The first 12 characters of the id (all of a shorter OCI id).
     pub fn short_id(&self) -> &str {
         self.id.get(..12).unwrap_or(&self.id)
