@@ -5,6 +5,7 @@
 # busybox true`: 7.9 ms dynamic PIE, 7.1 ms static PIE, 6.45 ms static non-PIE), and a detached
 # monitor's RSS drops from 2.6 MiB to 1.8 MiB because no relocated pages are private to it.
 # The price: poc's own code is not address-randomised. POC_PIE=1 builds a static PIE instead.
+# CARGO_TARGET_DIR is honoured (the VM builds outside the synced repository).
 # The explicit --target keeps proc-macros (built for the host) dynamically linked.
 # libseccomp is linked from its static archive (libseccomp-dev ships libseccomp.a in the multiarch
 # library directory): a static binary cannot load libseccomp.so.
@@ -20,4 +21,4 @@ if [ ! -e "$LIBSECCOMP_LIB_PATH/libseccomp.a" ]; then
   exit 1
 fi
 RUSTFLAGS="${RUSTFLAGS:-} $flags" cargo build --release --target "$host" >&2
-echo "$PWD/target/$host/release/poc"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/$host/release/poc"
