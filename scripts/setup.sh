@@ -6,6 +6,8 @@
 #   scripts/setup.sh --vm       only the packages of the cgroup v2 guest the tests also run in
 #   scripts/setup.sh --bench    only the packages of the benchmarks (peers and timing tools)
 #   scripts/setup.sh --oci      only the packages of the OCI work (peer runtimes and clients, runtime-tools)
+#   scripts/setup.sh --runtime  only the packages poc itself runs with (images), for a machine given a built poc
+#   scripts/setup.sh --vagrant  only vagrant, without its recommended packages (`vagrant validate` in the tests)
 # The package options combine: scripts/setup.sh --deps --oci
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,15 +18,38 @@ runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline imag
 test_packages=(iproute2 nftables)           # tests only: a simulated upstream host; reading poc's nft table
 vm_packages=(qemu-system-x86 cpio kmod python3) # tests only: the pure cgroup v2 guest (scripts/vm-test.sh)
 bench_packages=(runc crun hyperfine iperf3 docker.io gcc python3) # peers, timing and throughput tools, the raw-write peer, report maths
+vagrant_packages=(vagrant) # tests only: `vagrant validate` of vagrant/Vagrantfile (scripts/vagrant-check.sh); installed without recommends, which would bring systemd, a kernel and an NFS server
 oci_packages=(runc podman containerd docker.io golang-go make gcc libc6-dev) # the reference runtime; the clients that call an OCI runtime (podman brings conmon); Go, make and cgo's C compiler build runtime-tools (scripts/oci-validate.sh)
 
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+
 install_packages() {
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  local missing=() p
+  for p in "$@"; do
+    [ "$p" = --no-install-recommends ] || installed "$p" || missing+=("$p")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Ubuntu before 25.04 has no bpftool package: linux-tools-common's bpftool runs the one of the
+  # running kernel's linux-tools package, which a box's old kernel may not have in the archive; any
+  # version dumps BTF, so then the newest installed one is linked into /usr/local/sbin.
+  local substituted=false
+  if [[ " ${missing[*]} " == *" bpftool "* ]] && ! apt-cache show bpftool 2>/dev/null | grep -q '^Version:'; then
+    missing=("${missing[@]/#bpftool/linux-tools-common}" linux-tools-generic)
+    apt-cache show "linux-tools-$(uname -r)" >/dev/null 2>&1 && missing+=("linux-tools-$(uname -r)")
+    echo "no bpftool package here: installing ${missing[*]} instead"
+    substituted=true
+  fi
+  local options=()
+  [[ " $* " != *" --no-install-recommends "* ]] || options+=(--no-install-recommends)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
+  if $substituted && ! bpftool version >/dev/null 2>&1; then
+    local newest
+    newest=$(find /usr/lib/linux-tools/ -name bpftool 2>/dev/null | sort -V | tail -1)
+    [ -n "$newest" ] || { echo "setup.sh: no bpftool in /usr/lib/linux-tools/*/" >&2; return 1; }
+    ln -sf "$newest" /usr/local/sbin/bpftool
+  fi
 }
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -54,10 +79,12 @@ if [ $# -gt 0 ]; then
       --vm) packages+=("${vm_packages[@]}" "${runtime_packages[@]}") ;;
       --bench) packages+=("${bench_packages[@]}") ;;
       --oci) packages+=("${oci_packages[@]}") ;;
-      *) echo "usage: scripts/setup.sh [--deps] [--vm] [--bench] [--oci]" >&2; exit 2 ;;
+      --runtime) packages+=("${runtime_packages[@]}") ;;
+      --vagrant) install_packages_no_start --no-install-recommends "${vagrant_packages[@]}"; continue ;;
+      *) echo "usage: scripts/setup.sh [--deps] [--vm] [--bench] [--oci] [--runtime] [--vagrant]" >&2; exit 2 ;;
     esac
   done
-  install_packages_no_start "${packages[@]}"
+  [ ${#packages[@]} -eq 0 ] || install_packages_no_start "${packages[@]}"
   exit 0
 fi
 
