@@ -4,7 +4,9 @@
 # and drive poc through real OCI clients (podman, containerd's ctr, dockerd) started with private
 # roots; then OCI runtime-tools' validation suite against poc; then the integration tests again inside
 # a pure cgroup v2 guest (scripts/vm-test.sh), since this host has cgroup v1 controllers and users'
-# machines are pure v2. Takes about 21 minutes here (18 of them in the emulated guest).
+# machines are pure v2; last, the Vagrant VM's provisioning (vagrant validate, and vagrant/provision.sh
+# run in that guest: scripts/vagrant-check.sh). Takes about 21 minutes here (18 of them in the
+# emulated guest), plus a few for the provisioning check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -27,6 +29,8 @@ scripts/oci-validate.sh --runtime "poc=$PWD/target/debug/poc" --min-pass 32 --ou
 rm -rf "$validation"   # kept when the stage fails: each case's TAP, stderr and runtime calls
 stage "the integration tests in a pure cgroup v2 guest"
 scripts/vm-test.sh
+stage "the Vagrant VM: vagrant validate, and vagrant/provision.sh in the cgroup v2 guest"
+scripts/vagrant-check.sh
 trap - ERR
 echo
 echo "test.sh: all tests passed in $(( $(date +%s) - started )) s"

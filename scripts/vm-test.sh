@@ -7,8 +7,10 @@
 # boot fails the run with its serial log. Success is decided from a marker and an rc file the guest
 # writes, because qemu exits 0 even when it is killed.
 # Usage: scripts/vm-test.sh [TEST-BINARY-NAME...]     (default: every integration test but debian)
-#        scripts/vm-test.sh --run SCRIPT               run a shell script in the guest instead (from
-#                                                      the repository, which the guest sees at its path)
+#        scripts/vm-test.sh --run SCRIPT [FILE...]     run a shell script in the guest instead (from
+#                                                      the repository, which the guest sees at its path);
+#                                                      each FILE is copied to the guest's /results
+# POC_VM_RESULTS=DIR: the guest's /results is DIR (an existing directory, kept) instead of a temporary one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -21,7 +23,7 @@ kernel_pkg=$(kernel_package)
 [ -n "$kernel_pkg" ] || { apt-get update -qq; kernel_pkg=$(kernel_package); }
 [ -n "$kernel_pkg" ] || { echo "vm-test: no linux-image-amd64 in the package lists" >&2; exit 1; }
 kver=${kernel_pkg#linux-image-}
-guest_packages=kmod,iproute2,nftables,busybox-static
+guest_packages=kmod,iproute2,nftables,busybox-static,debootstrap,sysbench # sysbench, debootstrap: vagrant/provision.sh's benchmark (scripts/vagrant-check.sh)
 
 build_guest() {
   echo "building the guest in $cache ($kernel_pkg; debootstrap takes a minute)" >&2
@@ -93,9 +95,13 @@ started=$(date +%s)
 built=$(date +%s)
 
 script=""
+files=()
 if [ "${1:-}" = --run ]; then
   script=${2:?"--run needs a script"}
   [ -f "$script" ] || { echo "vm-test: no script $script" >&2; exit 1; }
+  shift 2
+  for f in "$@"; do [ -f "$f" ] || { echo "vm-test: no file $f" >&2; exit 1; }; done
+  files=("$@")
   set --
 fi
 # The host's test binaries (cargo prints where they are).
@@ -104,9 +110,15 @@ if [ ${#names[@]} -eq 0 ]; then
   # Every integration test but debian (it needs the package archive, which the guest cannot reach).
   for f in tests/*.rs; do t=$(basename "$f" .rs); [ "$t" = debian ] || names+=("$t"); done
 fi
-results=$(mktemp -d /var/tmp/poc-vm-results-XXXXXX)
-trap 'rm -rf "$results"' EXIT
+if [ -n "${POC_VM_RESULTS:-}" ]; then
+  results=$POC_VM_RESULTS
+  [ -d "$results" ] || { echo "vm-test: POC_VM_RESULTS=$results is not a directory" >&2; exit 1; }
+else
+  results=$(mktemp -d /var/tmp/poc-vm-results-XXXXXX)
+  trap 'rm -rf "$results"' EXIT
+fi
 [ -z "$script" ] || cp "$script" "$results/script"
+[ ${#files[@]} -eq 0 ] || cp "${files[@]}" "$results/"
 [ -n "$script" ] || cargo test --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, sys
