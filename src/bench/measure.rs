@@ -95,9 +95,22 @@ fn wait_registered(mut child: std::process::Child) -> std::io::Result<Output> {
 }
 
 fn describe(cmd: &Command) -> String {
-    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
-    words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let mut words = vec![quote(&cmd.get_program().to_string_lossy())];
+    words.extend(cmd.get_args().map(|a| quote(&a.to_string_lossy())));
     words.join(" ")
+}
+
+/// A word as a shell reads it back.
+pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// Runs `cmd`, its output captured; an error (with the command's stderr) unless it succeeds.
@@ -259,5 +272,7 @@ mod tests {
         assert_eq!(human_secs(59.4), "59s");
         assert_eq!(human_secs(61.0), "1m01s");
         assert_eq!(human_secs(3700.0), "1h01m");
+        assert_eq!(quote("a b'c"), r"'a b'\''c'");
+        assert_eq!(quote("--time=1"), "--time=1");
     }
 }

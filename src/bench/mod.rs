@@ -118,7 +118,7 @@ pub struct Bench {
     pub floor: Option<PathBuf>,
     /// Directories outside the work directory that peers' daemons create and leave (they were
     /// absent when the bench started): removed at the end if empty.
-    pub foreign_dirs: Vec<PathBuf>,
+    pub foreign_dirs: Vec<(PathBuf, bool)>,
 }
 
 impl Bench {
@@ -138,7 +138,9 @@ impl Bench {
             poc,
             state_root: work.join("state"),
             work,
-            cgroup_parent: format!("/poc-bench-{pid}"),
+            // Beside the user's parent (default /poc-bench-PID), not under it: poc removes an
+            // empty parent of its own when its last container goes.
+            cgroup_parent: format!("{}-bench-{pid}", parent_base(&paths.cgroup_parent)),
             bridge: format!("pb{}", pid % 100_000),
             subnet: format!("10.{third}.0.0/24")
                 .parse()
@@ -215,11 +217,12 @@ impl Bench {
         Ok(rootfs)
     }
 
-    /// Remembers `dir` for removal at the end if it does not exist now.
-    pub fn note_foreign_dir(&mut self, dir: &str) {
+    /// Remembers `dir` for removal at the end if it does not exist now: its empty directories
+    /// only, or (`whole`) everything in it (a cache a peer made there).
+    pub fn note_foreign_dir(&mut self, dir: &str, whole: bool) {
         let dir = PathBuf::from(dir);
-        if !dir.exists() {
-            self.foreign_dirs.push(dir);
+        if !dir.exists() && !self.foreign_dirs.iter().any(|(d, _)| *d == dir) {
+            self.foreign_dirs.push((dir, whole));
         }
     }
 
@@ -246,8 +249,12 @@ impl Bench {
         }
         remove_cgroup_tree(&self.hierarchies, &self.cgroup_parent);
         let _ = std::fs::remove_dir_all(&self.work);
-        for dir in self.foreign_dirs.iter().rev() {
-            remove_empty_tree(dir);
+        for (dir, whole) in self.foreign_dirs.iter().rev() {
+            if *whole {
+                let _ = std::fs::remove_dir_all(dir);
+            } else {
+                remove_dirs_depth_first(dir);
+            }
         }
     }
 }
@@ -255,6 +262,14 @@ impl Bench {
 impl Drop for Bench {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// The user's cgroup parent without its trailing slash (/poc when it is the root).
+fn parent_base(parent: &str) -> &str {
+    match parent.trim_end_matches('/') {
+        "" => "/poc",
+        base => base,
     }
 }
 
@@ -299,11 +314,6 @@ fn remove_dirs_depth_first(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
-}
-
-/// Removes `dir` and the empty directories under it (a daemon's runtime directory it left).
-fn remove_empty_tree(dir: &Path) {
-    remove_dirs_depth_first(dir);
 }
 
 /// One-line description of the machine, for the report.

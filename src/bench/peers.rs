@@ -228,7 +228,11 @@ impl Peers {
             Peer::Docker => self.docker.as_ref().expect("started").client(),
             _ => self.podman.as_ref().expect("made").client(),
         };
-        cmd.args(["import", "--quiet"]).arg(&tarball).arg(&tag);
+        cmd.arg("import");
+        if peer == Peer::Podman {
+            cmd.arg("--quiet");
+        }
+        cmd.arg(&tarball).arg(&tag);
         measure::output(&mut cmd)?;
         self.imported.push((peer, name.to_string()));
         Ok(tag)
@@ -345,6 +349,18 @@ impl OciRuntime {
                     .arg(&id),
             );
         }
+    }
+}
+
+/// `cmd` as a reader would type it; for runc and crun with the command their config.json runs.
+pub fn command_line(peer: Peer, cmd: &Command, job: &Job) -> String {
+    let line = measure::command_line(cmd);
+    match peer {
+        Peer::Runc | Peer::Crun => {
+            let argv: Vec<String> = job.argv.iter().map(|a| measure::quote(a)).collect();
+            format!("{line}  # config.json runs: {}", argv.join(" "))
+        }
+        _ => line,
     }
 }
 
@@ -544,9 +560,9 @@ impl Daemon {
     fn start(bench: &mut Bench) -> Result<Self> {
         let dir = bench.dir("docker")?;
         // dockerd and its containerd make these wherever their roots are.
-        bench.note_foreign_dir("/run/docker");
-        bench.note_foreign_dir("/run/containerd");
-        bench.note_foreign_dir("/etc/docker");
+        bench.note_foreign_dir("/run/docker", false);
+        bench.note_foreign_dir("/run/containerd", false);
+        bench.note_foreign_dir("/etc/docker", false);
         let socket = dir.join("docker.sock");
         let daemon_json = dir.join("daemon.json");
         let key = dir.join("key.json");
@@ -647,8 +663,12 @@ impl Podman {
     fn new(bench: &mut Bench) -> Result<Self> {
         let dir = bench.dir("podman")?;
         bench.dir("podman/tmpfiles")?;
-        bench.note_foreign_dir("/run/containers");
-        bench.note_foreign_dir("/run/libpod");
+        bench.note_foreign_dir("/run/containers", false);
+        bench.note_foreign_dir("/run/libpod", false);
+        // runc, podman's runtime here, keeps its state in its default root; podman keeps a
+        // cache of image blobs in /var/lib/containers whatever its --root.
+        bench.note_foreign_dir("/run/runc", false);
+        bench.note_foreign_dir("/var/lib/containers", true);
         // Limits a machine without CAP_SYS_RESOURCE can set, no systemd or journald needed, and
         // podman's locks and per-boot files in the bench's directory.
         let conf = format!(

@@ -147,7 +147,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
                 }
             };
             if round == 1 {
-                rows[i].command = super::measure::command_line(&cmd);
+                rows[i].command = peers::command_line(peer, &cmd, &job);
             }
             let elapsed = peers::time(peers, peer, cmd)?;
             if round > 0 {

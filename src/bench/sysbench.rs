@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::measure::{self, Progress};
+use super::measure::Progress;
 use super::peers::{self, Job, Peer, Peers};
 use super::report::{Row, SuiteReport};
 use super::{fail, Bench, Result};
@@ -237,6 +237,9 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             "sysbench is not installed on the host (the baseline): apt-get install sysbench",
         ));
     }
+    if names.contains(&"fileio") {
+        check_space(bench, scale.file_bytes)?;
+    }
     let image = opts.image.clone();
     if image == "sysbench" {
         bench.ensure_image(&image, &IMAGE_INIT)?;
@@ -250,9 +253,6 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
         return Err(fail(format!(
             "no image {image}: build one with sysbench in it"
         )));
-    }
-    if names.contains(&"fileio") {
-        check_space(bench, scale.file_bytes)?;
     }
     let mut peer_list = vec![Peer::Host];
     peer_list.extend(against.iter().copied().filter(|p| *p != Peer::Host));
@@ -319,7 +319,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
                     bridge: false,
                 };
                 let cmd = peers.command(bench, cell.peer, &job)?;
-                let command = measure::command_line(&cmd);
+                let command = peers::command_line(cell.peer, &cmd, &job);
                 let (_, out) = peers::run_timed(peers, cell.peer, cmd)?;
                 let (value, extra) = parse(t.name, &out).ok_or_else(|| {
                     fail(format!(
@@ -345,10 +345,22 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             }
         }
     }
+    let scaled = if opts.time.is_some() || opts.file_size.is_some() {
+        "scaled by --time/--file-size"
+    } else if opts.quick {
+        "quick scale (--quick)"
+    } else {
+        "full scale"
+    };
+    let host_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let host_cgroup = host_cgroup
+        .lines()
+        .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+        .and_then(|l| l.splitn(3, ':').nth(2))
+        .unwrap_or("?");
     let mut notes = vec![
         format!(
-            "{}: cpu {} s, threads {} s, memory-write {} s, memory-fill {}, fileio {} for {} s; {repeat} round(s), peers interleaved",
-            if opts.quick { "quick scale (--quick)" } else { "full scale" },
+            "{scaled}: cpu {} s, threads {} s, memory-write {} s, memory-fill {}, fileio {} for {} s; {repeat} round(s), peers interleaved",
             scale.cpu_secs,
             scale.threads_secs,
             scale.memory_secs,
@@ -357,11 +369,15 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             scale.fileio_secs
         ),
         format!(
-            "image {image}; containers without a network; the host's fileio runs in {}, on the filesystem of the containers' writable layers",
+            "image {image}; containers without a network; the host's fileio runs in {}, on the filesystem of the containers' writable layers; fileio:volume is a bind mount of a directory beside it",
             host_dir.display()
         ),
+        format!("the host's runs are children of poc bench, in its (memory) cgroup {host_cgroup}; each container has a leaf of its own"),
         "ratio: the peer's median over the host's (above 1 is faster than the host)".into(),
     ];
+    if against.contains(&Peer::Podman) {
+        notes.push("podman mounts the writable layer of a --rm container with overlay's volatile option: fsync does nothing there, so its fileio on that layer is not comparable".into());
+    }
     if against.contains(&Peer::Crun) && !bench.hierarchies.v1.is_empty() {
         notes.push("crun runs in a mount namespace of its own without the cgroup2 mount (crun 1.8 refuses hybrid hosts)".into());
     }
