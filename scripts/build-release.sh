@@ -20,4 +20,4 @@ if [ ! -e "$LIBSECCOMP_LIB_PATH/libseccomp.a" ]; then
   exit 1
 fi
 RUSTFLAGS="${RUSTFLAGS:-} $flags" cargo build --release --target "$host" >&2
-echo "$PWD/target/$host/release/poc"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/$host/release/poc"
