@@ -32,14 +32,15 @@ pub struct Scale {
 
 impl Scale {
     pub fn new(quick: bool, time: Option<u64>, file_size: Option<u64>) -> Scale {
+        // Quick: about a minute in total for host and poc with three rounds (33 runs).
         let mut s = if quick {
             Scale {
-                cpu_secs: 10,
-                threads_secs: 5,
-                memory_secs: 10,
+                cpu_secs: 2,
+                threads_secs: 2,
+                memory_secs: 2,
                 fill_bytes: 1 << 30,
-                file_bytes: 1 << 30,
-                fileio_secs: 10,
+                file_bytes: 256 << 20,
+                fileio_secs: 2,
             }
         } else {
             Scale {

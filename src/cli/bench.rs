@@ -11,7 +11,7 @@ pub struct Args {
     /// sysbench-suite, start, update, net, or all.
     #[arg(value_parser = ["sysbench-suite", "start", "update", "net", "all"])]
     suite: String,
-    /// Scale times and sizes down (the sysbench suite takes about a minute per peer).
+    /// Scale times and sizes down (the sysbench suite then takes about a minute for host and poc).
     #[arg(long)]
     quick: bool,
     /// Peers, comma separated: host, poc, runc, crun, docker, podman (those not installed are
