@@ -1,5 +1,5 @@
 # Sourced by the bench-*.sh scripts: what each of them needs to leave the machine as it found it, and
-# a dockerd of their own for the Docker comparisons (started by hand, see ../shared/ENVIRONMENT.md).
+# a dockerd of their own for the Docker comparisons (private roots and socket, no bridge, no iptables).
 
 # Removes the cgroup parents NAME... (and the leaves under them) from every hierarchy.
 remove_cgroup_parents() {

@@ -17,7 +17,7 @@ build_packages=(gcc libc6-dev clang llvm libbpf-dev bpftool libseccomp-dev) # C 
 runtime_packages=(busybox-static debootstrap) # `poc init busybox` (offline image, tests); `poc init debian`
 test_packages=(iproute2 nftables)           # tests only: a simulated upstream host; reading poc's nft table
 vm_packages=(qemu-system-x86 cpio kmod python3) # tests only: the pure cgroup v2 guest (scripts/vm-test.sh)
-bench_packages=(runc crun hyperfine iperf3 docker.io gcc python3) # peers, timing and throughput tools, the raw-write peer, report maths
+bench_packages=(sysbench runc crun podman docker.io iperf3 gcc libc6-dev hyperfine python3) # `poc bench`: sysbench on the host (the suite's baseline), the peer runtimes, iperf3 (net suite), a C compiler and static libc for the start floor and the raw cgroup write; hyperfine and python3 for scripts/bench-lifecycle.sh and bench-trace.sh
 vagrant_packages=(vagrant) # tests only: `vagrant validate` of vagrant/Vagrantfile (scripts/vagrant-check.sh); installed without recommends, which would bring systemd, a kernel and an NFS server
 oci_packages=(runc podman containerd docker.io golang-go make gcc libc6-dev) # the reference runtime; the clients that call an OCI runtime (podman brings conmon); Go, make and cgo's C compiler build runtime-tools (scripts/oci-validate.sh)
 

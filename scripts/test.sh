@@ -13,8 +13,8 @@ started=$(date +%s)
 stage() { echo; echo "=== test.sh: $* ($(( $(date +%s) - started )) s)"; }
 trap 'echo; echo "test.sh: FAILED after $(( $(date +%s) - started )) s (stage above)"' ERR
 
-stage "packages (build, tests, OCI clients and runtime-tools)"
-scripts/setup.sh --deps --oci
+stage "packages (build, tests, OCI clients and runtime-tools, benchmark peers)"
+scripts/setup.sh --deps --oci --bench
 stage "cargo fmt --check"
 cargo fmt --all -- --check
 stage "cargo clippy"

@@ -1,6 +1,7 @@
 //! poc: a container runtime small enough to read, built to measure what containers cost.
 //! This file only parses the command line and dispatches; every command lives in `cli/`.
 
+mod bench;
 mod cgroups;
 mod cli;
 mod config;

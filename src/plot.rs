@@ -1,4 +1,5 @@
-//! SVG charts, hand-written: stacked time-series panels (stats, trace, bench). Text out, nothing else;
+//! SVG charts, hand-written: stacked time-series panels (stats, trace), histograms (trace) and
+//! grouped bars (bench). Text out, nothing else;
 //! no fonts or scripts, so any browser or image viewer shows them.
 
 use std::fmt::Write;
@@ -191,6 +192,112 @@ pub fn histograms(title: &str, sets: &[(String, Vec<f64>)], x_label: &str) -> St
 }
 
 /// The document's opening: size, white background, title.
+/// One bar of a [`bars`] chart: a value with its spread (drawn as a whisker from `low` to `high`).
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Horizontal grouped bars: one group per (title, bars), one colour per bar label, a dashed line
+/// at `reference` (1.0 for ratios), and each bar's value written beside it.
+pub fn bars(title: &str, x_label: &str, groups: &[(String, Vec<Bar>)], reference: f64) -> String {
+    const BAR_H: f64 = 16.0;
+    const GROUP_GAP: f64 = 22.0;
+    const LABEL_W: f64 = 190.0;
+    let rows: usize = groups.iter().map(|(_, b)| b.len()).sum();
+    let plot_h = rows as f64 * BAR_H + groups.len() as f64 * GROUP_GAP;
+    let height = TOP + plot_h + 60.0;
+    let mut svg = open(title, height);
+    let mut names: Vec<&str> = Vec::new();
+    for bar in groups.iter().flat_map(|(_, b)| b) {
+        if !names.contains(&bar.label.as_str()) {
+            names.push(&bar.label);
+        }
+    }
+    let color =
+        |name: &str| COLORS[names.iter().position(|n| *n == name).unwrap_or(0) % COLORS.len()];
+    let (_, top_value) = bounds(
+        groups
+            .iter()
+            .flat_map(|(_, b)| b)
+            .flat_map(|b| [b.value, b.high])
+            .chain([reference]),
+    );
+    let x_ticks = ticks(0.0, top_value.max(f64::MIN_POSITIVE));
+    let x_max = *x_ticks.last().unwrap_or(&1.0);
+    let plot_w = WIDTH - LABEL_W - RIGHT;
+    let sx = |v: f64| LABEL_W + v.max(0.0) / x_max.max(f64::MIN_POSITIVE) * plot_w;
+    for t in &x_ticks {
+        let x = sx(*t);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            TOP + plot_h,
+            TOP + plot_h + 15.0,
+            label(*t)
+        );
+    }
+    let mut y = TOP;
+    for (group, bars) in groups {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{:.1}" text-anchor="end" font-weight="bold">{}</text>"#,
+            LABEL_W - 8.0,
+            y + 12.0,
+            escape(group)
+        );
+        y += GROUP_GAP / 2.0 + 4.0;
+        for bar in bars {
+            let (x0, x1) = (sx(0.0), sx(bar.value));
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
+                y + 1.0,
+                (x1 - x0).max(0.5),
+                BAR_H - 3.0,
+                color(&bar.label)
+            );
+            let mid = y + BAR_H / 2.0;
+            let (lo, hi) = (sx(bar.low), sx(bar.high));
+            let _ = writeln!(
+                svg,
+                r##"<path d="M{lo:.1} {mid:.1}H{hi:.1}M{lo:.1} {:.1}V{:.1}M{hi:.1} {:.1}V{:.1}" stroke="#222" fill="none"/>"##,
+                mid - 4.0,
+                mid + 4.0,
+                mid - 4.0,
+                mid + 4.0
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}">{} {}</text>"#,
+                hi.max(x1) + 6.0,
+                mid + 4.0,
+                escape(&bar.label),
+                label(bar.value)
+            );
+            y += BAR_H;
+        }
+        y += GROUP_GAP / 2.0 - 4.0;
+    }
+    let r = sx(reference);
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{r:.1}" x2="{r:.1}" y1="{TOP}" y2="{:.1}" stroke="#000" stroke-dasharray="4 3"/>"##,
+        TOP + plot_h
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        LABEL_W + plot_w / 2.0,
+        TOP + plot_h + 38.0,
+        escape(x_label)
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn open(title: &str, height: f64) -> String {
     let mut svg = String::new();
     let _ = writeln!(

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Errors become one line on stderr and Docker's
 //! exit codes (125 for poc's own errors); anyhow lives only here.
 
+mod bench;
 mod events;
 mod exec;
 pub mod format;
@@ -194,6 +195,8 @@ enum Command {
     /// The bridge network: inspect it, or remove it when unused.
     #[command(subcommand)]
     Network(network::Command),
+    /// Benchmarks: containers against the host and other runtimes (sysbench-suite, start, update, net, all).
+    Bench(bench::Args),
     /// OCI: create a container from a bundle; its process waits for `start`.
     Create(oci::CreateArgs),
     /// OCI: run the process of a created container.
@@ -310,6 +313,7 @@ pub fn main() -> i32 {
         Command::Update(args) => update::run(&paths, args),
         Command::Stats(args) => stats::run(&paths, args),
         Command::Events(args) => events::run(&paths, args),
+        Command::Bench(args) => bench::run(&paths, args),
         Command::Top(args) => top::run(&paths, args),
         Command::Trace(args) => trace::run(&paths, *args),
         Command::Network(command) => network::run(&paths, command),
