@@ -14,7 +14,8 @@
 #   POC_BUILD_DIR=DIR          cargo's target directory (default /var/lib/poc-build)
 #   POC_SYSBENCH_TARBALL=PATH  import the sysbench image from this rootfs tarball (no debootstrap)
 #   POC_BENCH_FULL=1           the full benchmark suite instead of --quick (about an hour)
-#   POC_BENCH_ARGS="..."       more arguments for `poc bench all` (e.g. --against host,poc --runs 1)
+#   POC_BENCH_SUITE=NAME       the suite to run instead of all (sysbench-suite, start, update, net)
+#   POC_BENCH_ARGS="..."       more arguments for the bench (e.g. --against host,poc --runs 1)
 #   POC_BENCH_OUT=DIR          where the bench writes (default /var/lib/poc-bench/TIMESTAMP)
 #   POC_REPORT_DIR=DIR         where the report is copied (default REPO/vagrant/report)
 #   POC_STORE, POC_STATE_ROOT, POC_CGROUP_PARENT   poc's own (store, state root, cgroup parent)
@@ -119,9 +120,10 @@ mode=--quick
 [ "${POC_BENCH_FULL:-0}" = 1 ] && mode=""
 out=${POC_BENCH_OUT:-/var/lib/poc-bench/$(date +%Y%m%d-%H%M%S)}
 read -r -a bench_args <<<"${POC_BENCH_ARGS:-}"
+suite=${POC_BENCH_SUITE:-all}
 poc bench --help >/dev/null 2>&1 || die "this poc has no bench command (poc bench all ...): build a newer poc"
-echo "poc bench all ${mode:+$mode }--out $out ${bench_args[*]}"
-poc bench all ${mode:+"$mode"} --out "$out" "${bench_args[@]}"
+echo "poc bench $suite ${mode:+$mode }--out $out ${bench_args[*]}"
+poc bench "$suite" ${mode:+"$mode"} --out "$out" "${bench_args[@]}"
 
 stage "report"
 dest=${POC_REPORT_DIR:-$repo/vagrant/report}
