@@ -45,7 +45,7 @@ if [ ! -f "$repo/Cargo.toml" ] || [ ! -x "$repo/scripts/setup.sh" ]; then
   die "$repo is not poc's repository"
 fi
 export PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=${HOME:-/root}
+export HOME=/root # rustup's toolchain is root's (a sudo that keeps the user's HOME would put it there)
 
 stage "machine"
 echo "$(os_field PRETTY_NAME), kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
