@@ -126,11 +126,11 @@ impl Bench {
         catch_signals();
         let poc = std::env::current_exe().map_err(|e| fail(format!("poc's own path: {e}")))?;
         let pid = std::process::id();
+        let hierarchies = Hierarchies::detect().map_err(|e| fail(e.to_string()))?;
         let work = paths.store_root.join(format!("bench-{pid}"));
         std::fs::create_dir_all(&paths.store_root)
             .map_err(|e| fail(format!("create {}: {e}", paths.store_root.display())))?;
         std::fs::create_dir(&work).map_err(|e| fail(format!("create {}: {e}", work.display())))?;
-        let hierarchies = Hierarchies::detect().map_err(|e| fail(e.to_string()))?;
         let third = 150 + pid % 50;
         let mut bench = Bench {
             opts,
