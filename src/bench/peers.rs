@@ -251,7 +251,16 @@ impl Peers {
             runtime.remove_all();
         }
         self.oci.clear();
-        super::unmount_under(&bench.work);
+        // Not the state root's tmpfs: Bench::drop reads it to remove poc's containers.
+        for entry in std::fs::read_dir(&bench.work)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path() != bench.state_root {
+                super::unmount_under(&entry.path());
+            }
+        }
     }
 }
 
