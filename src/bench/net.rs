@@ -103,6 +103,15 @@ impl PlainNet {
         let base = u32::from(bench.subnet.network()) + 256;
         let host_addr = Ipv4Addr::from(base + 1);
         let peer_addr = Ipv4Addr::from(base + 2);
+        // Names of the bench's own: a namespace or link already there is someone else's (its
+        // removal is registered before it is made, so that an interrupted `ip` leaves nothing).
+        if Path::new("/run/netns").join(&netns).exists()
+            || Path::new("/sys/class/net").join(&host_if).exists()
+        {
+            return Err(fail(format!(
+                "the network namespace {netns} or the link {host_if} exists already: left by an earlier bench? (ip netns del {netns}; ip link del {host_if})"
+            )));
+        }
         // `ip netns add` makes /run/netns a mount point (a bind mount of itself) and leaves it:
         // undone at the end when it was not one before and no namespace is left in it.
         let run_dir = PathBuf::from("/run/netns");
