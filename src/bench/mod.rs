@@ -119,6 +119,9 @@ pub struct Bench {
     /// Directories outside the work directory that peers' daemons create and leave (they were
     /// absent when the bench started): removed at the end if empty.
     pub foreign_dirs: Vec<(PathBuf, bool)>,
+    /// What suites made outside the work directory and cgroup parent (net.rs: a network namespace
+    /// and a veth pair), undone first at the end, last registered first.
+    cleanups: Vec<Box<dyn FnOnce()>>,
 }
 
 impl Bench {
@@ -149,6 +152,7 @@ impl Bench {
             state_mounted: false,
             floor: None,
             foreign_dirs: Vec::new(),
+            cleanups: Vec::new(),
         };
         bench.mount_state()?;
         Ok(bench)
@@ -226,7 +230,15 @@ impl Bench {
         }
     }
 
+    /// Runs `undo` when the bench ends (also on an error or Ctrl-C).
+    pub fn on_cleanup(&mut self, undo: impl FnOnce() + 'static) {
+        self.cleanups.push(Box::new(undo));
+    }
+
     fn cleanup(&mut self) {
+        while let Some(undo) = self.cleanups.pop() {
+            undo();
+        }
         // Containers of the bench's state root, then its network.
         let containers = self.state_root.join("containers");
         let ids: Vec<String> = std::fs::read_dir(&containers)

@@ -206,6 +206,18 @@ impl Peers {
         }
     }
 
+    /// The client of the bench's dockerd (started on first use) and the name the poc image `image`
+    /// has there (imported on first use): for suites that drive docker themselves (update: a
+    /// detached container updated again and again).
+    pub fn docker_client(&mut self, bench: &mut Bench, image: &str) -> Result<(Command, String)> {
+        if self.docker.is_none() {
+            self.docker = Some(Daemon::start(bench)?);
+        }
+        let tag = self.import(bench, Peer::Docker, image)?;
+        let docker = self.docker.as_ref().expect("just started");
+        Ok((docker.client(), tag))
+    }
+
     /// Imports the poc image `name` into docker or podman once; the name to run it by.
     fn import(&mut self, bench: &Bench, peer: Peer, name: &str) -> Result<String> {
         let tag = format!("pocbench/{name}");
@@ -251,7 +263,16 @@ impl Peers {
             runtime.remove_all();
         }
         self.oci.clear();
-        super::unmount_under(&bench.work);
+        // Not the state root's tmpfs: Bench::drop reads it to remove poc's containers.
+        for entry in std::fs::read_dir(&bench.work)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path() != bench.state_root {
+                super::unmount_under(&entry.path());
+            }
+        }
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Row {
     pub command: String,
     /// Secondary figures: medians by name (e.g. "latency_avg_ms").
     pub extra: BTreeMap<String, f64>,
+    /// This row is its case's baseline besides (or instead of) the suite's `baseline` peer: for
+    /// suites whose cases have different baselines (net: poc without a network for start times,
+    /// a plain netns for RTT and throughput).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub baseline: bool,
 }
 
 impl Row {
@@ -78,6 +83,7 @@ impl Row {
             ratio: None,
             command: String::new(),
             extra: BTreeMap::new(),
+            baseline: false,
         }
     }
 }
@@ -108,7 +114,7 @@ impl SuiteReport {
         let base: BTreeMap<String, f64> = self
             .results
             .iter()
-            .filter(|r| r.peer == self.baseline)
+            .filter(|r| r.peer == self.baseline || r.baseline)
             .map(|r| (r.case.clone(), r.summary.median))
             .collect();
         for row in &mut self.results {
@@ -123,7 +129,9 @@ impl SuiteReport {
         let case = row.case.split(':').next().unwrap_or(&row.case);
         self.results
             .iter()
-            .find(|r| r.peer == self.baseline && (r.case == row.case || r.case == case))
+            .find(|r| {
+                (r.peer == self.baseline || r.baseline) && (r.case == row.case || r.case == case)
+            })
             .map(|r| r.summary.median)
     }
 
@@ -324,5 +332,33 @@ mod tests {
         let svg = suite.svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("fileio:volume"));
+    }
+
+    #[test]
+    fn rows_marked_as_their_case_baseline() {
+        let mut base_none = row("start", "poc none", &[10.0]);
+        base_none.baseline = true;
+        let mut base_plain = row("tcp", "plain", &[4.0]);
+        base_plain.baseline = true;
+        let mut suite = SuiteReport {
+            name: "net".into(),
+            title: "t".into(),
+            baseline: "the test's baseline".into(),
+            notes: vec![],
+            results: vec![
+                base_none,
+                row("start", "poc bridge", &[12.0]),
+                base_plain,
+                row("tcp", "poc bridge", &[3.0]),
+            ],
+        };
+        suite.finish(&BTreeMap::new());
+        let ratios: Vec<Option<f64>> = suite.results.iter().map(|r| r.ratio).collect();
+        assert_eq!(ratios, [Some(1.0), Some(1.2), Some(1.0), Some(0.75)]);
+        assert!(suite.svg().contains("plain"));
+        // Only marked rows carry the flag in JSON.
+        let json = serde_json::to_value(&suite).unwrap();
+        assert_eq!(json["results"][0]["baseline"], true);
+        assert!(json["results"][1].get("baseline").is_none());
     }
 }
