@@ -23,7 +23,7 @@ kernel_pkg=$(kernel_package)
 [ -n "$kernel_pkg" ] || { apt-get update -qq; kernel_pkg=$(kernel_package); }
 [ -n "$kernel_pkg" ] || { echo "vm-test: no linux-image-amd64 in the package lists" >&2; exit 1; }
 kver=${kernel_pkg#linux-image-}
-guest_packages=kmod,iproute2,nftables,busybox-static,debootstrap,sysbench # sysbench, debootstrap: vagrant/provision.sh's benchmark (scripts/vagrant-check.sh)
+guest_packages=kmod,iproute2,nftables,busybox-static,debootstrap,sysbench,iperf3 # sysbench, iperf3, debootstrap: vagrant/provision.sh's benchmark (scripts/vagrant-check.sh)
 
 build_guest() {
   echo "building the guest in $cache ($kernel_pkg; debootstrap takes a minute)" >&2

@@ -327,3 +327,97 @@ fn ctrl_c_stops_a_bench_and_removes_everything_it_made() {
     assert!(seen.iter().any(|l| l.contains("interrupted")), "{seen:#?}");
     assert_bench_clean(&env);
 }
+
+#[test]
+fn bench_update_times_poc_update_against_a_raw_write_of_the_same_file() {
+    let env = Env::with_busybox();
+    let out_dir = env.dir.path().join("report");
+    let out = env.poc(&[
+        "bench",
+        "update",
+        "--runs",
+        "5",
+        "--against",
+        "poc",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = read_report(&out_dir);
+    let suite = &report["suites"][0];
+    assert_eq!(suite["name"], "update");
+    let poc = row(suite, "update", "poc").expect("poc update measured");
+    assert_eq!(poc["samples"].as_array().unwrap().len(), 5);
+    assert!(poc["command"].as_str().unwrap().contains("update"), "{poc}");
+    if installed("gcc") {
+        let raw = row(suite, "update", "raw write").expect("the raw write measured");
+        assert_eq!(raw["samples"].as_array().unwrap().len(), 5);
+        assert!(poc["ratio"].as_f64().unwrap() > 0.0);
+        check_chart(&out_dir, suite);
+    }
+    assert!(
+        row(suite, "update", "docker").is_none(),
+        "docker was not asked for"
+    );
+    assert_bench_clean(&env);
+}
+
+#[test]
+fn bench_net_measures_the_bridge_against_a_plain_namespace_and_removes_both() {
+    if let Ok(why) = std::env::var("POC_SKIP_ARCHIVE") {
+        eprintln!("skipped: the iperf3 image needs Debian's archive ({why})");
+        return;
+    }
+    let env = Env::with_busybox();
+    let links = || -> Vec<String> {
+        std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("pb"))
+            .collect()
+    };
+    let links_before = links();
+    let out_dir = env.dir.path().join("report");
+    let out = env.poc(&[
+        "bench",
+        "net",
+        "--runs",
+        "3",
+        "--time",
+        "1",
+        "--against",
+        "poc",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = read_report(&out_dir);
+    let suite = &report["suites"][0];
+    assert_eq!(suite["name"], "net");
+    for (case, peer) in [
+        ("start", "poc none"),
+        ("start", "poc bridge"),
+        ("rtt", "poc bridge"),
+        ("rtt", "plain netns+veth"),
+        ("tcp", "poc bridge"),
+        ("tcp", "plain netns+veth"),
+    ] {
+        let r = row(suite, case, peer).unwrap_or_else(|| panic!("{case} {peer}: {suite}"));
+        assert!(r["summary"]["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["ratio"].as_f64().is_some(), "{r}");
+    }
+    check_chart(&out_dir, suite);
+    // The plain namespace and its veth pair are the bench's and gone with it.
+    let netns = std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(
+        netns
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with("pbns")),
+        "{netns:?}"
+    );
+    assert_eq!(links(), links_before, "the bench's bridge or veths left");
+    assert_bench_clean(&env);
+}
