@@ -9,6 +9,7 @@
 //! writable layers) and one cgroup parent; `Bench::drop` removes both, also after Ctrl-C.
 //! Owns: the bench's work directory, its cgroup parent and bridge, its peers' private daemons.
 
+mod clients;
 pub mod measure;
 pub mod net;
 pub mod peers;
