@@ -329,8 +329,14 @@ fn ctrl_c_stops_a_bench_and_removes_everything_it_made() {
 }
 
 #[test]
-fn bench_update_times_poc_update_against_a_raw_write_of_the_same_file() {
+fn bench_update_times_poc_update_against_a_raw_write_and_docker_update() {
     let env = Env::with_busybox();
+    let docker = installed("dockerd") && std::env::var_os("POC_SKIP_OCI_CLIENTS").is_none();
+    // What dockerd and its containerd make outside their roots, when it is not there already.
+    let outside: Vec<&str> = ["/run/docker", "/run/containerd", "/etc/docker/key.json"]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
     let out_dir = env.dir.path().join("report");
     let out = env.poc(&[
         "bench",
@@ -338,7 +344,7 @@ fn bench_update_times_poc_update_against_a_raw_write_of_the_same_file() {
         "--runs",
         "5",
         "--against",
-        "poc",
+        if docker { "poc,docker" } else { "poc" },
         "--out",
         out_dir.to_str().unwrap(),
     ]);
@@ -355,10 +361,20 @@ fn bench_update_times_poc_update_against_a_raw_write_of_the_same_file() {
         assert!(poc["ratio"].as_f64().unwrap() > 0.0);
         check_chart(&out_dir, suite);
     }
-    assert!(
-        row(suite, "update", "docker").is_none(),
-        "docker was not asked for"
-    );
+    match row(suite, "update", "docker") {
+        Some(d) => {
+            assert!(docker);
+            assert!(d["command"].as_str().unwrap().contains("docker"), "{d}");
+            assert!(d["summary"]["median"].as_f64() > poc["summary"]["median"].as_f64());
+        }
+        None => assert!(!docker, "docker was asked for: {suite}"),
+    }
+    for path in outside {
+        assert!(
+            !Path::new(path).exists(),
+            "{path} left by the bench's dockerd"
+        );
+    }
     assert_bench_clean(&env);
 }
 
