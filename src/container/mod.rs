@@ -93,6 +93,8 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Co
 }
 
 const CONFIG_FILE: &str = "config.json";
+/// The overlay's mount point, in the container's state directory.
+const MOUNT_POINT: &str = "merged";
 
 /// A container's configuration, ready to create.
 struct Prepared {
@@ -154,12 +156,18 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     let id = new_id();
     let container_dir = paths.container_dir(&id);
     let etc_dir = paths.container_state_dir(&id).join("etc");
+    // The overlay's mount point is only a name for the container's root while the init builds it
+    // (after pivot_root nothing is mounted on it): it lives on the state root (a tmpfs), not beside
+    // the layer on disk, where every directory costs a block to make and, on a filesystem mounted
+    // with online discard (ext4 `discard`, as on cloud images), a synchronous discard to remove:
+    // 1-4 ms per directory here, on the path of every `run --rm`.
+    let merged = paths.container_state_dir(&id).join(MOUNT_POINT);
     let cgroup_path = format!("{}/{}", paths.cgroup_parent.trim_end_matches('/'), id);
     let mut spec = build_spec(
         &req,
         &image.meta.defaults,
         &id,
-        &container_dir.join("merged"),
+        &merged,
         &etc_dir,
         &cgroup_path,
     )?;
@@ -379,7 +387,8 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
     crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
     if let RootSource::Overlay { upper, work, .. } = &p.root {
         // The upper directory's mode is the container's `/`: 0755 inside a private directory.
-        for dir in [upper, work, &state.container_dir.join("merged")] {
+        let merged = paths.container_state_dir(&state.id).join(MOUNT_POINT);
+        for dir in [upper, work, &merged] {
             std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         }
     }
