@@ -100,7 +100,8 @@ pub struct State {
     pub exit_code: Option<i32>,
     pub cgroup: Manager,
     pub cgroup_path: String,
-    /// The writable layer (overlay upper, work, mount point) and the log.
+    /// The writable layer (overlay upper and work directories) and the log; the overlay's mount
+    /// point is in the state directory.
     pub container_dir: PathBuf,
     pub auto_remove: bool,
     pub tty: bool,
