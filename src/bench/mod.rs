@@ -202,6 +202,34 @@ impl Bench {
         cmd
     }
 
+    /// `name.c` compiled (static, -O2) into the work directory; Err(why) without a C compiler.
+    pub fn compile_c(&self, name: &str, source: &str) -> std::result::Result<PathBuf, String> {
+        let cc = ["cc", "gcc"]
+            .into_iter()
+            .find(|c| peers::find_program(c).is_some())
+            .ok_or("no C compiler (gcc) to build it")?;
+        let dir = self.dir(name).map_err(|e| e.to_string())?;
+        let file = dir.join(format!("{name}.c"));
+        std::fs::write(&file, source).map_err(|e| e.to_string())?;
+        let binary = dir.join(name);
+        let out = Command::new(cc)
+            .args(["-O2", "-static", "-o"])
+            .arg(&binary)
+            .arg(&file)
+            .output()
+            .map_err(|e| format!("{cc}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{cc} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ));
+        }
+        Ok(binary)
+    }
+
     /// Ensures the image `name` exists, building it when missing (`poc init`, with its progress).
     pub fn ensure_image(&self, name: &str, init_args: &[&str]) -> Result<PathBuf> {
         let rootfs = self.paths.images_dir().join(name).join("rootfs");
@@ -276,6 +304,17 @@ impl Drop for Bench {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// The note for peers asked for that a suite does not measure (None when there are none).
+pub fn unmeasured(against: &[Peer], why: &str) -> Option<String> {
+    let others: Vec<&str> = against
+        .iter()
+        .filter(|p| !matches!(p, Peer::Poc | Peer::Docker | Peer::Host))
+        .map(|p| p.name())
+        .collect();
+    (!others.is_empty())
+        .then(|| format!("not measured in this suite: {} ({why})", others.join(", ")))
 }
 
 /// The user's cgroup parent without its trailing slash (/poc when it is the root).

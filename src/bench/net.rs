@@ -246,17 +246,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     bench.ensure_image(&image, &super::sysbench::IMAGE_INIT)?;
     let docker = against.contains(&Peer::Docker);
     let mut notes = Vec::new();
-    let others: Vec<&str> = against
-        .iter()
-        .filter(|p| !matches!(p, Peer::Poc | Peer::Docker | Peer::Host))
-        .map(|p| p.name())
-        .collect();
-    if !others.is_empty() {
-        notes.push(format!(
-            "not measured in this suite: {} (only poc and docker are)",
-            others.join(", ")
-        ));
-    }
+    notes.extend(super::unmeasured(against, "only poc and docker are"));
     let gateway = Ipv4Addr::from(u32::from(bench.subnet.network()) + 1);
     let pings = (runs * 5).max(50);
     let rtt_rounds = if quick { 3 } else { 5 };

@@ -12,34 +12,6 @@ use super::{fail, Bench, Result};
 
 const FLOOR_C: &str = include_str!("floor.c");
 
-/// The floor binary, compiled into the work directory; None (and why) without a C compiler.
-fn build_floor(bench: &Bench) -> std::result::Result<PathBuf, String> {
-    let cc = ["cc", "gcc"]
-        .into_iter()
-        .find(|c| peers::find_program(c).is_some())
-        .ok_or("no C compiler (gcc) to build it")?;
-    let dir = bench.dir("floor").map_err(|e| e.to_string())?;
-    let source = dir.join("floor.c");
-    std::fs::write(&source, FLOOR_C).map_err(|e| e.to_string())?;
-    let binary = dir.join("floor");
-    let out = Command::new(cc)
-        .args(["-O2", "-static", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cc} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-        ));
-    }
-    Ok(binary)
-}
-
 /// Where the floor's memory leaf goes, and its limit file: in the bench's cgroup parent.
 fn floor_cgroup(bench: &Bench) -> Option<(PathBuf, &'static str)> {
     let parent = bench.cgroup_parent.trim_start_matches('/');
@@ -86,7 +58,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
         "runc and crun run an OCI bundle whose config.json is the Spec poc builds for the same container (same capabilities, seccomp profile, masked paths, mounts), its root an overlay of the same image".into(),
         format!("poc's state root is a tmpfs (as /run is on a typical host); cgroups under {}", bench.cgroup_parent),
     ];
-    match build_floor(bench) {
+    match bench.compile_c("floor", FLOOR_C) {
         Ok(binary) => {
             variants.push(Variant::Floor {
                 name: "floor",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::measure::{self, Progress};
-use super::peers::{self, Peer, Peers};
+use super::peers::{Peer, Peers};
 use super::report::{Row, SuiteReport};
 use super::{fail, Bench, Result};
 
@@ -20,34 +20,6 @@ const LIMITS: [(&str, &str, u64); 2] = [("64M", "64m", 64 << 20), ("128M", "128m
 
 /// Updates that are not measured, per variant, before the first measured one.
 const WARM_UP: usize = 3;
-
-/// `name.c` compiled (static, -O2) into the work directory; Err(why) without a C compiler.
-fn compile(bench: &Bench, name: &str, source: &str) -> std::result::Result<PathBuf, String> {
-    let cc = ["cc", "gcc"]
-        .into_iter()
-        .find(|c| peers::find_program(c).is_some())
-        .ok_or("no C compiler (gcc) to build it")?;
-    let dir = bench.dir(name).map_err(|e| e.to_string())?;
-    let file = dir.join(format!("{name}.c"));
-    std::fs::write(&file, source).map_err(|e| e.to_string())?;
-    let binary = dir.join(name);
-    let out = Command::new(cc)
-        .args(["-O2", "-static", "-o"])
-        .arg(&binary)
-        .arg(&file)
-        .output()
-        .map_err(|e| format!("{cc}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cc} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-        ));
-    }
-    Ok(binary)
-}
 
 /// The memory limit file of poc's container `id`, from its cgroup directories (`poc inspect`):
 /// memory.limit_in_bytes on cgroup v1 (and hybrid hosts), memory.max on v2.
@@ -105,7 +77,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     bench.ensure_image("busybox", &["busybox"])?;
     let mut notes = Vec::new();
     let mut variants = vec![Variant::Poc];
-    let raw = match compile(bench, "rawwrite", RAW_C) {
+    let raw = match bench.compile_c("rawwrite", RAW_C) {
         Ok(binary) => {
             variants.push(Variant::Raw);
             Some(binary)
@@ -119,17 +91,10 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     if docker {
         variants.push(Variant::Docker);
     }
-    let others: Vec<&str> = against
-        .iter()
-        .filter(|p| !matches!(p, Peer::Poc | Peer::Docker | Peer::Host))
-        .map(|p| p.name())
-        .collect();
-    if !others.is_empty() {
-        notes.push(format!(
-            "not measured in this suite: {} (it has no update command of its own here)",
-            others.join(", ")
-        ));
-    }
+    notes.extend(super::unmeasured(
+        against,
+        "it has no update command of its own here",
+    ));
     let docker_runs = (runs / 3).max(10).min(runs);
 
     // poc's container, and the file its update writes (the raw write writes the same one).
