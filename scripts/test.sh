@@ -5,8 +5,8 @@
 # roots; then OCI runtime-tools' validation suite against poc; then the integration tests again inside
 # a pure cgroup v2 guest (scripts/vm-test.sh), since this host has cgroup v1 controllers and users'
 # machines are pure v2; last, the Vagrant VM's provisioning (vagrant validate, and vagrant/provision.sh
-# run in that guest: scripts/vagrant-check.sh). Takes about 21 minutes here (18 of them in the
-# emulated guest), plus a few for the provisioning check.
+# run in that guest: scripts/vagrant-check.sh). Takes about 22 minutes here (16 of them in the
+# emulated guest, 2 for the provisioning check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
