@@ -185,6 +185,11 @@ pub fn time(cmd: &mut Command) -> Result<Duration> {
     Ok(elapsed)
 }
 
+/// A command line without quoting, split into its words.
+pub fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(String::from).collect()
+}
+
 /// The command line as a reader would type it (for the report).
 pub fn command_line(cmd: &Command) -> String {
     describe(cmd)

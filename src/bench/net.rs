@@ -217,10 +217,6 @@ impl Drop for Server {
     }
 }
 
-fn words(text: &str) -> Vec<String> {
-    text.split_whitespace().map(String::from).collect()
-}
-
 fn median_of(suite: &SuiteReport, case: &str, peer: &str) -> Option<f64> {
     suite
         .results
@@ -328,7 +324,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     let plain = PlainNet::make(bench)?;
 
     // RTT: `rtt_rounds` pings of `pings` packets each, interleaved.
-    let ping = |target: Ipv4Addr| words(&format!("ping -q -c {pings} -i 0.002 {target}"));
+    let ping = |target: Ipv4Addr| measure::words(&format!("ping -q -c {pings} -i 0.002 {target}"));
     let mut extras = std::collections::BTreeMap::new();
     for round in 0..rtt_rounds {
         progress.step(
@@ -378,7 +374,9 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     }
 
     // TCP: `tcp_rounds` iperf3 runs of `tcp_secs` each, interleaved, each to a fresh server.
-    let iperf = |target: Ipv4Addr| words(&format!("iperf3 -c {target} -p {port} -t {tcp_secs} -J"));
+    let iperf = |target: Ipv4Addr| {
+        measure::words(&format!("iperf3 -c {target} -p {port} -t {tcp_secs} -J"))
+    };
     for round in 0..tcp_rounds {
         progress.step(
             &format!("tcp: round {}/{tcp_rounds} ({tcp_secs} s each)", round + 1),

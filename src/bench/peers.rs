@@ -388,27 +388,34 @@ pub fn command_line(peer: Peer, cmd: &Command, job: &Job) -> String {
 
 /// Runs `cmd` the way `peer` needs (crun on a hybrid host: from its private mount namespace),
 /// returning its wall time and stdout.
-pub fn run_timed(peers: &Peers, peer: Peer, cmd: Command) -> Result<(Duration, String)> {
-    let job = move |mut cmd: Command| -> Result<(Duration, String)> {
+pub fn run_timed(peers: &Peers, peer: Peer, mut cmd: Command) -> Result<(Duration, String)> {
+    in_place(private_ns(peers, peer), move || {
         let started = Instant::now();
         let out = measure::output(&mut cmd)?;
         Ok((
             started.elapsed(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ))
-    };
-    match peers.oci.get(&peer).and_then(|r| r.private_ns.as_ref()) {
-        Some(ns) => ns.run(cmd, job),
-        None => job(cmd),
-    }
+    })
 }
 
 /// Like [`run_timed`], output discarded (a start's time: spawn to reaped exit).
-pub fn time(peers: &Peers, peer: Peer, cmd: Command) -> Result<Duration> {
-    let job = |mut cmd: Command| measure::time(&mut cmd);
-    match peers.oci.get(&peer).and_then(|r| r.private_ns.as_ref()) {
-        Some(ns) => ns.run(cmd, job),
-        None => job(cmd),
+pub fn time(peers: &Peers, peer: Peer, mut cmd: Command) -> Result<Duration> {
+    in_place(private_ns(peers, peer), move || measure::time(&mut cmd))
+}
+
+fn private_ns(peers: &Peers, peer: Peer) -> Option<&NsThread> {
+    peers.oci.get(&peer).and_then(|r| r.private_ns.as_ref())
+}
+
+/// Runs `job` in the private mount namespace when there is one, else here.
+fn in_place<R: Send + 'static>(
+    ns: Option<&NsThread>,
+    job: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    match ns {
+        Some(ns) => ns.run(job),
+        None => job(),
     }
 }
 
@@ -438,7 +445,7 @@ fn make_bundle(bench: &Bench, name: &str, job: &Job, ns: Option<&NsThread>) -> R
     // Mounted where the runtime runs: a mount made in the host's namespace would not show in a
     // private one unless / is shared.
     let target = rootfs.clone();
-    let mount_root = move |_: ()| {
+    in_place(ns, move || {
         mount(
             Some("overlay"),
             &target,
@@ -446,11 +453,7 @@ fn make_bundle(bench: &Bench, name: &str, job: &Job, ns: Option<&NsThread>) -> R
             MsFlags::empty(),
             Some(options.as_str()),
         )
-    };
-    match ns {
-        Some(ns) => ns.call(mount_root),
-        None => mount_root(()),
-    }
+    })
     .map_err(|e| fail(format!("overlay for the {name} bundle: {e}")))?;
     for (file, text) in [
         ("hostname", "bench\n"),
@@ -543,27 +546,11 @@ impl NsThread {
         Ok(NsThread { jobs })
     }
 
-    fn run<R: Send + 'static>(
-        &self,
-        cmd: Command,
-        job: impl FnOnce(Command) -> R + Send + 'static,
-    ) -> R {
-        self.call_with(cmd, job)
-    }
-
-    fn call<R: Send + 'static>(&self, job: impl FnOnce(()) -> R + Send + 'static) -> R {
-        self.call_with((), job)
-    }
-
-    fn call_with<A: Send + 'static, R: Send + 'static>(
-        &self,
-        arg: A,
-        job: impl FnOnce(A) -> R + Send + 'static,
-    ) -> R {
+    fn run<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> R {
         let (tx, rx) = mpsc::channel();
         self.jobs
             .send(Box::new(move || {
-                let _ = tx.send(job(arg));
+                let _ = tx.send(job());
             }))
             .expect("the namespace thread runs as long as the bench");
         rx.recv().expect("the namespace thread answers")

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::measure::Progress;
+use super::measure::{self, Progress};
 use super::peers::{self, Job, Peer, Peers};
 use super::report::{Row, SuiteReport};
 use super::{fail, Bench, Result};
@@ -86,15 +86,11 @@ struct Test {
     expected: f64,
 }
 
-fn words(text: &str) -> Vec<String> {
-    text.split_whitespace().map(String::from).collect()
-}
-
 fn test(name: &str, s: &Scale) -> Test {
     match name {
         "cpu" => Test {
             name: "cpu",
-            argv: words(&format!(
+            argv: measure::words(&format!(
                 "sysbench cpu --threads=100 --cpu-max-prime=64000 --time={} run",
                 s.cpu_secs
             )),
@@ -104,7 +100,7 @@ fn test(name: &str, s: &Scale) -> Test {
         },
         "threads" => Test {
             name: "threads",
-            argv: words(&format!(
+            argv: measure::words(&format!(
                 "sysbench threads --threads=64 --thread-yields=100 --thread-locks=2 --time={} run",
                 s.threads_secs
             )),
@@ -114,7 +110,7 @@ fn test(name: &str, s: &Scale) -> Test {
         },
         "memory-write" => Test {
             name: "memory-write",
-            argv: words(&format!(
+            argv: measure::words(&format!(
                 "sysbench memory --threads=100 --memory-oper=write --time={} run",
                 s.memory_secs
             )),
@@ -124,7 +120,7 @@ fn test(name: &str, s: &Scale) -> Test {
         },
         "memory-fill" => Test {
             name: "memory-fill",
-            argv: words(&format!(
+            argv: measure::words(&format!(
                 "sysbench memory --memory-block-size=1M --memory-total-size={} run",
                 size_arg(s.fill_bytes)
             )),
