@@ -707,3 +707,33 @@ fn cgroup_files_inside_show_the_containers_limits_read_only() {
     );
     env.assert_clean();
 }
+
+/// A hostile image plants links to host paths in its writable layer, then its container is removed
+/// (foreground `--rm`, and `rm -f` of a running one): removing the layer must unlink the links,
+/// never what they name on the host.
+#[test]
+fn removing_a_container_never_follows_the_links_it_planted_in_its_layer() {
+    let env = Env::with_busybox();
+    let canary = env.dir.path().join("canary");
+    std::fs::create_dir(&canary).unwrap();
+    std::fs::write(canary.join("keep"), "host data").unwrap();
+    let target = canary.display().to_string();
+    let plant = format!(
+        "ln -s {target} /planted; mkdir -p /deep/er; ln -s {target} /deep/er/dir-link; \
+         ln -s {target}/keep /deep/file-link; ln -s {target} /tmp/tmp-link; echo planted"
+    );
+    let out = env.poc(&["run", "--rm", "busybox", "sh", "-c", &plant]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "planted\n");
+    let id = env.run_detached(&["busybox", "sh", "-c", &format!("{plant}; sleep 1000")]);
+    env.wait_for_log(&id, "planted");
+    let out = env.poc(&["rm", "-f", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(canary.join("keep")).unwrap(),
+        "host data",
+        "removal followed a planted link"
+    );
+    assert_eq!(std::fs::read_dir(&canary).unwrap().count(), 1);
+    env.assert_clean();
+}
