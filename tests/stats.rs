@@ -25,14 +25,16 @@ fn stats_report_cpu_memory_pids_and_throttling_of_known_workloads() {
         "-c",
         "while true; do :; done",
     ]);
-    // 40 MB held in a shell variable; the shell stays (no tail exec), so two processes.
+    // 40 MB held in the container's /dev/shm (a tmpfs, charged to its memory cgroup): written by
+    // head alone, which takes a moment even in the TCG guest (growing a 40 MB shell variable did
+    // not, once). The shell stays (no tail exec), so two processes.
     let holder = env.run_detached(&[
         "--name",
         "holder",
         "busybox",
         "sh",
         "-c",
-        "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ready; while true; do sleep 1; done",
+        "head -c 40000000 /dev/zero >/dev/shm/hold; echo ready; while true; do sleep 1; done",
     ]);
     env.wait_for_log(&holder, "ready");
     let rows = stats(&env, &[]);
