@@ -59,6 +59,7 @@ impl Paths {
         BridgeConfig {
             name: name.to_string(),
             subnet,
+            subnet6: None,
             state_dir: self.state_root.join("networks").join(name),
         }
     }

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 
 pub use rtnl::RtnlError;
 
@@ -64,11 +64,13 @@ pub enum NetworkMode {
     Host,
 }
 
-/// The bridge network poc manages: its name and IPv4 subnet (the gateway is the first address).
+/// The bridge network poc manages: its name and IPv4 subnet (the gateway is the first address),
+/// and for a network created with `--ipv6`, its IPv6 subnet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BridgeConfig {
     pub name: String,
     pub subnet: Ipv4Network,
+    pub subnet6: Option<Ipv6Network>,
     /// Where leases and the network lock live (under the state root).
     pub state_dir: PathBuf,
 }
@@ -607,6 +609,7 @@ mod tests {
         let b = BridgeConfig {
             name: "poc0".into(),
             subnet: parse_subnet("10.88.0.0/16").unwrap(),
+            subnet6: None,
             state_dir: "/x".into(),
         };
         assert_eq!(b.gateway(), Ipv4Addr::new(10, 88, 0, 1));
