@@ -283,6 +283,147 @@ fn published_ports_are_reached_from_the_host_and_from_another_netns() {
 }
 
 #[test]
+fn published_ports_answer_on_localhost_and_poc_port_lists_them() {
+    let env = Env::with_busybox();
+    let port = test_port(3);
+    let udp = test_port(4);
+    let id = web_server(
+        &env,
+        &[
+            "-p",
+            &format!("{port}:80"),
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            &format!("{udp}-{}:90-91/udp", udp + 1),
+        ],
+        "localhost-page",
+    );
+    assert!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).contains("localhost-page"),
+        "curl http://127.0.0.1:{port}/ from the host"
+    );
+    let listed = stdout(&env.poc(&["port", &id]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 4, "{listed}");
+    assert_eq!(lines[0], format!("80/tcp -> 0.0.0.0:{port}"));
+    assert_eq!(lines[2], format!("90/udp -> 0.0.0.0:{udp}"));
+    assert_eq!(lines[3], format!("91/udp -> 0.0.0.0:{}", udp + 1));
+    // The port poc picked for `127.0.0.1::80`, on localhost only.
+    let picked: u16 = lines[1]
+        .strip_prefix("80/tcp -> 127.0.0.1:")
+        .unwrap_or_else(|| panic!("{listed}"))
+        .parse()
+        .unwrap();
+    assert!(picked >= 49153, "{listed}");
+    assert!(http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, picked))).contains("localhost-page"));
+    let both = stdout(&env.poc(&["port", &id, "80"]));
+    assert_eq!(
+        both,
+        format!("0.0.0.0:{port}\n127.0.0.1:{picked}\n"),
+        "port CONTAINER 80"
+    );
+    assert_error(
+        &env.poc(&["port", &id, "81/udp"]),
+        125,
+        "no public port '81/udp'",
+    );
+    assert_error(&env.poc(&["port", "nosuch"]), 125, "no such container");
+
+    // What Docker accepts and poc does not: one line each, nothing made.
+    for (args, needle) in [
+        (vec!["-p", "8000-8001:80"], "differ in length"),
+        (vec!["-p", "70000:80"], "is not a port"),
+        (vec!["-P"], "publish-all"),
+    ] {
+        let mut full = vec!["run", "-d"];
+        full.extend(args);
+        full.extend(["busybox", "true"]);
+        assert_error(&env.poc(&full), 125, needle);
+    }
+    // A range that collides with a published port is refused whole.
+    let out = env.poc(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("{}-{port}:79-80", port - 1),
+        "busybox",
+        "true",
+    ]);
+    assert_error(&out, 125, "already published");
+    assert_eq!(env.container_ids().len(), 1);
+
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    assert_eq!(stdout(&env.poc(&["port", &id])), "", "a removed container");
+    env.assert_clean();
+}
+
+#[test]
+fn a_container_cannot_reach_the_hosts_loopback_through_the_bridge() {
+    // route_localnet on the bridge lets the host's localhost connections out to a container; the
+    // same setting would let a container's packets to 127.0.0.1 in, to services the host keeps on
+    // its loopback. A container with CAP_NET_RAW sends them with its own, valid, sources.
+    let env = Env::with_busybox();
+    let id = attacker(&env);
+    assert_eq!(
+        common::read_trimmed(std::path::Path::new(&format!(
+            "/proc/sys/net/ipv4/conf/{}/route_localnet",
+            env.bridge
+        ))),
+        "1",
+        "the bridge lets loopback sources out (what makes localhost publishing work)"
+    );
+    let port = test_port(5);
+    let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let me = address_of(&env, &id);
+    let gateway = gateway_of(&env);
+    let bridge = bridge_mac(&env);
+    let port_text = port.to_string();
+    spoof(
+        &env,
+        &id,
+        &[
+            "udp",
+            "self",
+            &bridge,
+            &me,
+            "127.0.0.1",
+            &port_text,
+            "to-loopback",
+        ],
+    );
+    // The same frame to the gateway's address arrives: the path works, only 127.0.0.0/8 is stopped.
+    spoof(
+        &env,
+        &id,
+        &[
+            "udp",
+            "self",
+            &bridge,
+            &me,
+            &gateway,
+            &port_text,
+            "to-gateway",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut heard = Vec::new();
+    while Instant::now() < deadline && !heard.iter().any(|h| h == "to-gateway") {
+        let mut buf = [0u8; 256];
+        if let Ok(n) = socket.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(heard.iter().any(|h| h == "to-gateway"), "{heard:?}");
+    assert!(!heard.iter().any(|h| h == "to-loopback"), "{heard:?}");
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
 fn fifty_concurrent_runs_get_distinct_addresses_and_leave_nothing() {
     let env = Env::with_busybox();
     let ids: Vec<String> = std::thread::scope(|s| {

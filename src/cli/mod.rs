@@ -11,6 +11,7 @@ mod logs;
 mod manage;
 mod network;
 mod oci;
+mod port;
 mod ps;
 mod rmi;
 mod run;
@@ -182,6 +183,8 @@ enum Command {
     Rm(manage::RmArgs),
     /// Show everything about containers, as JSON.
     Inspect(manage::InspectArgs),
+    /// List a container's published ports (or the host side of one).
+    Port(port::Args),
     /// Change running containers' limits (direct cgroup writes).
     Update(update::Args),
     /// Live resource use of running containers: CPU, memory, network, block I/O, pids, throttling.
@@ -310,6 +313,7 @@ pub fn main() -> i32 {
         Command::Resume(args) => oci::pause(&paths, args, false),
         Command::Rm(args) => manage::rm(&paths, args),
         Command::Inspect(args) => manage::inspect(&paths, args),
+        Command::Port(args) => port::run(&paths, args),
         Command::Update(args) => update::run(&paths, args),
         Command::Stats(args) => stats::run(&paths, args),
         Command::Events(args) => events::run(&paths, args),

@@ -163,9 +163,13 @@ pub struct Args {
     /// bridge (default): poc's bridge with NAT; none: loopback only; host: the host's network.
     #[arg(long, value_enum, default_value_t = NetworkMode::Bridge)]
     network: NetworkMode,
-    /// Publish a container port: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp].
-    #[arg(short, long, value_parser = crate::network::parse_port)]
-    publish: Vec<crate::network::PortMapping>,
+    /// Publish container ports: [[IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp], ports or equal ranges
+    /// (8000-8010:80-90); without HOST_PORT, a free host port is picked (see `poc port`).
+    #[arg(short, long, value_parser = crate::network::parse_ports)]
+    publish: Vec<crate::network::PortSpec>,
+    /// Docker's "publish every exposed port": refused, poc's images declare no exposed ports.
+    #[arg(short = 'P', long, hide = true)]
+    publish_all: bool,
     /// DNS server for the container's /etc/resolv.conf (repeatable).
     #[arg(long)]
     dns: Vec<std::net::IpAddr>,
@@ -181,6 +185,12 @@ pub struct Args {
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
+    if args.publish_all {
+        return Err(anyhow::anyhow!(
+            "-P/--publish-all: poc's images declare no exposed ports; publish them with -p [[IP:]HOST_PORT:]CONTAINER_PORT"
+        )
+        .into());
+    }
     if !args.publish.is_empty() && args.network != NetworkMode::Bridge {
         return Err(anyhow::anyhow!("--publish needs --network bridge").into());
     }
@@ -197,7 +207,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         limits: args.limits.to_limits(),
         nice: args.nice,
         network: args.network,
-        ports: args.publish,
+        ports: args.publish.into_iter().flat_map(|p| p.0).collect(),
         dns: args.dns,
         user: args.user,
         security: args.security.into_security(),

@@ -78,6 +78,37 @@ impl Leases {
         )))
     }
 
+    /// The lowest host port of `candidates` that no container holds and no host socket uses (for
+    /// `-p CONTAINER_PORT`); `port.host_port` is ignored.
+    pub fn claim_free_port(
+        &self,
+        port: &PortMapping,
+        candidates: std::ops::RangeInclusive<u16>,
+        id: &str,
+        is_live: &dyn Fn(&str) -> bool,
+        in_use_on_host: &dyn Fn(u16) -> bool,
+    ) -> Result<u16, NetworkError> {
+        std::fs::create_dir_all(&self.ports).map_err(io("create", &self.ports))?;
+        for host_port in candidates.clone() {
+            let candidate = PortMapping { host_port, ..*port };
+            let path = self.ports.join(port_key(&candidate));
+            if !claim(&path, id, is_live)? {
+                continue;
+            }
+            if !in_use_on_host(host_port) {
+                return Ok(host_port);
+            }
+            release(&path, id)?;
+        }
+        Err(NetworkError::Refused(format!(
+            "no free host port for {}/{} in {}-{}",
+            port.container_port,
+            port.protocol.name(),
+            candidates.start(),
+            candidates.end()
+        )))
+    }
+
     pub fn release_address(&self, ip: Ipv4Addr, id: &str) -> Result<(), NetworkError> {
         release(&self.addresses.join(ip.to_string()), id)
     }
@@ -216,5 +247,43 @@ mod tests {
             .unwrap();
         leases.release_port(&p, "a").unwrap();
         leases.claim_port(&p, "b", &live).unwrap();
+    }
+
+    #[test]
+    fn a_free_host_port_skips_leased_ones_and_the_hosts_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = Leases::new(dir.path());
+        let p = PortMapping {
+            host_ip: None,
+            host_port: 0,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let live = |_: &str| true;
+        let nothing_on_host = |_: u16| false;
+        let got = leases
+            .claim_free_port(&p, 40000..=40002, "a", &live, &nothing_on_host)
+            .unwrap();
+        assert_eq!(got, 40000);
+        let host_has_40001 = |port: u16| port == 40001;
+        let got = leases
+            .claim_free_port(&p, 40000..=40002, "b", &live, &host_has_40001)
+            .unwrap();
+        assert_eq!(got, 40002);
+        let err = leases
+            .claim_free_port(&p, 40000..=40002, "c", &live, &host_has_40001)
+            .unwrap_err();
+        assert!(err.to_string().contains("no free host port"), "{err}");
+        // The refused host port was not kept.
+        leases
+            .claim_port(
+                &PortMapping {
+                    host_port: 40001,
+                    ..p
+                },
+                "d",
+                &live,
+            )
+            .unwrap();
     }
 }

@@ -135,7 +135,7 @@ impl Protocol {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
@@ -143,7 +143,8 @@ impl Protocol {
     }
 }
 
-/// `-p [IP:]HOST:CONTAINER[/tcp|udp]`.
+/// One published port. `host_port` 0 (from `-p CONTAINER_PORT`) asks for any free host port, which
+/// [`prepare`] picks and records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortMapping {
     pub host_ip: Option<Ipv4Addr>,
@@ -152,7 +153,17 @@ pub struct PortMapping {
     pub protocol: Protocol,
 }
 
-pub fn parse_port(text: &str) -> Result<PortMapping, String> {
+/// What one `-p` asks for: `[[IP:]HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp]`, as Docker reads
+/// it: a range on both sides maps port to port (the ranges must have the same length); without a host
+/// port each container port gets a free host port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec(pub Vec<PortMapping>);
+
+/// A range of published ports that no one needs: Docker's limit on one `-p` is the port space, but
+/// a thousand DNAT rules is already more than a container should ask for by accident.
+const MAX_PORTS_PER_PUBLISH: usize = 1000;
+
+pub fn parse_ports(text: &str) -> Result<PortSpec, String> {
     let (spec, protocol) = match text.rsplit_once('/') {
         Some((spec, "tcp")) => (spec, Protocol::Tcp),
         Some((spec, "udp")) => (spec, Protocol::Udp),
@@ -161,21 +172,17 @@ pub fn parse_port(text: &str) -> Result<PortMapping, String> {
         }
         None => (text, Protocol::Tcp),
     };
+    let syntax = || {
+        format!(
+            "'{text}' is not [[IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp] (ports or ranges like 8000-8010)"
+        )
+    };
     let parts: Vec<&str> = spec.split(':').collect();
     let (ip, host, container) = match parts.as_slice() {
-        [h, c] => (None, *h, *c),
-        [ip, h, c] => (Some(*ip), *h, *c),
-        _ => {
-            return Err(format!(
-                "'{text}' is not [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"
-            ))
-        }
-    };
-    let port = |p: &str| {
-        p.parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("'{text}': '{p}' is not a port (1-65535)"))
+        [c] => (None, None, *c),
+        [h, c] => (None, Some(*h), *c),
+        [ip, h, c] => (Some(*ip), Some(*h).filter(|h| !h.is_empty()), *c),
+        _ => return Err(syntax()),
     };
     let host_ip = match ip {
         None | Some("") | Some("0.0.0.0") => None,
@@ -184,12 +191,51 @@ pub fn parse_port(text: &str) -> Result<PortMapping, String> {
                 .map_err(|_| format!("'{text}': '{ip}' is not an IPv4 address"))?,
         ),
     };
-    Ok(PortMapping {
-        host_ip,
-        host_port: port(host)?,
-        container_port: port(container)?,
-        protocol,
-    })
+    let range = |p: &str| -> Result<(u16, u16), String> {
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("'{text}': '{p}' is not a port (1-65535)"))
+        };
+        let (first, last) = match p.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(p)?, port(p)?),
+        };
+        if first > last {
+            return Err(format!("'{text}': the range {p} runs backwards"));
+        }
+        Ok((first, last))
+    };
+    let (c_first, c_last) = range(container)?;
+    let count = usize::from(c_last - c_first) + 1;
+    if count > MAX_PORTS_PER_PUBLISH {
+        return Err(format!(
+            "'{text}': at most {MAX_PORTS_PER_PUBLISH} ports per -p"
+        ));
+    }
+    let host_first = match host {
+        None => None,
+        Some(h) => {
+            let (h_first, h_last) = range(h)?;
+            if usize::from(h_last - h_first) + 1 != count {
+                return Err(format!(
+                    "'{text}': the host range {h} and the container range {container} differ in length"
+                ));
+            }
+            Some(h_first)
+        }
+    };
+    Ok(PortSpec(
+        (0..count as u16)
+            .map(|i| PortMapping {
+                host_ip,
+                host_port: host_first.map_or(0, |h| h + i),
+                container_port: c_first + i,
+                protocol,
+            })
+            .collect(),
+    ))
 }
 
 impl std::fmt::Display for PortMapping {
@@ -256,28 +302,48 @@ pub fn prepare(
 ) -> Result<Attachment, NetworkError> {
     let leases = ipam::Leases::new(&bridge.state_dir);
     let address = leases.claim_address(bridge.subnet, bridge.gateway(), id, is_live)?;
-    let attachment = Attachment {
+    let mut attachment = Attachment {
         bridge: bridge.name.clone(),
         address,
         prefix: bridge.subnet.prefix(),
         gateway: bridge.gateway(),
         host_veth: format!("poc{}", &id[..12]),
-        ports: ports.to_vec(),
+        ports: Vec::with_capacity(ports.len()),
     };
-    for (i, port) in ports.iter().enumerate() {
-        if let Err(e) = leases.claim_port(port, id, is_live) {
-            release(
-                bridge,
-                id,
-                &Attachment {
-                    ports: ports[..i].to_vec(),
-                    ..attachment.clone()
-                },
-            )?;
-            return Err(e);
+    for port in ports {
+        let claimed = if port.host_port == 0 {
+            leases
+                .claim_free_port(port, free_port_range(), id, is_live, &|p| {
+                    host_port_in_use(port.protocol, p)
+                })
+                .map(|host_port| PortMapping { host_port, ..*port })
+        } else {
+            leases.claim_port(port, id, is_live).map(|()| *port)
+        };
+        match claimed {
+            Ok(port) => attachment.ports.push(port),
+            Err(e) => {
+                release(bridge, id, &attachment)?;
+                return Err(e);
+            }
         }
     }
     Ok(attachment)
+}
+
+/// Where `-p CONTAINER_PORT` finds a host port: Docker's range, above the kernel's usual ephemeral
+/// ports' start and below nothing a service usually listens on.
+fn free_port_range() -> std::ops::RangeInclusive<u16> {
+    49153..=65535
+}
+
+/// Whether a socket of the host already has `port` (a DNAT rule would hide it from its clients).
+fn host_port_in_use(protocol: Protocol, port: u16) -> bool {
+    let any = std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    match protocol {
+        Protocol::Tcp => std::net::TcpListener::bind(any).is_err(),
+        Protocol::Udp => std::net::UdpSocket::bind(any).is_err(),
+    }
 }
 
 /// Makes sure the bridge exists with its gateway address and is up, IP forwarding is on, and poc's
@@ -308,16 +374,29 @@ pub fn ensure_bridge(
     }
     enable_ip_forwarding()?;
     let marker = bridge.state_dir.join(NAT_MARKER);
-    if created || !marker.exists() || !published.is_empty() {
+    let set_up_before = !created && marker.exists();
+    if !set_up_before || !published.is_empty() {
         apply_nat(bridge, published)?;
+    }
+    if !set_up_before {
+        // Only with the guard against containers' packets to 127.0.0.0/8 in place.
+        allow_loopback_sources_out(&bridge.name)?;
         std::fs::write(&marker, b"").map_err(io("write", &marker))?;
     }
     Ok(())
 }
 
 /// Says that the `ip` table is in place; named after the table's layout, so that a bridge set up
-/// by a poc whose table lacked the forward chain gets the new table on its next container.
-const NAT_MARKER: &str = "nat-forward-ready";
+/// by a poc whose table lacked the localhost rules gets the new table on its next container.
+const NAT_MARKER: &str = "nat-localhost-ready";
+
+/// `route_localnet` on the bridge: the host's connections to 127.0.0.1:PUBLISHED, DNAT'd to a
+/// container, may leave through it (the masquerade rule then gives them the gateway's address), as
+/// Docker does for its bridges. Only this bridge's setting; the host's loopback is untouched.
+fn allow_loopback_sources_out(bridge: &str) -> Result<(), NetworkError> {
+    let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"));
+    std::fs::write(&path, b"1").map_err(io("write", &path))
+}
 
 fn apply_nat(
     bridge: &BridgeConfig,
@@ -572,26 +651,46 @@ mod tests {
         assert!(t.contains("10.88.0.5\tab12 web\n"), "{t}");
     }
 
+    fn one_port(text: &str) -> PortMapping {
+        let spec = parse_ports(text).unwrap();
+        assert_eq!(spec.0.len(), 1, "{text}");
+        spec.0[0]
+    }
+
     #[test]
     fn ports_parse_like_dockers() {
-        let p = parse_port("8080:80").unwrap();
+        let p = one_port("8080:80");
         assert_eq!(
             (p.host_ip, p.host_port, p.container_port, p.protocol),
             (None, 8080, 80, Protocol::Tcp)
         );
-        let p = parse_port("127.0.0.1:5353:53/udp").unwrap();
+        let p = one_port("127.0.0.1:5353:53/udp");
         assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(p.protocol, Protocol::Udp);
         assert_eq!(p.to_string(), "127.0.0.1:5353->53/udp");
+        // No host port: any free one, picked when the container starts.
+        assert_eq!(one_port("80").host_port, 0);
+        assert_eq!(one_port("127.0.0.1::80").host_ip, Some(Ipv4Addr::LOCALHOST));
+        let range = parse_ports("8000-8002:80-82/udp").unwrap().0;
+        let pairs: Vec<_> = range
+            .iter()
+            .map(|p| (p.host_port, p.container_port))
+            .collect();
+        assert_eq!(pairs, [(8000, 80), (8001, 81), (8002, 82)]);
+        assert_eq!(parse_ports("9000-9001").unwrap().0.len(), 2);
         for bad in [
-            "80",
             "0:80",
             "8080:70000",
             "a:80",
             "1.2.3:80:80",
             "80:80/sctp",
+            "8000-8010:80-85",
+            "8010-8000:90-80",
+            "8000-8001:80",
+            "1-2000",
+            "1:2:3:4",
         ] {
-            assert!(parse_port(bad).is_err(), "{bad}");
+            assert!(parse_ports(bad).is_err(), "{bad}");
         }
     }
 

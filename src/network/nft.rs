@@ -58,6 +58,7 @@ const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_FORWARD: u32 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NF_INET_POST_ROUTING: u32 = 4;
+const PRIORITY_RAW: i32 = -300;
 const PRIORITY_DSTNAT: i32 = -100;
 const PRIORITY_FILTER: i32 = 0;
 const PRIORITY_SRCNAT: i32 = 100;
@@ -571,7 +572,10 @@ pub fn apply(table: &NatTable) -> Result<(), NftError> {
     batch.base_chain(t, "prerouting", "nat", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT);
     batch.base_chain(t, "output", "nat", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT);
     batch.base_chain(t, "forward", "filter", NF_INET_FORWARD, PRIORITY_FILTER);
+    batch.base_chain(t, "guard", "filter", NF_INET_PRE_ROUTING, PRIORITY_RAW);
     batch.rule(t, "postrouting", &masquerade(table.subnet));
+    batch.rule(t, "postrouting", &masquerade_localhost(&table.bridge));
+    batch.rule(t, "guard", &no_loopback_from(&table.bridge));
     for (port, address) in &table.ports {
         let exprs = publish(port, *address);
         for chain in ["prerouting", "output"] {
@@ -599,6 +603,50 @@ fn masquerade(subnet: ipnetwork::Ipv4Network) -> Vec<Expr> {
             data: net,
         },
         Expr::Masquerade,
+    ]
+}
+
+/// The loopback network, 127.0.0.0/8: its first byte.
+const LOOPBACK_NET: [u8; 4] = [127, 0, 0, 0];
+const LOOPBACK_MASK: [u8; 4] = [255, 0, 0, 0];
+
+/// `oifname BRIDGE ip saddr 127.0.0.0/8 masquerade`: a connection from the host to
+/// 127.0.0.1:PUBLISHED, sent to a container by the output chain's DNAT, leaves from the gateway's
+/// address (a container would answer 127.0.0.1 on its own loopback). The kernel lets a loopback
+/// source out on the bridge because poc sets the bridge's `route_localnet`.
+fn masquerade_localhost(bridge: &str) -> Vec<Expr> {
+    vec![
+        Expr::Meta {
+            key: NFT_META_OIFNAME,
+            dreg: REG_1,
+        },
+        Expr::equals(&Expr::ifname(bridge)),
+        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 12, 4),
+        Expr::Bitwise {
+            mask: LOOPBACK_MASK.to_vec(),
+        },
+        Expr::equals(&LOOPBACK_NET),
+        Expr::Masquerade,
+    ]
+}
+
+/// `iifname BRIDGE ip daddr 127.0.0.0/8 drop`, before conntrack and NAT: `route_localnet` on the
+/// bridge would otherwise deliver a container's packet to 127.0.0.1 to the host's loopback-only
+/// services (kube-proxy's CVE-2020-8558). Replies to the host's localhost connections carry the
+/// gateway's address here; NAT turns it back into 127.0.0.1 after this hook.
+fn no_loopback_from(bridge: &str) -> Vec<Expr> {
+    vec![
+        Expr::Meta {
+            key: NFT_META_IIFNAME,
+            dreg: REG_1,
+        },
+        Expr::equals(&Expr::ifname(bridge)),
+        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 16, 4),
+        Expr::Bitwise {
+            mask: LOOPBACK_MASK.to_vec(),
+        },
+        Expr::equals(&LOOPBACK_NET),
+        Expr::Verdict(NF_DROP),
     ]
 }
 
