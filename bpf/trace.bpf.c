@@ -377,3 +377,239 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	bpf_map_delete_elem(&waiting, &pid);
 	return 0;
 }
+
+/* ---- --net: the container's packets between its eth0 and the host, per skb ---- */
+
+/* The container's two ends of its veth pair and its bridge, by (network namespace inode,
+ * ifindex): ifindexes repeat across namespaces. */
+const volatile __u32 net_host_ns = 0;
+const volatile __u32 net_cont_ns = 0;
+const volatile __u32 net_if_cont = 0;
+const volatile __u32 net_if_host = 0;
+const volatile __u32 net_if_bridge = 0;
+
+/* An entry older than this belongs to a freed skb whose address was reused: not a latency. */
+#define NET_MAX_AGE_NS 1000000000ULL
+
+enum dev_role { DEV_OTHER, DEV_CONT, DEV_HOST, DEV_BRIDGE };
+
+struct in_flight {
+	__u64 since;
+	__u32 seg;
+	__u32 pad;
+};
+
+/* Keyed by skb address. LRU: packets that leave the path where it is not watched (flooded
+ * clones, packets of other containers entering the bridge) are never deleted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct in_flight);
+} net_flight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NET_SEGMENTS);
+	__type(key, __u32);
+	__type(value, struct net_hist);
+} net_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct net_counters);
+} net_count SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct net_drop_key);
+	__type(value, __u64);
+} net_drops SEC(".maps");
+
+/* Only the field we read: an unsigned long in 6.1, a 32-bit bitfield in 6.18. */
+struct net_device___poc {
+	unsigned long priv_flags;
+} __attribute__((preserve_access_index));
+
+static __always_inline enum dev_role dev_role(const struct net_device *dev)
+{
+	if (!dev)
+		return DEV_OTHER;
+	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	if (ifindex != net_if_cont && ifindex != net_if_host && ifindex != net_if_bridge)
+		return DEV_OTHER;
+	__u32 ns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	if (ns == net_cont_ns && ifindex == net_if_cont)
+		return DEV_CONT;
+	if (ns != net_host_ns)
+		return DEV_OTHER;
+	if (ifindex == net_if_host)
+		return DEV_HOST;
+	return ifindex == net_if_bridge ? DEV_BRIDGE : DEV_OTHER;
+}
+
+static __always_inline bool bridge_port(const struct net_device *dev)
+{
+	struct net_device___poc *d = (void *)dev;
+	unsigned long flags = BPF_CORE_READ_BITFIELD_PROBED(d, priv_flags);
+	return flags & bpf_core_enum_value(enum netdev_priv_flags, IFF_BRIDGE_PORT);
+}
+
+static __always_inline __u32 net_bucket(__u64 v)
+{
+	if (v < (1 << NET_SUB_BITS))
+		return v;
+	__u32 msb = 0;
+	__u64 x = v;
+	if (x >> 32) {
+		x >>= 32;
+		msb += 32;
+	}
+	if (x >> 16) {
+		x >>= 16;
+		msb += 16;
+	}
+	if (x >> 8) {
+		x >>= 8;
+		msb += 8;
+	}
+	if (x >> 4) {
+		x >>= 4;
+		msb += 4;
+	}
+	if (x >> 2) {
+		x >>= 2;
+		msb += 2;
+	}
+	if (x >> 1)
+		msb += 1;
+	__u32 sub = (v >> (msb - NET_SUB_BITS)) & ((1 << NET_SUB_BITS) - 1);
+	__u32 b = ((msb - NET_SUB_BITS + 1) << NET_SUB_BITS) + sub;
+	return b < NET_BUCKETS ? b : NET_BUCKETS - 1;
+}
+
+static __always_inline void net_enter(const struct sk_buff *skb, __u32 seg, __u64 now)
+{
+	__u64 key = (__u64)skb;
+	struct in_flight f = { .since = now, .seg = seg };
+	bpf_map_update_elem(&net_flight, &key, &f, BPF_ANY);
+}
+
+enum leave { NOT_IN_FLIGHT, ELSEWHERE, LEFT };
+
+/* Ends segment `seg` of the skb, recording how long it took, if that is where the skb was. */
+static __always_inline enum leave net_leave(const struct sk_buff *skb, __u32 seg, __u64 now)
+{
+	__u64 key = (__u64)skb;
+	struct in_flight *f = bpf_map_lookup_elem(&net_flight, &key);
+	if (!f)
+		return NOT_IN_FLIGHT;
+	__u64 took = now - f->since;
+	if (f->seg != seg || took > NET_MAX_AGE_NS)
+		return ELSEWHERE;
+	struct net_hist *h = bpf_map_lookup_elem(&net_hist, &seg);
+	if (h) {
+		h->count++;
+		h->sum_ns += took;
+		h->buckets[net_bucket(took) & (NET_BUCKETS - 1)]++;
+	}
+	return LEFT;
+}
+
+static __always_inline void net_forget(const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+	bpf_map_delete_elem(&net_flight, &key);
+}
+
+static __always_inline void net_entered_veth(const struct sk_buff *skb, int dir)
+{
+	__u32 zero = 0;
+	struct net_counters *c = bpf_map_lookup_elem(&net_count, &zero);
+	if (!c)
+		return;
+	c->packets[dir & 1]++;
+	c->bytes[dir & 1] += BPF_CORE_READ(skb, len);
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(net_xmit, const struct sk_buff *skb, const struct net_device *dev)
+{
+	__u64 now = bpf_ktime_get_ns();
+	switch (dev_role(dev)) {
+	case DEV_CONT:
+		net_entered_veth(skb, 0);
+		net_enter(skb, SEG_OUT_VETH, now);
+		break;
+	case DEV_BRIDGE:
+		net_enter(skb, SEG_IN_BRIDGE, now);
+		break;
+	case DEV_HOST:
+		net_leave(skb, SEG_IN_BRIDGE, now);
+		net_entered_veth(skb, 1);
+		net_enter(skb, SEG_IN_VETH, now);
+		break;
+	default:
+		/* Forwarded by the bridge to another port: another container. */
+		if (bridge_port(dev) && net_leave(skb, SEG_OUT_BRIDGE, now) != NOT_IN_FLIGHT)
+			net_forget(skb);
+	}
+	return 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(net_receive, struct sk_buff *skb)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	switch (dev_role(dev)) {
+	case DEV_HOST:
+		net_leave(skb, SEG_OUT_VETH, now);
+		net_enter(skb, SEG_OUT_BRIDGE, now);
+		break;
+	case DEV_BRIDGE:
+		if (net_leave(skb, SEG_OUT_BRIDGE, now) != NOT_IN_FLIGHT)
+			net_forget(skb);
+		break;
+	case DEV_CONT:
+		if (net_leave(skb, SEG_IN_VETH, now) != NOT_IN_FLIGHT)
+			net_forget(skb);
+		break;
+	default:
+		/* From another container into the bridge: perhaps on its way to this one. */
+		if (dev && bridge_port(dev))
+			net_enter(skb, SEG_IN_BRIDGE, now);
+	}
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(net_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	__u64 key = (__u64)skb;
+	struct net_drop_key k = { .reason = reason };
+	struct in_flight *f = bpf_map_lookup_elem(&net_flight, &key);
+	if (f) {
+		/* On its way in through the bridge a packet may be another container's: not counted. */
+		bool ours = f->seg != SEG_IN_BRIDGE &&
+			    bpf_ktime_get_ns() - f->since <= NET_MAX_AGE_NS;
+		k.place = 1 + f->seg;
+		bpf_map_delete_elem(&net_flight, &key);
+		if (!ours)
+			return 0;
+	} else {
+		enum dev_role role = dev_role(BPF_CORE_READ(skb, dev));
+		if (role != DEV_CONT && role != DEV_HOST)
+			return 0;
+	}
+	__u64 one = 1;
+	__u64 *n = bpf_map_lookup_elem(&net_drops, &k);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&net_drops, &k, &one, BPF_NOEXIST);
+	return 0;
+}

@@ -314,6 +314,7 @@ fn bad_requests_are_refused_in_one_line() {
         125,
         "--iterations",
     );
+    assert_error(&env.poc(&["trace", "idle", "--net"]), 125, "--network none");
     // Not root: refused before anything is read or loaded.
     let mut cmd = env.command(&["trace", "idle", "--mem"]);
     cmd.uid(65534).gid(65534);
@@ -323,4 +324,250 @@ fn bad_requests_are_refused_in_one_line() {
     assert_error(&env.poc(&["trace", "idle", "--sched"]), 125, "not running");
     assert!(env.poc(&["rm", &id]).status.success());
     env.assert_clean();
+}
+
+/// Round-trip times in us of `ping -c COUNT -i 0.005 ADDR` run by the host's busybox in the
+/// network namespace of `netns` (a /proc/PID/ns/net or /run/netns path): the same binary for
+/// both sides of a comparison.
+fn ping_times(netns: &str, addr: &str, count: usize) -> Vec<f64> {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args([
+            "busybox",
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.005",
+            addr,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ping {addr}: {}", stderr(&out));
+    let times: Vec<f64> = stdout(&out)
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse().ok())
+        .map(|ms: f64| ms * 1000.0)
+        .collect();
+    assert_eq!(times.len(), count, "{}", stdout(&out));
+    times
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The independent method's baseline: a network namespace joined to the host by a veth pair and
+/// nothing else, removed when dropped.
+struct PlainNetns {
+    name: String,
+    host_if: String,
+    host_addr: String,
+}
+
+impl PlainNetns {
+    fn make() -> Self {
+        let pid = std::process::id();
+        let name = format!("ptplain{pid}");
+        let host_if = format!("ptph{}", pid % 100_000);
+        let peer_if = format!("ptpp{}", pid % 100_000);
+        // 10.200-249.x.0/30: beside the Envs' bridge subnets (10.100-199.x.0/24).
+        let net = format!("10.{}.{}", 200 + pid % 50, (pid / 50) % 256);
+        let plain = PlainNetns {
+            name,
+            host_if,
+            host_addr: format!("{net}.1"),
+        };
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+        };
+        ip(&["netns", "add", &plain.name]);
+        ip(&[
+            "link",
+            "add",
+            &plain.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+            "netns",
+            &plain.name,
+        ]);
+        ip(&["addr", "add", &format!("{net}.1/30"), "dev", &plain.host_if]);
+        ip(&["link", "set", &plain.host_if, "up"]);
+        ip(&[
+            "-n",
+            &plain.name,
+            "addr",
+            "add",
+            &format!("{net}.2/30"),
+            "dev",
+            &peer_if,
+        ]);
+        ip(&["-n", &plain.name, "link", "set", &peer_if, "up"]);
+        plain
+    }
+
+    fn netns(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for PlainNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// bpftool, if installed (it lives in /usr/sbin, which PATH may lack).
+fn bpftool() -> Option<std::process::Command> {
+    ["bpftool", "/usr/sbin/bpftool"].iter().find_map(|b| {
+        let found = std::process::Command::new(b)
+            .arg("version")
+            .output()
+            .is_ok();
+        found.then(|| std::process::Command::new(b))
+    })
+}
+
+/// The ids of the BPF programs process `pid` holds, from its fds' fdinfo ("prog_id:").
+fn bpf_programs_of(pid: u32) -> Vec<u64> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap();
+    let mut ids: Vec<u64> = fds
+        .flatten()
+        .filter_map(|fd| {
+            let info = std::fs::read_to_string(fd.path()).ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn net_sees_every_packet_of_a_ping_and_its_bridge_time_matches_the_rtt_difference() {
+    const PINGS: usize = 200;
+    const ROUNDS: usize = 3;
+    let env = Env::with_busybox();
+    let id = env.run_detached(&["--name", "pinger", "busybox", "sleep", "600"]);
+    env.wait_running();
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            env.state_root()
+                .join("containers")
+                .join(&id)
+                .join("state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let container_netns = format!("/proc/{}/ns/net", state["init"]["pid"]);
+    let gateway = env.subnet.replace(".0/24", ".1");
+    let plain = PlainNetns::make();
+    // One interval that holds all the traffic: the latencies come from one histogram.
+    let mut trace = Lines::start(
+        env.command(&[
+            "trace",
+            "pinger",
+            "--net",
+            "--json",
+            "--interval",
+            "15s",
+            "--duration",
+            "15s",
+        ]),
+        Some("tracing"),
+    );
+    let programs = bpf_programs_of(trace.child.id());
+    assert_eq!(
+        programs.len(),
+        3,
+        "net_xmit, net_receive, net_drop: {programs:?}"
+    );
+    // Interleaved rounds: the machine's drift hits both sides alike.
+    let (mut through_bridge, mut plain_veth) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        through_bridge.extend(ping_times(&container_netns, &gateway, PINGS));
+        plain_veth.extend(ping_times(&plain.netns(), &plain.host_addr, PINGS));
+    }
+    let line = trace.wait_for(60, "the sample", |_| true);
+    assert!(trace.child.wait().unwrap().success());
+    let s = json(&line);
+    let sent = (PINGS * ROUNDS) as u64;
+    // A new bridge sends IPv6 multicast (MLD, router solicitations) for a while; the container's
+    // eth0 has IPv6 off, so each such packet is dropped there, with its reason.
+    let ipv6: u64 = s["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["reason"] == "IPV6DISABLED")
+        .map(|d| d["count"].as_u64().unwrap())
+        .sum();
+    for (way, what, other) in [
+        ("from_container", "requests", 0),
+        ("to_container", "replies", ipv6),
+    ] {
+        let d = &s[way];
+        // Stated tolerance, 1%: an ARP exchange.
+        let packets = d["packets"].as_u64().unwrap() - other;
+        assert!(
+            (sent..=sent + sent / 100).contains(&packets),
+            "{packets} packets {way} for {sent} {what}: {s}"
+        );
+        for segment in ["veth", "bridge"] {
+            let l = &d[segment];
+            assert!(l["n"].as_u64().unwrap() >= sent, "{way} {segment}: {s}");
+            let m = l["median_us"].as_f64().unwrap();
+            assert!(m > 0.0 && m <= l["p99_us"].as_f64().unwrap(), "{s}");
+        }
+    }
+    // Both pings cross a veth pair; only the container's crosses the bridge, both ways. So the
+    // RTT difference is what the two bridge segments take.
+    let rtt_difference = median(&mut through_bridge) - median(&mut plain_veth);
+    let bridge = s["from_container"]["bridge"]["median_us"].as_f64().unwrap()
+        + s["to_container"]["bridge"]["median_us"].as_f64().unwrap();
+    assert!(
+        (bridge - rtt_difference).abs() <= 20.0,
+        "trace --net: the bridge takes {bridge:.1} us a round trip; ping: {rtt_difference:.1} us more than over a plain veth"
+    );
+    eprintln!(
+        "bridge per round trip: trace --net {bridge:.1} us, RTT difference {rtt_difference:.1} us; veth out {} us, in {} us",
+        s["from_container"]["veth"]["median_us"], s["to_container"]["veth"]["median_us"]
+    );
+    // Nothing left behind: the programs the tracer held are gone with it (the kernel frees them
+    // when their last fd closes: give it a moment). Checked where bpftool is installed.
+    for id in programs.into_iter().filter(|_| bpftool().is_some()) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while program_exists(id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "BPF program {id} left"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    drop(plain);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+fn program_exists(id: u64) -> bool {
+    bpftool()
+        .unwrap()
+        .args(["prog", "show", "id", &id.to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

@@ -1,4 +1,4 @@
-//! `poc trace CONTAINER --limits|--mem|--sched`: eBPF measurements of the kernel's work for one
+//! `poc trace CONTAINER --limits|--mem|--sched|--net`: eBPF measurements of the kernel's work for one
 //! container (see src/trace).
 
 use std::path::PathBuf;
@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::format::human_size;
 use crate::config::Paths;
 use crate::container::state;
-use crate::trace::{self, limits, mem, sched, Target};
+use crate::trace::{self, limits, mem, net, sched, Target};
 
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("mode").required(true).args(["limits", "mem", "sched"]))]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["limits", "mem", "sched", "net"]))]
 pub struct Args {
     /// Report every write to the container's cgroup files (by anyone): kernel time, reclaim,
     /// and after a CPU quota write the delay until its tasks are first throttled.
@@ -22,6 +22,10 @@ pub struct Args {
     /// Per interval: run-queue waits, the share due to CPU throttling, and a verdict.
     #[arg(long)]
     sched: bool,
+    /// Per interval, each way between the container's eth0 and the host: latency through the veth
+    /// and the bridge (min/median/p99), packets and bytes per second, drops with their reasons.
+    #[arg(long)]
+    net: bool,
     /// With --limits: drive alternating memory and CPU limit changes and summarise them per phase
     /// (the container's limits are restored at the end).
     #[arg(long)]
@@ -41,13 +45,14 @@ pub struct Args {
     /// Stop after this long (30s, 2m...).
     #[arg(long, value_parser = crate::spec::parse_duration)]
     duration: Option<Duration>,
-    /// Time between reports of --mem and --sched.
+    /// Time between reports of --mem, --sched and --net.
     #[arg(long, value_parser = crate::spec::parse_duration, default_value = "1s")]
     interval: Duration,
     /// One JSON object per report.
     #[arg(long)]
     json: bool,
-    /// Write an SVG: time series (--mem, --sched) or histograms of kernel time per write (--limits).
+    /// Write an SVG: time series (--mem, --sched), histograms of kernel time per write (--limits)
+    /// or of each segment's latency over the whole run (--net).
     #[arg(long)]
     plot: Option<PathBuf>,
     container: String,
@@ -124,6 +129,9 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         return Ok(0);
     }
     let json = args.json;
+    if args.net {
+        return trace_net(&target, &args);
+    }
     if args.mem {
         if !json {
             println!(
@@ -227,6 +235,82 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         }
     }
     Ok(0)
+}
+
+fn trace_net(target: &Target, args: &Args) -> Result<i32, super::Exit> {
+    let json = args.json;
+    if !json {
+        println!(
+            "{:>7} {:>9} {:>10} {:>13} {:>13} {:>9} {:>10} {:>13} {:>13} {:>9}  DROPS",
+            "SECONDS",
+            "OUT pkt/s",
+            "OUT B/s",
+            "OUT veth us",
+            "OUT bridge",
+            "IN pkt/s",
+            "IN B/s",
+            "IN bridge us",
+            "IN veth",
+            "PATH ms/s"
+        );
+    }
+    let (_, run) = net::run(target, args.interval, args.duration, &mut |s| {
+        if json {
+            println!("{}", serde_json::to_string(s).unwrap_or_default());
+        } else {
+            println!("{}", net_line(s));
+        }
+    })?;
+    if let Some(path) = &args.plot {
+        let sets: Vec<(String, Vec<f64>)> = run
+            .segments
+            .iter()
+            .map(|(title, hist)| {
+                let (values, sampled) = net::histogram_values(hist);
+                let note = if sampled { ", sampled" } else { "" };
+                (format!("{title}{note}"), values)
+            })
+            .collect();
+        let svg = crate::plot::histograms(
+            &format!("poc trace {} --net: latency per packet", target.name),
+            &sets,
+            "microseconds",
+        );
+        trace::write_file(path, svg)?;
+    }
+    Ok(0)
+}
+
+/// One interval as a table row: latencies as median/p99 in us ("-" without packets).
+fn net_line(s: &net::NetSample) -> String {
+    let lat = |l: &net::Latency| match (l.median_us, l.p99_us) {
+        (Some(m), Some(p)) => format!("{m:.1}/{p:.1}"),
+        _ => "-".to_string(),
+    };
+    let drops: Vec<String> = s
+        .drops
+        .iter()
+        .map(|d| format!("{} {} ({})", d.count, d.reason, d.r#where))
+        .collect();
+    let (o, i) = (&s.from_container, &s.to_container);
+    format!(
+        "{:>7.1} {:>9.0} {:>10} {:>13} {:>13} {:>9.0} {:>10} {:>13} {:>13} {:>9.3}  {}",
+        s.seconds,
+        o.packets_per_second,
+        human_size(o.bytes_per_second as u64),
+        lat(&o.veth),
+        lat(&o.bridge),
+        i.packets_per_second,
+        human_size(i.bytes_per_second as u64),
+        lat(&i.bridge),
+        lat(&i.veth),
+        s.in_path_ms_per_second,
+        if drops.is_empty() {
+            "-".to_string()
+        } else {
+            drops.join(", ")
+        }
+    )
 }
 
 /// A panel: title, unit, and the value of a sample.

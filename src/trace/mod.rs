@@ -6,6 +6,7 @@
 pub mod abi;
 pub mod limits;
 pub mod mem;
+pub mod net;
 pub mod sched;
 
 use std::os::unix::fs::MetadataExt;
@@ -124,6 +125,15 @@ impl Probe {
     /// Loads the object with the target's cgroup id, and loads and attaches `programs`
     /// (program name, tracepoint).
     pub fn attach(target: &Target, programs: &[(&str, &str)]) -> Result<Self, TraceError> {
+        Self::attach_with(target, programs, &[])
+    }
+
+    /// As [`Probe::attach`], with more of the object's `const volatile __u32` globals set.
+    pub fn attach_with(
+        target: &Target,
+        programs: &[(&str, &str)],
+        globals: &[(&str, u32)],
+    ) -> Result<Self, TraceError> {
         if !nix::unistd::geteuid().is_root() {
             return Err(TraceError::NotRoot);
         }
@@ -131,9 +141,14 @@ impl Probe {
             return Err(TraceError::NoBtf(BTF_PATH.into()));
         }
         let btf = Btf::from_sys_fs().map_err(|e| TraceError::NoBtf(format!("{BTF_PATH} ({e})")))?;
-        let mut bpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(&btf))
-            .override_global("target_cgid", &target.cgroup_id, true)
+            .override_global("target_cgid", &target.cgroup_id, true);
+        for (name, value) in globals {
+            loader.override_global(name, value, true);
+        }
+        let mut bpf = loader
             .load(OBJECT)
             .map_err(|e| TraceError::Load(e.to_string()))?;
         {
@@ -166,6 +181,22 @@ impl Probe {
         Ok(Probe { bpf })
     }
 
+    /// Every key and value of the hash map `map`.
+    pub fn hash_entries<K: aya::Pod, V: aya::Pod>(
+        &self,
+        map: &str,
+    ) -> Result<Vec<(K, V)>, TraceError> {
+        let hash: aya::maps::HashMap<_, K, V> = self
+            .bpf
+            .map(map)
+            .ok_or_else(|| TraceError::Load(format!("no map {map}")))?
+            .try_into()
+            .map_err(|e: aya::maps::MapError| TraceError::Load(e.to_string()))?;
+        hash.iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TraceError::Load(e.to_string()))
+    }
+
     pub fn ring(&mut self) -> Result<RingBuf<MapData>, TraceError> {
         let map = self
             .bpf
@@ -180,6 +211,16 @@ impl Probe {
         map: &str,
         add: fn(&mut T, &T),
     ) -> Result<T, TraceError> {
+        self.counters_at(map, 0, add)
+    }
+
+    /// The per-CPU counters at `index` of the array `map`, summed.
+    pub fn counters_at<T: aya::Pod + Default>(
+        &self,
+        map: &str,
+        index: u32,
+        add: fn(&mut T, &T),
+    ) -> Result<T, TraceError> {
         let array: aya::maps::PerCpuArray<_, T> = self
             .bpf
             .map(map)
@@ -187,7 +228,7 @@ impl Probe {
             .try_into()
             .map_err(|e: aya::maps::MapError| TraceError::Load(e.to_string()))?;
         let values = array
-            .get(&0, 0)
+            .get(&index, 0)
             .map_err(|e| TraceError::Load(e.to_string()))?;
         let mut sum = T::default();
         for v in values.iter() {
