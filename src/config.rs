@@ -23,6 +23,8 @@ pub struct Paths {
     /// The bridge network containers join by default.
     pub bridge: String,
     pub subnet: ipnetwork::Ipv4Network,
+    /// The bridge's IPv6 subnet, if it has IPv6 (`--ipv6`).
+    pub subnet6: Option<ipnetwork::Ipv6Network>,
 }
 
 impl Paths {
@@ -51,7 +53,10 @@ impl Paths {
 
     /// The configured bridge network.
     pub fn bridge_config(&self) -> BridgeConfig {
-        self.bridge_named(&self.bridge, self.subnet)
+        BridgeConfig {
+            subnet6: self.subnet6,
+            ..self.bridge_named(&self.bridge, self.subnet)
+        }
     }
 
     /// A bridge network by name (leases and lock under the state root).

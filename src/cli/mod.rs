@@ -64,6 +64,9 @@ struct Globals {
     /// The bridge's IPv4 subnet; the gateway is its first address.
     #[arg(long, global = true, env = "POC_SUBNET", default_value = DEFAULT_SUBNET, value_parser = crate::network::parse_subnet)]
     subnet: ipnetwork::Ipv4Network,
+    /// The bridge's IPv6 subnet (IPv6 and NAT66 on the bridge); hidden until `network create --ipv6`.
+    #[arg(long, global = true, hide = true, env = "POC_SUBNET6", value_parser = crate::network::parse_subnet6)]
+    subnet6: Option<ipnetwork::Ipv6Network>,
     /// Also append errors to this file (runc's --log; containerd reads it when a call fails).
     #[arg(long, global = true, value_name = "FILE")]
     log: Option<PathBuf>,
@@ -116,6 +119,7 @@ impl Globals {
             cgroup_parent: self.cgroup_parent.clone(),
             bridge: self.bridge.clone(),
             subnet: self.subnet,
+            subnet6: self.subnet6,
         }
     }
 }

@@ -24,6 +24,7 @@ pub fn run(paths: &Paths, command: Command) -> Result<i32, super::Exit> {
                         "Id": s.id,
                         "Name": s.name,
                         "IPAddress": a.address,
+                        "GlobalIPv6Address": a.ipv6.map(|v6| v6.address),
                         "HostVeth": a.host_veth,
                         "Ports": a.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                     }))
@@ -33,6 +34,9 @@ pub fn run(paths: &Paths, command: Command) -> Result<i32, super::Exit> {
                 "Name": bridge.name,
                 "Subnet": bridge.subnet.to_string(),
                 "Gateway": bridge.gateway(),
+                "EnableIPv6": bridge.subnet6.is_some(),
+                "SubnetIPv6": bridge.subnet6.map(|net| net.to_string()),
+                "GatewayIPv6": bridge.gateway6(),
                 "Exists": crate::network::bridge_exists(&bridge)?,
                 "NatTable": format!("ip {}", bridge.table()),
                 "Containers": containers,

@@ -209,6 +209,7 @@ mod tests {
             cgroup_parent: "/poc-unit".into(),
             bridge: "pocunit0".into(),
             subnet: "10.99.0.0/24".parse().unwrap(),
+            subnet6: None,
         }
     }
 

@@ -615,11 +615,15 @@ fn write_etc_files(
     let hostname = spec.hostname().clone().unwrap_or_default();
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let address = state.network.as_ref().map(|a| a.address);
+    let address6 = state
+        .network
+        .as_ref()
+        .and_then(|a| a.ipv6.map(|v6| v6.address));
     for (file, text) in [
         ("hostname", format!("{hostname}\n")),
         (
             "hosts",
-            network::hosts_file(&hostname, address, state.name.as_deref()),
+            network::hosts_file(&hostname, address, address6, state.name.as_deref()),
         ),
         (
             "resolv.conf",
@@ -655,26 +659,25 @@ fn join_bridge(
     Ok(())
 }
 
-/// The bridge a container is attached to (its subnet follows from its address).
+/// The bridge a container is attached to (its subnets follow from its addresses).
 fn bridge_of(paths: &Paths, attachment: &Attachment) -> BridgeConfig {
     let subnet = ipnetwork::Ipv4Network::new(attachment.address, attachment.prefix)
         .and_then(|n| ipnetwork::Ipv4Network::new(n.network(), attachment.prefix))
         .unwrap_or(paths.subnet);
-    paths.bridge_named(&attachment.bridge, subnet)
+    BridgeConfig {
+        subnet6: attachment.ipv6.and_then(|v6| v6.subnet()),
+        ..paths.bridge_named(&attachment.bridge, subnet)
+    }
 }
 
 /// The ports published on `bridge` by containers that hold them, but `except`.
-fn published_ports(
-    paths: &Paths,
-    bridge: &str,
-    except: Option<&str>,
-) -> Vec<(PortMapping, std::net::Ipv4Addr)> {
+fn published_ports(paths: &Paths, bridge: &str, except: Option<&str>) -> Vec<network::Published> {
     state::list(paths)
         .into_iter()
         .filter(|s| Some(s.id.as_str()) != except)
         .filter_map(|s| s.network)
         .filter(|a| a.bridge == bridge)
-        .flat_map(|a| a.ports.iter().map(|p| (*p, a.address)).collect::<Vec<_>>())
+        .flat_map(|a| a.published().collect::<Vec<_>>())
         .collect()
 }
 

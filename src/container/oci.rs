@@ -927,6 +927,7 @@ mod tests {
             cgroup_parent: "/poc".into(),
             bridge: "poc0".into(),
             subnet: "10.77.0.0/16".parse().unwrap(),
+            subnet6: None,
         };
         let spec_with = |p: Option<&str>| {
             let mut spec = Spec::default();

@@ -93,6 +93,7 @@ pub fn inspect(paths: &Paths, query: &str) -> Result<serde_json::Value, Containe
     let observed = st.observed();
     let time = |secs: Option<u64>| secs.map(|s| super::logs::rfc3339(s * 1_000_000_000));
     let process = spec.as_ref().and_then(|s| s.process().clone());
+    let ipv6 = st.network.as_ref().and_then(|a| a.ipv6);
     let mounts: Vec<serde_json::Value> = spec
         .as_ref()
         .and_then(|s| s.mounts().clone())
@@ -136,6 +137,9 @@ pub fn inspect(paths: &Paths, query: &str) -> Result<serde_json::Value, Containe
             "Bridge": st.network.as_ref().map(|a| a.bridge.clone()),
             "IPAddress": st.network.as_ref().map(|a| a.address),
             "Gateway": st.network.as_ref().map(|a| a.gateway),
+            "GlobalIPv6Address": ipv6.map(|v6| v6.address),
+            "GlobalIPv6PrefixLen": ipv6.map(|v6| v6.prefix),
+            "IPv6Gateway": ipv6.map(|v6| v6.gateway),
             "HostVeth": st.network.as_ref().map(|a| a.host_veth.clone()),
             "Ports": st.network.as_ref().map(|a| a.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
         },

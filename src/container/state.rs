@@ -354,6 +354,7 @@ mod tests {
             cgroup_parent: "/poc-test".into(),
             bridge: "poc0".into(),
             subnet: "10.88.0.0/16".parse().unwrap(),
+            subnet6: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Source checks on poc's bridge, in its `bridge poc-<bridge>` table: a frame that a container's veth
-//! brings in carries its MAC and IPv4 address, or is dropped. Owns that table; touches no other.
+//! brings in carries its MAC and IPv4 address (on a network with IPv6, or one of its IPv6 addresses),
+//! or is dropped. Owns that table; touches no other.
 //!
 //! A container's port is known by its host veth's interface group, which poc sets to the container's
 //! address when it creates the veth; the chain allows a source only as `group . MAC . address` with
@@ -10,15 +11,23 @@
 //! socket, under nf_tables' commit mutex (8-13 ms here): paid by every container's removal, and by the
 //! next start. (`meta ibrname` would name poc's bridge, but kernels built without NFT_BRIDGE_META, as
 //! on these machines, lack it: the subnet in the group tells this bridge's ports from others'.)
+//!
+//! IPv6 works the same way, with a second set: `group . MAC . IPv6 address` for the container's global
+//! address and its link-local one (EUI-64 from its MAC). Neighbour advertisements must name one of
+//! its own addresses (and, when they carry one, its own MAC) as their target, router advertisements
+//! and redirects never pass, and the unspecified source `::` only on solicitations that have no other
+//! (duplicate address detection, router solicitation, MLD reports). A fixed number of rules and set
+//! lookups per frame, as for IPv4.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::Ipv4Network;
 
 use super::nft::{
-    Batch, Expr, NftError, Table, NFPROTO_BRIDGE, NFT_CMP_NEQ, NFT_META_IIFGROUP,
+    Batch, Expr, NftError, Table, NFPROTO_BRIDGE, NFT_CMP_NEQ, NFT_META_IIFGROUP, NFT_META_L4PROTO,
     NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_PAYLOAD_LL_HEADER, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_REG32_00, NF_ACCEPT, NF_DROP, NLM_F_CREATE, NLM_F_EXCL,
+    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NF_ACCEPT, NF_DROP, NLM_F_CREATE, NLM_F_EXCL,
+    REG_1,
 };
 
 /// The first two bytes of a container's MAC, followed by its IPv4 address (as Docker does): locally
@@ -28,12 +37,17 @@ const MAC_PREFIX: [u8; 2] = [0x02, 0x42];
 /// `devgroup . ether_addr . ipv4_addr`: the sources allowed on the veth of each group.
 const SOURCES: &str = "sources";
 
+/// `devgroup . ether_addr . ipv6_addr`: the IPv6 sources allowed on the veth of each group.
+const SOURCES6: &str = "sources6";
+
 /// nft's data type numbers (its datatype.h), so that `nft list` can show the elements; a
 /// concatenation's type is its members' numbers, 6 bits each.
 const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
 const TYPE_ETHERADDR: u32 = 9;
 const TYPE_DEVGROUP: u32 = 35;
 const SOURCES_TYPE: u32 = (TYPE_DEVGROUP << 12) | (TYPE_ETHERADDR << 6) | TYPE_IPADDR;
+const SOURCES6_TYPE: u32 = (TYPE_DEVGROUP << 12) | (TYPE_ETHERADDR << 6) | TYPE_IP6ADDR;
 
 /// Where the concatenated key is built: each member starts on a 4-byte register (a group takes 4
 /// bytes, a MAC 6 padded to 8, an address 4).
@@ -41,6 +55,8 @@ const KEY_GROUP: u32 = NFT_REG32_00;
 const KEY_MAC: u32 = NFT_REG32_00 + 1;
 const KEY_ADDRESS: u32 = NFT_REG32_00 + 3;
 const SOURCE_KEY_LEN: usize = 4 + 8 + 4;
+/// The IPv6 key: the same group and MAC, and 16 bytes of address (registers 11-14).
+const SOURCE6_KEY_LEN: usize = 4 + 8 + 16;
 
 const NF_BR_PRE_ROUTING: u32 = 0;
 /// The bridge family's filter priority. Any prerouting priority would do: the bridge learns a source
@@ -58,6 +74,22 @@ const ETHER_SOURCE: u32 = 6;
 const ETHER_TYPE: u32 = 12;
 const IPV4_SOURCE: u32 = 12;
 
+const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
+const IPV6_SOURCE: u32 = 8;
+const IPPROTO_ICMPV6: u8 = 58;
+const ICMPV6_ROUTER_SOLICITATION: u8 = 133;
+const ICMPV6_ROUTER_ADVERTISEMENT: u8 = 134;
+const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
+const ICMPV6_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
+const ICMPV6_REDIRECT: u8 = 137;
+const ICMPV6_MLD2_REPORT: u8 = 143;
+/// Where a neighbour solicitation or advertisement names its target address, and where the target
+/// link-layer address option (type 2, length 1 = 8 bytes) sits when it comes first.
+const ND_TARGET: u32 = 8;
+const ND_FIRST_OPTION: u32 = 24;
+const ND_TARGET_MAC_OPTION: [u8; 2] = [2, 1];
+const ND_OPTION_MAC: u32 = 26;
+
 /// The MAC poc gives the container end of a veth: [`MAC_PREFIX`] and the container's address.
 pub fn mac_for(address: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = address.octets();
@@ -67,6 +99,24 @@ pub fn mac_for(address: Ipv4Addr) -> [u8; 6] {
 /// The interface group poc gives the host end of a container's veth: its address, as a number.
 pub fn group_for(address: Ipv4Addr) -> u32 {
     u32::from(address)
+}
+
+/// The link-local address the kernel would derive from the container's MAC (EUI-64), which poc
+/// gives its eth0 on a network with IPv6.
+pub fn link_local_for(address: Ipv4Addr) -> Ipv6Addr {
+    let m = mac_for(address);
+    let id = [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]];
+    let mut octets = [0u8; 16];
+    octets[..2].copy_from_slice(&[0xfe, 0x80]);
+    octets[8..].copy_from_slice(&id);
+    Ipv6Addr::from(octets)
+}
+
+/// The element that lets the veth of `address`'s group send as `address6`.
+fn source6_key(address: Ipv4Addr, address6: Ipv6Addr) -> Vec<u8> {
+    let mut key = source_key(address)[..12].to_vec();
+    key.extend_from_slice(&address6.octets());
+    key
 }
 
 /// The element that lets the veth of `address`'s group send as `address`; the group is in host
@@ -86,33 +136,51 @@ fn bridge_table(name: &str) -> Table<'_> {
     }
 }
 
-/// Lets the veth of `address`'s group send as `address` (nothing changes if it could already);
-/// creates the bridge's table first if it is missing (its first container, or a table removed by
-/// hand).
-pub fn allow(table: &str, subnet: Ipv4Network, address: Ipv4Addr) -> Result<(), NftError> {
-    match add_source(table, address) {
+/// Lets the veth of `address`'s group send as `address` and, on a network with IPv6, as `address6`
+/// and its link-local address (nothing changes if it could already); creates the bridge's table
+/// first if it is missing (its first container, or a table removed by hand).
+pub fn allow(
+    table: &str,
+    subnet: Ipv4Network,
+    address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
+) -> Result<(), NftError> {
+    match add_sources(table, address, address6) {
         Err(e) if e.is_missing() => {
-            create(table, subnet)?;
-            add_source(table, address)
+            create(table, subnet, address6.is_some())?;
+            add_sources(table, address, address6).map_err(|e| match (e.is_missing(), address6) {
+                (true, Some(_)) => NftError::WithoutIpv6 {
+                    table: bridge_table(table).label(),
+                },
+                _ => e,
+            })
         }
         other => other,
     }
 }
 
-fn add_source(table: &str, address: Ipv4Addr) -> Result<(), NftError> {
+fn add_sources(table: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Result<(), NftError> {
     let t = bridge_table(table);
     let mut batch = Batch::new();
     batch.elements(NFT_MSG_NEWSETELEM, t, SOURCES, &[&source_key(address)]);
+    if let Some(address6) = address6 {
+        let global = source6_key(address, address6);
+        let link_local = source6_key(address, link_local_for(address));
+        batch.elements(NFT_MSG_NEWSETELEM, t, SOURCES6, &[&global, &link_local]);
+    }
     batch.commit(&t.label())
 }
 
-/// Creates the table, its set and its chain, if no one has: an exclusive create, so that of two
+/// Creates the table, its sets and its chain, if no one has: an exclusive create, so that of two
 /// racing creators one builds it and the other finds it.
-fn create(table: &str, subnet: Ipv4Network) -> Result<(), NftError> {
+fn create(table: &str, subnet: Ipv4Network, with_ipv6: bool) -> Result<(), NftError> {
     let t = bridge_table(table);
     let mut batch = Batch::new();
     batch.table(NFT_MSG_NEWTABLE, t, NLM_F_CREATE | NLM_F_EXCL);
     batch.set(t, SOURCES, SOURCES_TYPE, SOURCE_KEY_LEN as u32);
+    if with_ipv6 {
+        batch.set(t, SOURCES6, SOURCES6_TYPE, SOURCE6_KEY_LEN as u32);
+    }
     batch.base_chain(
         t,
         "prerouting",
@@ -120,7 +188,7 @@ fn create(table: &str, subnet: Ipv4Network) -> Result<(), NftError> {
         NF_BR_PRE_ROUTING,
         PRIORITY_BRIDGE_FILTER,
     );
-    for exprs in source_checks(subnet) {
+    for exprs in source_checks(subnet, with_ipv6) {
         batch.rule(t, "prerouting", &exprs);
     }
     match batch.commit(&t.label()) {
@@ -137,9 +205,10 @@ fn create(table: &str, subnet: Ipv4Network) -> Result<(), NftError> {
 ///                                     meta iifgroup . arp saddr ether . arp saddr ip @sources accept
 ///     drop
 ///
-/// So from a container's veth only IPv4 and ARP pass, and only with its own MAC and address; IPv6,
-/// VLAN tags and other protocols are dropped.
-fn source_checks(subnet: Ipv4Network) -> Vec<Vec<Expr>> {
+/// So from a container's veth only IPv4 and ARP pass, and only with its own MAC and address; IPv6
+/// (unless the network has it: [`ipv6_checks`] come before the drop), VLAN tags and other protocols
+/// are dropped.
+fn source_checks(subnet: Ipv4Network, with_ipv6: bool) -> Vec<Vec<Expr>> {
     let load = |base, offset, len, dreg| Expr::Payload {
         base,
         offset,
@@ -196,7 +265,143 @@ fn source_checks(subnet: Ipv4Network) -> Vec<Vec<Expr>> {
             lookup(),
             Expr::Verdict(NF_ACCEPT),
         ],
-        vec![Expr::Verdict(NF_DROP)],
+    ]
+    .into_iter()
+    .chain(if with_ipv6 { ipv6_checks() } else { Vec::new() })
+    .chain([vec![Expr::Verdict(NF_DROP)]])
+    .collect()
+}
+
+/// The IPv6 rules, for a network with an IPv6 subnet (`icmpv6` below means `meta l4proto icmpv6`,
+/// which finds ICMPv6 behind extension headers too):
+///
+///     ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } drop   (two rules)
+///     ether type ip6 icmpv6 type nd-neighbor-advert
+///         meta iifgroup . ether saddr . icmpv6 target != @sources6 drop
+///     ether type ip6 icmpv6 type nd-neighbor-advert (first option: target MAC)
+///         meta iifgroup . OPTION MAC . icmpv6 target != @sources6 drop
+///     ether type ip6 meta iifgroup . ether saddr . ip6 saddr @sources6 accept
+///     ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit
+///         meta iifgroup . ether saddr . icmpv6 target @sources6 accept
+///     ether type ip6 ip6 saddr :: icmpv6 type { nd-router-solicit, mld2-listener-report } accept
+fn ipv6_checks() -> Vec<Vec<Expr>> {
+    const KEY_ADDRESS6: u32 = KEY_ADDRESS;
+    let lookup = |invert| Expr::Lookup {
+        set: SOURCES6,
+        sreg: KEY_GROUP,
+        invert,
+    };
+    let ipv6 = || {
+        vec![
+            Expr::load(NFT_PAYLOAD_LL_HEADER, ETHER_TYPE, 2),
+            Expr::equals(&ETH_P_IPV6),
+        ]
+    };
+    let icmpv6_type = |kind: u8| {
+        vec![
+            Expr::Meta {
+                key: NFT_META_L4PROTO,
+                dreg: REG_1,
+            },
+            Expr::equals(&[IPPROTO_ICMPV6]),
+            Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1),
+            Expr::equals(&[kind]),
+        ]
+    };
+    let from_unspecified = || {
+        vec![
+            Expr::load(NFT_PAYLOAD_NETWORK_HEADER, IPV6_SOURCE, 16),
+            Expr::equals(&[0; 16]),
+        ]
+    };
+    let key = |mac: Expr, address: Expr| {
+        vec![
+            Expr::Meta {
+                key: NFT_META_IIFGROUP,
+                dreg: KEY_GROUP,
+            },
+            mac,
+            address,
+        ]
+    };
+    let ether_source = || Expr::Payload {
+        base: NFT_PAYLOAD_LL_HEADER,
+        offset: ETHER_SOURCE,
+        len: 6,
+        dreg: KEY_MAC,
+    };
+    let target = || Expr::Payload {
+        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: ND_TARGET,
+        len: 16,
+        dreg: KEY_ADDRESS6,
+    };
+    let rule = |parts: Vec<Vec<Expr>>| parts.into_iter().flatten().collect::<Vec<Expr>>();
+    let drop = || vec![Expr::Verdict(NF_DROP)];
+    let accept = || vec![Expr::Verdict(NF_ACCEPT)];
+    let option_mac = Expr::Payload {
+        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: ND_OPTION_MAC,
+        len: 6,
+        dreg: KEY_MAC,
+    };
+    let ip6_source = Expr::Payload {
+        base: NFT_PAYLOAD_NETWORK_HEADER,
+        offset: IPV6_SOURCE,
+        len: 16,
+        dreg: KEY_ADDRESS6,
+    };
+    vec![
+        rule(vec![
+            ipv6(),
+            icmpv6_type(ICMPV6_ROUTER_ADVERTISEMENT),
+            drop(),
+        ]),
+        rule(vec![ipv6(), icmpv6_type(ICMPV6_REDIRECT), drop()]),
+        rule(vec![
+            ipv6(),
+            icmpv6_type(ICMPV6_NEIGHBOUR_ADVERTISEMENT),
+            key(ether_source(), target()),
+            vec![lookup(true)],
+            drop(),
+        ]),
+        rule(vec![
+            ipv6(),
+            icmpv6_type(ICMPV6_NEIGHBOUR_ADVERTISEMENT),
+            vec![
+                Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, ND_FIRST_OPTION, 2),
+                Expr::equals(&ND_TARGET_MAC_OPTION),
+            ],
+            key(option_mac, target()),
+            vec![lookup(true)],
+            drop(),
+        ]),
+        rule(vec![
+            ipv6(),
+            key(ether_source(), ip6_source),
+            vec![lookup(false)],
+            accept(),
+        ]),
+        rule(vec![
+            ipv6(),
+            from_unspecified(),
+            icmpv6_type(ICMPV6_NEIGHBOUR_SOLICITATION),
+            key(ether_source(), target()),
+            vec![lookup(false)],
+            accept(),
+        ]),
+        rule(vec![
+            ipv6(),
+            from_unspecified(),
+            icmpv6_type(ICMPV6_ROUTER_SOLICITATION),
+            accept(),
+        ]),
+        rule(vec![
+            ipv6(),
+            from_unspecified(),
+            icmpv6_type(ICMPV6_MLD2_REPORT),
+            accept(),
+        ]),
     ]
 }
 
@@ -222,5 +427,24 @@ mod tests {
             SOURCES_TYPE, 0x23247,
             "what nft 1.0 sends for this concatenation"
         );
+    }
+
+    #[test]
+    fn the_link_local_address_is_the_eui64_of_the_mac() {
+        // 02:42:0a:4d:00:02, as the kernel derives it (addr_gen_mode eui64).
+        assert_eq!(
+            link_local_for(Ipv4Addr::new(10, 77, 0, 2)),
+            "fe80::42:aff:fe4d:2".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_ipv6_source_key_shares_the_group_and_mac_of_the_ipv4_one() {
+        let address = Ipv4Addr::new(10, 77, 1, 9);
+        let address6: Ipv6Addr = "fd77:1::3".parse().unwrap();
+        let key = source6_key(address, address6);
+        assert_eq!(key.len(), SOURCE6_KEY_LEN);
+        assert_eq!(&key[..12], &source_key(address)[..12]);
+        assert_eq!(&key[12..], &address6.octets());
     }
 }

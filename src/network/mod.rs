@@ -1,7 +1,7 @@
 //! Container networking: a bridge with the gateway address, a veth pair per container (its peer born
 //! inside the container's namespace as eth0), address leases, NAT, published ports and forwarding in
-//! poc's own `ip` nftables table, source checks per veth in its `bridge` table. Everything through
-//! netlink; never runs `ip`, `iptables` or `nft`.
+//! poc's own `ip` nftables table (and `ip6`, on a network with an IPv6 subnet), source checks per
+//! veth in its `bridge` table. Everything through netlink; never runs `ip`, `iptables` or `nft`.
 //! Owns the bridge, the veths, the leases and the tables it names; touches nothing else on the host.
 
 mod antispoof;
@@ -9,7 +9,7 @@ mod ipam;
 mod nft;
 mod rtnl;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -80,8 +80,15 @@ impl BridgeConfig {
         Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
     }
 
-    /// poc's nftables tables for this bridge, one in the `ip` family (NAT, forwarding) and one in
-    /// the `bridge` family (source checks), share this name.
+    /// The bridge's IPv6 address, on a network with an IPv6 subnet: its first address after the
+    /// subnet-router anycast one, as Docker takes.
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.subnet6
+            .map(|net| Ipv6Addr::from(u128::from(net.network()) + 1))
+    }
+
+    /// poc's nftables tables for this bridge, one in the `ip` family (NAT, forwarding), its `ip6`
+    /// twin on a network with IPv6, and one in the `bridge` family (source checks), share this name.
     pub fn table(&self) -> String {
         format!("poc-{}", self.name)
     }
@@ -118,6 +125,24 @@ pub fn parse_subnet(text: &str) -> Result<Ipv4Network, String> {
         ));
     }
     Ipv4Network::new(net.network(), net.prefix()).map_err(|e| e.to_string())
+}
+
+/// `--subnet6 fd77:1::/64`: a unicast IPv6 network from /64 (SLAAC's size) to /120 (256 addresses).
+pub fn parse_subnet6(text: &str) -> Result<Ipv6Network, String> {
+    let net: Ipv6Network = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not an IPv6 subnet like fd77:1::/64"))?;
+    if net.prefix() < 64 || net.prefix() > 120 {
+        return Err(format!("'{text}': the prefix must be from /64 to /120"));
+    }
+    let first = net.network().segments()[0];
+    // Multicast, link-local, loopback and the unspecified address are no networks for containers.
+    if first >= 0xff00 || first & 0xffc0 == 0xfe80 || first == 0 {
+        return Err(format!(
+            "'{text}': not a unicast subnet (use a unique local one, fd00::/8, or a global one)"
+        ));
+    }
+    Ipv6Network::new(net.network(), net.prefix()).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -253,6 +278,15 @@ impl std::fmt::Display for PortMapping {
     }
 }
 
+/// A published port and the container's addresses it leads to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Published {
+    pub port: PortMapping,
+    pub address: Ipv4Addr,
+    /// Where the port leads over IPv6, for a container on a network with IPv6.
+    pub address6: Option<Ipv6Addr>,
+}
+
 /// A container's place on the bridge, recorded in its state so that removal can release it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attachment {
@@ -263,6 +297,36 @@ pub struct Attachment {
     /// The host end of the container's veth pair.
     pub host_veth: String,
     pub ports: Vec<PortMapping>,
+    /// Its IPv6 lease, on a network with an IPv6 subnet (absent in state files from before IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Attachment>,
+}
+
+impl Attachment {
+    pub fn published(&self) -> impl Iterator<Item = Published> + '_ {
+        self.ports.iter().map(|port| Published {
+            port: *port,
+            address: self.address,
+            address6: self.ipv6.map(|v6| v6.address),
+        })
+    }
+}
+
+/// A container's global IPv6 address on the bridge, as Docker's GlobalIPv6Address,
+/// GlobalIPv6PrefixLen and IPv6Gateway show it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ipv6Attachment {
+    pub address: Ipv6Addr,
+    pub prefix: u8,
+    pub gateway: Ipv6Addr,
+}
+
+impl Ipv6Attachment {
+    /// The network the address belongs to.
+    pub fn subnet(&self) -> Option<Ipv6Network> {
+        let net = Ipv6Network::new(self.address, self.prefix).ok()?;
+        Ipv6Network::new(net.network(), self.prefix).ok()
+    }
 }
 
 /// What the container's init sets up inside its network namespace.
@@ -274,6 +338,7 @@ pub enum NamespacePlan {
         address: Ipv4Addr,
         prefix: u8,
         gateway: Ipv4Addr,
+        ipv6: Option<Ipv6Attachment>,
     },
 }
 
@@ -285,15 +350,16 @@ impl NamespacePlan {
                 address: a.address,
                 prefix: a.prefix,
                 gateway: a.gateway,
+                ipv6: a.ipv6,
             },
             _ => NamespacePlan::Loopback,
         }
     }
 }
 
-/// Claims an address (and the published ports) for container `id` and makes sure the bridge, its
-/// gateway address, IP forwarding and NAT exist. `is_live` tells whether a lease's holder still
-/// exists, so leases of containers that vanished in a crash are reclaimed.
+/// Claims an address (an IPv6 one too on a network with IPv6, and the published ports) for
+/// container `id`. `is_live` tells whether a lease's holder still exists, so leases of containers
+/// that vanished in a crash are reclaimed.
 pub fn prepare(
     bridge: &BridgeConfig,
     id: &str,
@@ -309,7 +375,23 @@ pub fn prepare(
         gateway: bridge.gateway(),
         host_veth: format!("poc{}", &id[..12]),
         ports: Vec::with_capacity(ports.len()),
+        ipv6: None,
     };
+    if let (Some(subnet6), Some(gateway6)) = (bridge.subnet6, bridge.gateway6()) {
+        match leases.claim_address6(subnet6, gateway6, id, is_live) {
+            Ok(address6) => {
+                attachment.ipv6 = Some(Ipv6Attachment {
+                    address: address6,
+                    prefix: subnet6.prefix(),
+                    gateway: gateway6,
+                })
+            }
+            Err(e) => {
+                release(bridge, id, &attachment)?;
+                return Err(e);
+            }
+        }
+    }
     for port in ports {
         let claimed = if port.host_port == 0 {
             leases
@@ -346,12 +428,9 @@ fn host_port_in_use(protocol: Protocol, port: u16) -> bool {
     }
 }
 
-/// Makes sure the bridge exists with its gateway address and is up, IP forwarding is on, and poc's
-/// NAT table is in place. Serialised by the network lock; cheap when all is there already.
-pub fn ensure_bridge(
-    bridge: &BridgeConfig,
-    published: &[(PortMapping, Ipv4Addr)],
-) -> Result<(), NetworkError> {
+/// Makes sure the bridge exists with its gateway addresses and is up, IP forwarding is on, and poc's
+/// NAT tables are in place. Serialised by the network lock; cheap when all is there already.
+pub fn ensure_bridge(bridge: &BridgeConfig, published: &[Published]) -> Result<(), NetworkError> {
     let _lock = ipam::lock(&bridge.state_dir)?;
     let mut rtnl = rtnl::Rtnl::open()?;
     // Usually the bridge is there: one lookup. Under the lock no other poc creates it meanwhile.
@@ -369,12 +448,18 @@ pub fn ensure_bridge(
         }
     };
     if created {
-        rtnl.add_address(index, bridge.gateway(), bridge.subnet.prefix())?;
+        rtnl.add_address(index, bridge.gateway().into(), bridge.subnet.prefix())?;
         rtnl.set_up(index)?;
     }
     enable_ip_forwarding()?;
-    let marker = bridge.state_dir.join(NAT_MARKER);
+    let marker = bridge.state_dir.join(nat_marker(bridge));
     let set_up_before = !created && marker.exists();
+    if let (Some(subnet6), Some(gateway6)) = (bridge.subnet6, bridge.gateway6()) {
+        if !set_up_before {
+            rtnl.add_address(index, gateway6.into(), subnet6.prefix())?;
+        }
+        enable_ipv6_forwarding()?;
+    }
     if !set_up_before || !published.is_empty() {
         apply_nat(bridge, published)?;
     }
@@ -386,9 +471,15 @@ pub fn ensure_bridge(
     Ok(())
 }
 
-/// Says that the `ip` table is in place; named after the table's layout, so that a bridge set up
-/// by a poc whose table lacked the localhost rules gets the new table on its next container.
-const NAT_MARKER: &str = "nat-localhost-ready";
+/// Says that the bridge's addresses and NAT tables are in place; named after the tables' layout, so
+/// that a bridge set up by a poc whose table lacked the localhost rules (or that had no IPv6) gets
+/// the new tables on its next container.
+fn nat_marker(bridge: &BridgeConfig) -> &'static str {
+    match bridge.subnet6 {
+        Some(_) => "nat66-localhost-ready",
+        None => "nat-localhost-ready",
+    }
+}
 
 /// `route_localnet` on the bridge: the host's connections to 127.0.0.1:PUBLISHED, DNAT'd to a
 /// container, may leave through it (the masquerade rule then gives them the gateway's address), as
@@ -398,34 +489,38 @@ fn allow_loopback_sources_out(bridge: &str) -> Result<(), NetworkError> {
     std::fs::write(&path, b"1").map_err(io("write", &path))
 }
 
-fn apply_nat(
-    bridge: &BridgeConfig,
-    published: &[(PortMapping, Ipv4Addr)],
-) -> Result<(), NetworkError> {
+fn apply_nat(bridge: &BridgeConfig, published: &[Published]) -> Result<(), NetworkError> {
     Ok(nft::apply(&nft::NatTable {
         name: bridge.table(),
         bridge: bridge.name.clone(),
         subnet: bridge.subnet,
+        subnet6: bridge.subnet6,
         ports: published.to_vec(),
     })?)
 }
 
 /// Rewrites the published-port rules after a container with ports has gone.
-pub fn sync_ports(
-    bridge: &BridgeConfig,
-    published: &[(PortMapping, Ipv4Addr)],
-) -> Result<(), NetworkError> {
+pub fn sync_ports(bridge: &BridgeConfig, published: &[Published]) -> Result<(), NetworkError> {
     let _lock = ipam::lock(&bridge.state_dir)?;
     apply_nat(bridge, published)
 }
 
 /// NAT needs the kernel to forward between the bridge and the host's other interfaces.
 fn enable_ip_forwarding() -> Result<(), NetworkError> {
-    let path = Path::new("/proc/sys/net/ipv4/ip_forward");
-    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+    switch_on(Path::new("/proc/sys/net/ipv4/ip_forward"))
+}
+
+/// NAT66 needs IPv6 forwarding, which Docker switches on too. It is never switched off again (other
+/// networks may need it); with it on, the host's interfaces stop taking router advertisements.
+fn enable_ipv6_forwarding() -> Result<(), NetworkError> {
+    switch_on(Path::new("/proc/sys/net/ipv6/conf/all/forwarding"))
+}
+
+fn switch_on(sysctl: &Path) -> Result<(), NetworkError> {
+    if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "1") {
         return Ok(());
     }
-    std::fs::write(path, b"1").map_err(io("write", path))
+    std::fs::write(sysctl, b"1").map_err(io("write", sysctl))
 }
 
 /// Runs in the parent once the init exists: the source checks for its address, then the veth
@@ -437,7 +532,12 @@ pub fn attach(
     attachment: &Attachment,
     pid: i32,
 ) -> Result<(), NetworkError> {
-    antispoof::allow(&bridge.table(), bridge.subnet, attachment.address)?;
+    antispoof::allow(
+        &bridge.table(),
+        bridge.subnet,
+        attachment.address,
+        attachment.ipv6.map(|v6| v6.address),
+    )?;
     let mut rtnl = rtnl::Rtnl::open()?;
     let index = rtnl
         .link_index(&bridge.name)?
@@ -465,6 +565,9 @@ pub fn release(
 ) -> Result<(), NetworkError> {
     let leases = ipam::Leases::new(&bridge.state_dir);
     leases.release_address(attachment.address, id)?;
+    if let Some(v6) = attachment.ipv6 {
+        leases.release_address6(v6.address, id)?;
+    }
     for port in &attachment.ports {
         leases.release_port(port, id)?;
     }
@@ -489,6 +592,10 @@ pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
             name: &name,
         },
         nft::Table {
+            family: nft::NFPROTO_IPV6,
+            name: &name,
+        },
+        nft::Table {
             family: nft::NFPROTO_BRIDGE,
             name: &name,
         },
@@ -508,7 +615,7 @@ pub fn bridge_exists(bridge: &BridgeConfig) -> Result<bool, NetworkError> {
 }
 
 /// Runs in the child, inside its new network namespace: loopback up, and for the bridge eth0 with
-/// its address and the default route via the gateway.
+/// its addresses and the default routes via the gateway.
 pub fn setup_in_namespace(plan: NamespacePlan) -> Result<(), NetworkError> {
     if plan == NamespacePlan::Host {
         return Ok(());
@@ -518,21 +625,46 @@ pub fn setup_in_namespace(plan: NamespacePlan) -> Result<(), NetworkError> {
         address,
         prefix,
         gateway,
+        ipv6,
     } = plan
     {
         let mut rtnl = rtnl::Rtnl::open()?;
         let index = rtnl
             .link_index("eth0")?
             .ok_or_else(|| NetworkError::Refused("eth0 is missing in the container".into()))?;
-        rtnl.add_address(index, address, prefix)?;
-        disable_ipv6("eth0")?;
+        rtnl.add_address(index, address.into(), prefix)?;
+        match ipv6 {
+            Some(v6) => add_ipv6_addresses(&mut rtnl, index, address, v6)?,
+            None => disable_ipv6("eth0")?,
+        }
         rtnl.set_up(index)?;
-        rtnl.add_default_route(gateway, index)?;
+        rtnl.add_default_route(gateway.into(), index)?;
+        if let Some(v6) = ipv6 {
+            rtnl.add_default_route(v6.gateway.into(), index)?;
+        }
     }
     Ok(())
 }
 
-/// The bridge network is IPv4-only: as Docker does there, the container's interface takes no part
+/// eth0's IPv6 addresses, before it is up: the global one, and the link-local one the bridge's
+/// source checks expect (the EUI-64 of its MAC) added by poc rather than left to the kernel, whose
+/// choice depends on sysctls the container could inherit from the host (`addr_gen_mode`). Both
+/// without duplicate address detection, so they work at once.
+fn add_ipv6_addresses(
+    rtnl: &mut rtnl::Rtnl,
+    index: u32,
+    address: Ipv4Addr,
+    v6: Ipv6Attachment,
+) -> Result<(), NetworkError> {
+    let path = Path::new("/proc/sys/net/ipv6/conf/eth0/addr_gen_mode");
+    // 1: no link-local address of the kernel's own making.
+    std::fs::write(path, b"1").map_err(io("write", path))?;
+    rtnl.add_address(index, antispoof::link_local_for(address).into(), 64)?;
+    rtnl.add_address(index, v6.address.into(), v6.prefix)?;
+    Ok(())
+}
+
+/// On a network without IPv6, as Docker does there, the container's interface takes no part
 /// in IPv6 (no addresses, no router advertisements from other containers). The bridge drops the
 /// containers' IPv6 frames too. A kernel without IPv6 has nothing to disable.
 fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
@@ -605,8 +737,13 @@ fn is_loopback(address: &str) -> bool {
     address.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The container's /etc/hosts: localhost, and its own name on its address.
-pub fn hosts_file(hostname: &str, address: Option<Ipv4Addr>, name: Option<&str>) -> String {
+/// The container's /etc/hosts: localhost, and its own name on its addresses.
+pub fn hosts_file(
+    hostname: &str,
+    address: Option<Ipv4Addr>,
+    address6: Option<Ipv6Addr>,
+    name: Option<&str>,
+) -> String {
     let mut text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
     let names = match name {
         Some(n) if n != hostname => format!("{hostname} {n}"),
@@ -615,6 +752,9 @@ pub fn hosts_file(hostname: &str, address: Option<Ipv4Addr>, name: Option<&str>)
     match address {
         Some(ip) => text.push_str(&format!("{ip}\t{names}\n")),
         None => text.push_str(&format!("127.0.0.1\t{names}\n")),
+    }
+    if let Some(ip) = address6 {
+        text.push_str(&format!("{ip}\t{names}\n"));
     }
     text
 }
@@ -646,9 +786,15 @@ mod tests {
 
     #[test]
     fn hosts_name_the_container_on_its_address() {
-        assert!(hosts_file("box", None, None).contains("127.0.0.1\tbox\n"));
-        let t = hosts_file("ab12", Some("10.88.0.5".parse().unwrap()), Some("web"));
+        assert!(hosts_file("box", None, None, None).contains("127.0.0.1\tbox\n"));
+        let t = hosts_file(
+            "ab12",
+            Some("10.88.0.5".parse().unwrap()),
+            Some("fd77:1::2".parse().unwrap()),
+            Some("web"),
+        );
         assert!(t.contains("10.88.0.5\tab12 web\n"), "{t}");
+        assert!(t.contains("fd77:1::2\tab12 web\n"), "{t}");
     }
 
     fn one_port(text: &str) -> PortMapping {
@@ -712,6 +858,46 @@ mod tests {
             state_dir: "/x".into(),
         };
         assert_eq!(b.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+        assert_eq!(b.gateway6(), None);
         assert_eq!(b.table(), "poc-poc0");
+    }
+
+    #[test]
+    fn ipv6_subnets_are_checked_and_give_the_gateway() {
+        let net = parse_subnet6("fd77:1::5/64").unwrap();
+        assert_eq!(net.to_string(), "fd77:1::/64");
+        assert!(parse_subnet6("fd77:1::/120").is_ok());
+        for bad in [
+            "fd77:1::/48",
+            "fd77:1::/121",
+            "fe80::/64",
+            "ff02::/64",
+            "::/64",
+            "10.0.0.0/24",
+            "nope",
+        ] {
+            assert!(parse_subnet6(bad).is_err(), "{bad}");
+        }
+        let b = BridgeConfig {
+            name: "poc0".into(),
+            subnet: parse_subnet("10.88.0.0/16").unwrap(),
+            subnet6: Some(net),
+            state_dir: "/x".into(),
+        };
+        assert_eq!(b.gateway6(), Some("fd77:1::1".parse().unwrap()));
+        let v6 = Ipv6Attachment {
+            address: "fd77:1::2".parse().unwrap(),
+            prefix: 64,
+            gateway: b.gateway6().unwrap(),
+        };
+        assert_eq!(v6.subnet(), Some(net));
+    }
+
+    #[test]
+    fn state_files_from_before_ipv6_load() {
+        let old = r#"{"bridge":"poc0","address":"10.77.0.2","prefix":16,"gateway":"10.77.0.1","host_veth":"pocabc","ports":[]}"#;
+        let a: Attachment = serde_json::from_str(old).unwrap();
+        assert_eq!(a.ipv6, None);
+        assert!(!serde_json::to_string(&a).unwrap().contains("ipv6"));
     }
 }

@@ -1,15 +1,16 @@
-//! poc's `ip` nftables table for one bridge, written through the nf_tables netlink interface in a single
-//! batch, so the kernel swaps the whole table atomically: masquerade for the bridge's subnet, the DNAT
-//! rules of published ports and what may be forwarded into the bridge. Touches no other table.
+//! poc's `ip` nftables table for one bridge (and its `ip6` twin on a network with an IPv6 subnet),
+//! written through the nf_tables netlink interface in a single batch, so the kernel swaps the whole
+//! tables atomically: masquerade for the bridge's subnet, the DNAT rules of published ports and what
+//! may be forwarded into the bridge. Touches no other table.
 //! Only the handful of expressions poc needs are encoded here (values from linux/netfilter/nf_tables.h),
 //! for this table and for the bridge family's source checks (`antispoof.rs`).
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use super::PortMapping;
+use super::{PortMapping, Published};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -20,6 +21,8 @@ pub enum NftError {
         table: String,
         source: std::io::Error,
     },
+    #[error("table {table} was set up without IPv6 source checks; remove the network's containers and run `poc network rm` so that it is set up again")]
+    WithoutIpv6 { table: String },
 }
 
 impl NftError {
@@ -46,6 +49,7 @@ const NFT_MSG_NEWSET: u16 = 9;
 pub(super) const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 pub(super) const NFPROTO_IPV4: u8 = 2;
+pub(super) const NFPROTO_IPV6: u8 = 10;
 pub(super) const NFPROTO_BRIDGE: u8 = 7;
 pub(super) const NF_DROP: u32 = 0;
 pub(super) const NF_ACCEPT: u32 = 1;
@@ -66,17 +70,17 @@ const PRIORITY_SRCNAT: i32 = 100;
 /// Registers: 0 holds the verdict; 1-4 are 16 bytes each, overlaid by the 4-byte registers 8-23
 /// (so `REG_1` is `REG32_00`..`REG32_03`), which concatenations for set lookups are laid out in.
 const NFT_REG_VERDICT: u32 = 0;
-const REG_1: u32 = 1;
+pub(super) const REG_1: u32 = 1;
 const REG_2: u32 = 2;
 pub(super) const NFT_REG32_00: u32 = 8;
 pub(super) const NFT_PAYLOAD_LL_HEADER: u32 = 0;
 pub(super) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+pub(super) const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_CMP_EQ: u32 = 0;
 pub(super) const NFT_CMP_NEQ: u32 = 1;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
-const NFT_META_L4PROTO: u32 = 16;
+pub(super) const NFT_META_L4PROTO: u32 = 16;
 pub(super) const NFT_META_IIFGROUP: u32 = 21;
 const NFT_CT_STATE: u32 = 0;
 const NFT_CT_STATUS: u32 = 2;
@@ -154,7 +158,10 @@ pub(super) enum Expr {
         data: Vec<u8>,
     },
     Verdict(u32),
-    Dnat,
+    /// DNAT to the address in `REG_1` and the port in `REG_2`, of `family`.
+    Dnat {
+        family: u8,
+    },
     Masquerade,
 }
 
@@ -193,7 +200,7 @@ impl Expr {
             Expr::Lookup { .. } => "lookup",
             Expr::Fib => "fib",
             Expr::Immediate { .. } | Expr::Verdict(_) => "immediate",
-            Expr::Dnat => "nat",
+            Expr::Dnat { .. } => "nat",
             Expr::Masquerade => "masq",
         }
     }
@@ -271,9 +278,9 @@ impl Expr {
                 d.nested(2, |v| v.nested(2, |c| c.be32(1, *code)));
             }
             // NFTA_NAT_TYPE, _FAMILY, _REG_ADDR_MIN, _REG_PROTO_MIN
-            Expr::Dnat => {
+            Expr::Dnat { family } => {
                 d.be32(1, NFT_NAT_DNAT);
-                d.be32(2, NFPROTO_IPV4 as u32);
+                d.be32(2, *family as u32);
                 d.be32(3, REG_1);
                 d.be32(5, REG_2);
             }
@@ -282,14 +289,15 @@ impl Expr {
     }
 }
 
-/// What poc's `ip` table for a bridge holds.
+/// What poc's `ip` table for a bridge holds, and its `ip6` table when the network has `subnet6`.
 pub struct NatTable {
     pub name: String,
-    /// The bridge, whose forwarded traffic the table's forward chain limits.
+    /// The bridge, whose forwarded traffic the tables' forward chains limit.
     pub bridge: String,
-    pub subnet: ipnetwork::Ipv4Network,
-    /// Published ports and the container address each leads to.
-    pub ports: Vec<(PortMapping, Ipv4Addr)>,
+    pub subnet: Ipv4Network,
+    pub subnet6: Option<Ipv6Network>,
+    /// Published ports and the container addresses each leads to.
+    pub ports: Vec<Published>,
 }
 
 /// A table as nf_tables names it: its family and name.
@@ -304,6 +312,7 @@ impl Table<'_> {
     pub(super) fn label(&self) -> String {
         match self.family {
             NFPROTO_IPV4 => format!("ip {}", self.name),
+            NFPROTO_IPV6 => format!("ip6 {}", self.name),
             NFPROTO_BRIDGE => format!("bridge {}", self.name),
             other => format!("family {other} {}", self.name),
         }
@@ -550,14 +559,86 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) {
     }
 }
 
-/// Replaces poc's table with exactly `table`: created if missing, emptied and refilled otherwise,
-/// in one atomic batch.
+/// Where a family's header keeps what the rules look at.
+struct Layout {
+    family: u8,
+    source: u32,
+    destination: u32,
+}
+
+const IPV4: Layout = Layout {
+    family: NFPROTO_IPV4,
+    source: 12,
+    destination: 16,
+};
+const IPV6: Layout = Layout {
+    family: NFPROTO_IPV6,
+    source: 8,
+    destination: 24,
+};
+
+/// Replaces poc's tables with exactly `table`: created if missing, emptied and refilled otherwise,
+/// in one atomic batch (both families at once on a network with IPv6).
 pub fn apply(table: &NatTable) -> Result<(), NftError> {
-    let t = Table {
+    let mut batch = Batch::new();
+    let v4 = Table {
         family: NFPROTO_IPV4,
         name: &table.name,
     };
-    let mut batch = Batch::new();
+    let published: Vec<Vec<Expr>> = table
+        .ports
+        .iter()
+        .map(|p| {
+            let host_ip = p.port.host_ip.map(|ip| ip.octets().to_vec());
+            publish(&IPV4, &p.port, host_ip, &p.address.octets())
+        })
+        .collect();
+    let masquerade4 = masquerade(
+        &IPV4,
+        &table.subnet.network().octets(),
+        &table.subnet.mask().octets(),
+    );
+    fill(&mut batch, v4, &table.bridge, masquerade4, published);
+    localhost(&mut batch, v4, &table.bridge);
+    let mut labels = vec![v4.label()];
+    if let Some(subnet6) = table.subnet6 {
+        let v6 = Table {
+            family: NFPROTO_IPV6,
+            name: &table.name,
+        };
+        // A port published on an IPv4 host address stays IPv4-only; one on all addresses is
+        // reachable over IPv6 too, as with Docker.
+        let published: Vec<Vec<Expr>> = table
+            .ports
+            .iter()
+            .filter(|p| p.port.host_ip.is_none())
+            .filter_map(|p| Some(publish(&IPV6, &p.port, None, &p.address6?.octets())))
+            .collect();
+        let masquerade6 = masquerade(&IPV6, &subnet6.network().octets(), &subnet6.mask().octets());
+        fill(&mut batch, v6, &table.bridge, masquerade6, published);
+        labels.push(v6.label());
+    }
+    batch.commit(&labels.join(", "))
+}
+
+/// What makes published ports answer on the host's 127.0.0.1 (IPv4 only: the kernel never routes
+/// ::1 out of the host): loopback sources leaving on the bridge masqueraded, and the guard against
+/// containers' packets to 127.0.0.0/8.
+fn localhost(batch: &mut Batch, t: Table, bridge: &str) {
+    batch.base_chain(t, "guard", "filter", NF_INET_PRE_ROUTING, PRIORITY_RAW);
+    batch.rule(t, "postrouting", &masquerade_localhost(bridge));
+    batch.rule(t, "guard", &no_loopback_from(bridge));
+}
+
+/// One family's table, replaced whole: its chains, the masquerade rule, the published ports'
+/// DNAT rules and the forward chain's rules.
+fn fill(
+    batch: &mut Batch,
+    t: Table,
+    bridge: &str,
+    masquerade: Vec<Expr>,
+    published: Vec<Vec<Expr>>,
+) {
     // Add-then-delete-then-add: idempotent whether or not the table exists.
     batch.table(NFT_MSG_NEWTABLE, t, NLM_F_CREATE);
     batch.table(NFT_MSG_DELTABLE, t, 0);
@@ -572,35 +653,33 @@ pub fn apply(table: &NatTable) -> Result<(), NftError> {
     batch.base_chain(t, "prerouting", "nat", NF_INET_PRE_ROUTING, PRIORITY_DSTNAT);
     batch.base_chain(t, "output", "nat", NF_INET_LOCAL_OUT, PRIORITY_DSTNAT);
     batch.base_chain(t, "forward", "filter", NF_INET_FORWARD, PRIORITY_FILTER);
-    batch.base_chain(t, "guard", "filter", NF_INET_PRE_ROUTING, PRIORITY_RAW);
-    batch.rule(t, "postrouting", &masquerade(table.subnet));
-    batch.rule(t, "postrouting", &masquerade_localhost(&table.bridge));
-    batch.rule(t, "guard", &no_loopback_from(&table.bridge));
-    for (port, address) in &table.ports {
-        let exprs = publish(port, *address);
+    batch.rule(t, "postrouting", &masquerade);
+    for exprs in &published {
         for chain in ["prerouting", "output"] {
-            batch.rule(t, chain, &exprs);
+            batch.rule(t, chain, exprs);
         }
     }
-    for exprs in forward_into(&table.bridge) {
+    for exprs in forward_into(bridge) {
         batch.rule(t, "forward", &exprs);
     }
-    batch.commit(&t.label())
 }
 
-/// `ip saddr SUBNET ip daddr != SUBNET masquerade`
-fn masquerade(subnet: ipnetwork::Ipv4Network) -> Vec<Expr> {
-    let net = subnet.network().octets().to_vec();
-    let mask = subnet.mask().octets().to_vec();
+/// `ip saddr SUBNET ip daddr != SUBNET masquerade` (or `ip6 ...`).
+fn masquerade(layout: &Layout, net: &[u8], mask: &[u8]) -> Vec<Expr> {
+    let len = net.len() as u32;
     vec![
-        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 12, 4),
-        Expr::Bitwise { mask: mask.clone() },
-        Expr::equals(&net),
-        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 16, 4),
-        Expr::Bitwise { mask },
+        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, layout.source, len),
+        Expr::Bitwise {
+            mask: mask.to_vec(),
+        },
+        Expr::equals(net),
+        Expr::load(NFT_PAYLOAD_NETWORK_HEADER, layout.destination, len),
+        Expr::Bitwise {
+            mask: mask.to_vec(),
+        },
         Expr::Cmp {
             op: NFT_CMP_NEQ,
-            data: net,
+            data: net.to_vec(),
         },
         Expr::Masquerade,
     ]
@@ -652,11 +731,20 @@ fn no_loopback_from(bridge: &str) -> Vec<Expr> {
 
 /// `fib daddr type local [ip daddr HOST_IP] PROTO dport HOST_PORT dnat to ADDRESS:PORT`, for
 /// packets from outside (prerouting) and from the host itself (output).
-fn publish(port: &PortMapping, address: Ipv4Addr) -> Vec<Expr> {
+fn publish(
+    layout: &Layout,
+    port: &PortMapping,
+    host_ip: Option<Vec<u8>>,
+    address: &[u8],
+) -> Vec<Expr> {
     let mut exprs = vec![Expr::Fib, Expr::equals(&RTN_LOCAL.to_ne_bytes())];
-    if let Some(host_ip) = port.host_ip {
-        exprs.push(Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 16, 4));
-        exprs.push(Expr::equals(&host_ip.octets()));
+    if let Some(host_ip) = host_ip {
+        exprs.push(Expr::load(
+            NFT_PAYLOAD_NETWORK_HEADER,
+            layout.destination,
+            host_ip.len() as u32,
+        ));
+        exprs.push(Expr::equals(&host_ip));
     }
     exprs.extend([
         Expr::Meta {
@@ -668,13 +756,15 @@ fn publish(port: &PortMapping, address: Ipv4Addr) -> Vec<Expr> {
         Expr::equals(&port.host_port.to_be_bytes()),
         Expr::Immediate {
             reg: REG_1,
-            data: address.octets().to_vec(),
+            data: address.to_vec(),
         },
         Expr::Immediate {
             reg: REG_2,
             data: port.container_port.to_be_bytes().to_vec(),
         },
-        Expr::Dnat,
+        Expr::Dnat {
+            family: layout.family,
+        },
     ]);
     exprs
 }

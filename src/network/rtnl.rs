@@ -1,13 +1,13 @@
 //! Links, addresses and routes through rtnetlink, synchronously: one socket, one request at a time,
 //! each acknowledged. Built on rtnetlink's own message types; no async runtime on the start path.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -222,20 +222,30 @@ impl Rtnl {
         }
     }
 
-    /// Adds `address/prefix` to the link; an address already there is fine.
+    /// Adds `address/prefix` to the link; an address already there is fine. An IPv6 address skips
+    /// duplicate address detection (poc's leases make it unique), so it is usable at once rather
+    /// than tentative for a second.
     pub fn add_address(
         &mut self,
         index: u32,
-        address: Ipv4Addr,
+        address: IpAddr,
         prefix: u8,
     ) -> Result<(), RtnlError> {
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = prefix;
         msg.header.index = index;
-        msg.attributes.push(AddressAttribute::Local(address.into()));
-        msg.attributes
-            .push(AddressAttribute::Address(address.into()));
+        match address {
+            IpAddr::V4(_) => {
+                msg.header.family = AddressFamily::Inet;
+                msg.attributes.push(AddressAttribute::Local(address));
+            }
+            IpAddr::V6(_) => {
+                msg.header.family = AddressFamily::Inet6;
+                msg.attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+        }
+        msg.attributes.push(AddressAttribute::Address(address));
         match self.request(
             &format!("adding {address}/{prefix}"),
             RouteNetlinkMessage::NewAddress(msg),
@@ -250,16 +260,19 @@ impl Rtnl {
         }
     }
 
-    /// `default via gateway dev index`.
-    pub fn add_default_route(&mut self, gateway: Ipv4Addr, index: u32) -> Result<(), RtnlError> {
+    /// `default via gateway dev index`, for the gateway's family.
+    pub fn add_default_route(&mut self, gateway: IpAddr, index: u32) -> Result<(), RtnlError> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
+        let (family, via) = match gateway {
+            IpAddr::V4(ip) => (AddressFamily::Inet, RouteAddress::Inet(ip)),
+            IpAddr::V6(ip) => (AddressFamily::Inet6, RouteAddress::Inet6(ip)),
+        };
+        msg.header.address_family = family;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes.push(RouteAttribute::Gateway(via));
         msg.attributes.push(RouteAttribute::Oif(index));
         self.request(
             &format!("adding the default route via {gateway}"),

@@ -4,6 +4,11 @@
  * whether they arrive is for the test's listener to say (tests/network.rs).
  *   spoof udp ETH_SRC ETH_DST IP_SRC IP_DST PORT TEXT   a UDP datagram carrying TEXT
  *   spoof garp ETH_SRC IP                               a gratuitous ARP reply: "IP is at ETH_SRC"
+ *   spoof udp6 ETH_SRC ETH_DST IP6_SRC IP6_DST PORT TEXT   a UDP datagram over IPv6 carrying TEXT
+ *   spoof na ETH_SRC IP6_SRC TARGET                     an unsolicited neighbour advertisement to all
+ *                                                       nodes: "TARGET is at ETH_SRC" (override)
+ *   spoof ra ETH_SRC IP6_SRC                            a router advertisement to all nodes: "I am
+ *                                                       a default router"
  * ETH_SRC may be "self" (eth0's own MAC). Each frame is sent three times.
  * Built statically by tests/attack/build.sh (the test images have no libc).
  */
@@ -14,7 +19,9 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/if_ether.h>
+#include <netinet/icmp6.h>
 #include <netinet/ip.h>
+#include <netinet/ip6.h>
 #include <netinet/udp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,16 +65,38 @@ static struct in_addr parse_ip(const char *text) {
   return a;
 }
 
-static uint16_t checksum(const void *data, size_t len) {
+static struct in6_addr parse_ip6(const char *text) {
+  struct in6_addr a;
+  if (inet_pton(AF_INET6, text, &a) != 1) {
+    fprintf(stderr, "not an IPv6 address: %s\n", text);
+    exit(2);
+  }
+  return a;
+}
+
+static uint32_t sum_words(const void *data, size_t len, uint32_t sum) {
   const uint16_t *words = data;
-  uint32_t sum = 0;
   for (; len > 1; len -= 2)
     sum += *words++;
   if (len)
     sum += *(const uint8_t *)words;
+  return sum;
+}
+
+static uint16_t fold(uint32_t sum) {
   while (sum >> 16)
     sum = (sum & 0xffff) + (sum >> 16);
   return (uint16_t)~sum;
+}
+
+static uint16_t checksum(const void *data, size_t len) { return fold(sum_words(data, len, 0)); }
+
+/* UDP and ICMPv6 over IPv6 sum a pseudo-header: addresses, length, next header. */
+static uint16_t checksum6(const struct ip6_hdr *ip, const void *payload, size_t len) {
+  uint32_t sum = sum_words(&ip->ip6_src, 32, 0);
+  sum += htons((uint16_t)len);
+  sum += htons(ip->ip6_nxt);
+  return fold(sum_words(payload, len, sum));
 }
 
 static void send_frame(int sock, const void *frame, size_t len) {
@@ -138,6 +167,81 @@ static int send_garp(int sock, char **argv) {
   return 0;
 }
 
+/* An IPv6 frame: Ethernet and IPv6 headers filled in; the caller writes `len` bytes of payload after them. */
+static struct ip6_hdr *ipv6_frame(int sock, uint8_t *frame, const char *eth_src, const char *eth_dst,
+                                  const char *src, const char *dst, uint8_t next, size_t len) {
+  struct ether_header *eth = (struct ether_header *)frame;
+  struct ip6_hdr *ip = (struct ip6_hdr *)(eth + 1);
+  parse_mac(sock, eth_src, eth->ether_shost);
+  parse_mac(sock, eth_dst, eth->ether_dhost);
+  eth->ether_type = htons(ETHERTYPE_IPV6);
+  ip->ip6_flow = htonl(6u << 28);
+  ip->ip6_plen = htons((uint16_t)len);
+  ip->ip6_nxt = next;
+  ip->ip6_hlim = 255; /* what neighbour discovery demands */
+  ip->ip6_src = parse_ip6(src);
+  ip->ip6_dst = parse_ip6(dst);
+  return ip;
+}
+
+static int send_udp6(int sock, char **argv) {
+  uint8_t frame[1514] = {0};
+  size_t text_len = strlen(argv[7]);
+  if (text_len > 1000)
+    text_len = 1000;
+  size_t len = sizeof(struct udphdr) + text_len;
+  struct ip6_hdr *ip = ipv6_frame(sock, frame, argv[2], argv[3], argv[4], argv[5], IPPROTO_UDP, len);
+  struct udphdr *udp = (struct udphdr *)(ip + 1);
+  memcpy(udp + 1, argv[7], text_len);
+  udp->source = htons(40000);
+  udp->dest = htons((uint16_t)atoi(argv[6]));
+  udp->len = htons((uint16_t)len);
+  udp->check = checksum6(ip, udp, len); /* mandatory in IPv6 */
+  send_frame(sock, frame, sizeof(struct ether_header) + sizeof *ip + len);
+  printf("sent udp6\n");
+  return 0;
+}
+
+/* To all nodes: ff02::1 at 33:33:00:00:00:01. */
+#define ALL_NODES "ff02::1"
+#define ALL_NODES_MAC "33:33:00:00:00:01"
+
+static int send_na(int sock, char **argv) {
+  uint8_t frame[256] = {0};
+  struct {
+    struct nd_neighbor_advert na;
+    struct nd_opt_hdr opt;
+    uint8_t mac[ETH_ALEN];
+  } __attribute__((packed)) *msg;
+  size_t len = sizeof *msg;
+  struct ip6_hdr *ip = ipv6_frame(sock, frame, argv[2], ALL_NODES_MAC, argv[3], ALL_NODES, IPPROTO_ICMPV6, len);
+  msg = (void *)(ip + 1);
+  msg->na.nd_na_type = ND_NEIGHBOR_ADVERT;
+  msg->na.nd_na_flags_reserved = ND_NA_FLAG_OVERRIDE;
+  msg->na.nd_na_target = parse_ip6(argv[4]);
+  msg->opt.nd_opt_type = ND_OPT_TARGET_LINKADDR;
+  msg->opt.nd_opt_len = 1;
+  parse_mac(sock, argv[2], msg->mac);
+  msg->na.nd_na_cksum = checksum6(ip, msg, len);
+  send_frame(sock, frame, sizeof(struct ether_header) + sizeof *ip + len);
+  printf("sent na\n");
+  return 0;
+}
+
+static int send_ra(int sock, char **argv) {
+  uint8_t frame[256] = {0};
+  size_t len = sizeof(struct nd_router_advert);
+  struct ip6_hdr *ip = ipv6_frame(sock, frame, argv[2], ALL_NODES_MAC, argv[3], ALL_NODES, IPPROTO_ICMPV6, len);
+  struct nd_router_advert *ra = (void *)(ip + 1);
+  ra->nd_ra_type = ND_ROUTER_ADVERT;
+  ra->nd_ra_curhoplimit = 64;
+  ra->nd_ra_router_lifetime = htons(1800);
+  ra->nd_ra_cksum = checksum6(ip, ra, len);
+  send_frame(sock, frame, sizeof(struct ether_header) + sizeof *ip + len);
+  printf("sent ra\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IONBF, 0);
   int sock = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
@@ -147,6 +251,14 @@ int main(int argc, char **argv) {
     return send_udp(sock, argv);
   if (argc == 4 && strcmp(argv[1], "garp") == 0)
     return send_garp(sock, argv);
-  fprintf(stderr, "usage: spoof udp ETH_SRC ETH_DST IP_SRC IP_DST PORT TEXT | garp ETH_SRC IP\n");
+  if (argc == 8 && strcmp(argv[1], "udp6") == 0)
+    return send_udp6(sock, argv);
+  if (argc == 5 && strcmp(argv[1], "na") == 0)
+    return send_na(sock, argv);
+  if (argc == 4 && strcmp(argv[1], "ra") == 0)
+    return send_ra(sock, argv);
+  fprintf(stderr, "usage: spoof udp ETH_SRC ETH_DST IP_SRC IP_DST PORT TEXT | garp ETH_SRC IP\n"
+                  "     | udp6 ETH_SRC ETH_DST IP6_SRC IP6_DST PORT TEXT | na ETH_SRC IP6_SRC TARGET\n"
+                  "     | ra ETH_SRC IP6_SRC\n");
   return 2;
 }

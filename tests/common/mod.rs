@@ -36,6 +36,8 @@ pub struct Env {
     /// This Env's own bridge and subnet, removed when it is dropped.
     pub bridge: String,
     pub subnet: String,
+    /// The bridge's IPv6 subnet, for an Env made by `with_ipv6`.
+    pub subnet6: Option<String>,
 }
 
 impl Env {
@@ -58,7 +60,17 @@ impl Env {
             cgroup_parent,
             bridge,
             subnet,
+            subnet6: None,
         }
+    }
+
+    /// An Env with the busybox image whose bridge has IPv6 too: fd77:1:A:B::/64 for the IPv4
+    /// subnet 10.A.B.0/24, so as unique as that one.
+    pub fn with_ipv6() -> Self {
+        let mut env = Env::with_busybox();
+        let octets: Vec<&str> = env.subnet.split(['.', '/']).collect();
+        env.subnet6 = Some(format!("fd77:1:{}:{}::/64", octets[1], octets[2]));
+        env
     }
 
     /// An Env with the busybox image installed.
@@ -86,6 +98,9 @@ impl Env {
             .env("POC_BRIDGE", &self.bridge)
             .env("POC_SUBNET", &self.subnet)
             .stdin(Stdio::null());
+        if let Some(subnet6) = &self.subnet6 {
+            cmd.env("POC_SUBNET6", subnet6);
+        }
         cmd
     }
 
@@ -213,7 +228,7 @@ impl Env {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        for kind in ["addresses", "ports"] {
+        for kind in ["addresses", "addresses6", "ports"] {
             let dir = self
                 .state_root()
                 .join("networks")

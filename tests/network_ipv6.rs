@@ -1,0 +1,502 @@
+//! IPv6 on a bridge network, as users of `--ipv6` meet it: containers ping6 each other and the
+//! gateway, reach a simulated upstream host (a network namespace this test creates) behind the host's
+//! address (NAT66), are reached only through published ports, and cannot forge IPv6 sources, router
+//! advertisements or neighbour advertisements. Nothing is left behind. Traffic stays on this machine.
+//!
+//! NAT66 needs `net.ipv6.conf.all.forwarding`, which poc switches on and never off: these tests
+//! put back the value they found once the last of them is done.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{attack_dir, stderr, stdout, Env};
+
+const FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// Held by each test while it runs: the first records IPv6 forwarding as it was before any poc
+/// switched it on, the last puts that value back (tests of this file run in parallel).
+struct ForwardingRestored;
+
+/// How many tests hold the guard, and the value found before the first.
+static FORWARDING_USERS: Mutex<(u32, Option<String>)> = Mutex::new((0, None));
+
+impl ForwardingRestored {
+    fn hold() -> Self {
+        let mut users = FORWARDING_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        if users.0 == 0 {
+            users.1 = Some(common::read_trimmed(std::path::Path::new(FORWARDING)));
+        }
+        users.0 += 1;
+        ForwardingRestored
+    }
+}
+
+impl Drop for ForwardingRestored {
+    fn drop(&mut self) {
+        let mut users = FORWARDING_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        users.0 -= 1;
+        if users.0 == 0 {
+            if let Some(previous) = users.1.take() {
+                let _ = std::fs::write(FORWARDING, previous);
+            }
+        }
+    }
+}
+
+fn inspect(env: &Env, id: &str) -> serde_json::Value {
+    let out = env.poc(&["inspect", id]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+fn address6_of(env: &Env, id: &str) -> Ipv6Addr {
+    inspect(env, id)["NetworkSettings"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id} has no IPv6 address"))
+        .parse()
+        .unwrap()
+}
+
+fn subnet6(env: &Env) -> String {
+    env.subnet6.clone().unwrap()
+}
+
+/// The bridge's address: the subnet's first after the network's own.
+fn gateway6(env: &Env) -> Ipv6Addr {
+    let subnet = subnet6(env);
+    let network: Ipv6Addr = subnet.trim_end_matches("/64").parse().unwrap();
+    Ipv6Addr::from(u128::from(network) + 1)
+}
+
+/// The MAC poc gives a container: 02:42 and its IPv4 address.
+fn mac_of(env: &Env, id: &str) -> String {
+    let address = inspect(env, id)["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip: std::net::Ipv4Addr = address.parse().unwrap();
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// The EUI-64 link-local address of a MAC.
+fn link_local_of(mac: &str) -> Ipv6Addr {
+    let m: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let id = [m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]];
+    let mut octets = [0u8; 16];
+    octets[..2].copy_from_slice(&[0xfe, 0x80]);
+    octets[8..].copy_from_slice(&id);
+    Ipv6Addr::from(octets)
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 is installed by scripts/setup.sh --deps");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+/// A host of its own over IPv6: a network namespace joined to the host by a veth pair, with a /64 of
+/// fd77:2::/32 (a unique local range this file keeps for upstreams) of its own among this
+/// process's upstreams. Removed on drop.
+struct Upstream {
+    netns: String,
+    host_veth: String,
+    host_ip: Ipv6Addr,
+    ip: Ipv6Addr,
+}
+
+impl Upstream {
+    fn new() -> Self {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id() % 100_000;
+        let prefix = format!("fd77:2:{:x}:{n:x}", std::process::id() % 0x10000);
+        let up = Upstream {
+            netns: format!("pt6up{pid}u{n}"),
+            host_veth: format!("pt6h{pid}u{n}"),
+            host_ip: format!("{prefix}::1").parse().unwrap(),
+            ip: format!("{prefix}::2").parse().unwrap(),
+        };
+        let peer = format!("pt6n{pid}u{n}");
+        ip(&["netns", "add", &up.netns]);
+        ip(&[
+            "link",
+            "add",
+            &up.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &up.netns]);
+        let host_cidr = format!("{}/64", up.host_ip);
+        ip(&["addr", "add", &host_cidr, "dev", &up.host_veth, "nodad"]);
+        ip(&["link", "set", &up.host_veth, "up"]);
+        let cidr = format!("{}/64", up.ip);
+        ip(&["-n", &up.netns, "addr", "add", &cidr, "dev", &peer, "nodad"]);
+        ip(&["-n", &up.netns, "link", "set", &peer, "up"]);
+        ip(&["-n", &up.netns, "link", "set", "lo", "up"]);
+        up
+    }
+
+    /// Routes `subnet` (the bridge's) through the host, as a neighbour on the host's network would.
+    fn route_to(&self, subnet: &str) {
+        let via = self.host_ip.to_string();
+        ip(&["-n", &self.netns, "route", "add", subnet, "via", &via]);
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.netns)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
+}
+
+/// The network namespace of a running container, by its init.
+fn netns_of(env: &Env, id: &str) -> String {
+    let pid = inspect(env, id)["State"]["Pid"].as_i64().unwrap();
+    format!("/proc/{pid}/ns/net")
+}
+
+/// Runs `work` on a thread inside the network namespace at `path`.
+fn within<T: Send + 'static>(
+    path: String,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(path).unwrap();
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        work()
+    })
+}
+
+fn test_port(offset: u16) -> u16 {
+    30_000 + (std::process::id() % 20_000) as u16 + offset
+}
+
+fn http_get(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                return body;
+            }
+            Err(e) if Instant::now() > deadline => panic!("connecting to {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn containers_ping6_each_other_and_the_gateway() {
+    let _forwarding = ForwardingRestored::hold();
+    let env = Env::with_ipv6();
+    let a = env.run_detached(&["--name", "a", "busybox", "sleep", "60"]);
+    let a6 = address6_of(&env, &a);
+    let gw6 = gateway6(&env);
+    let settings = &inspect(&env, &a)["NetworkSettings"];
+    assert_eq!(settings["GlobalIPv6PrefixLen"], 64);
+    assert_eq!(settings["IPv6Gateway"], gw6.to_string());
+    assert_eq!(a6, Ipv6Addr::from(u128::from(gw6) + 1), "the lowest free");
+    let script = format!(
+        "ping -6 -c1 -W2 {a6} && ping -6 -c1 -W2 {gw6} && ip -6 route && ip -6 addr show dev eth0"
+    );
+    let out = env.poc(&["run", "--rm", "busybox", "sh", "-c", &script]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {}", stderr(&out));
+    assert!(
+        text.contains(&format!("default via {gw6} dev eth0")),
+        "{text}"
+    );
+    let hosts = stdout(&env.poc(&["exec", "a", "cat", "/etc/hosts"]));
+    assert!(hosts.contains(&format!("{a6}\t{} a", &a[..12])), "{hosts}");
+    // eth0's link-local address is the one the source checks expect: the EUI-64 of its MAC.
+    let addresses = stdout(&env.poc(&["exec", "a", "ip", "-6", "addr", "show", "dev", "eth0"]));
+    let link_local = link_local_of(&mac_of(&env, &a));
+    assert!(
+        addresses.contains(&format!("{link_local}/64")),
+        "{addresses}"
+    );
+    let net: serde_json::Value =
+        serde_json::from_slice(&env.poc(&["network", "inspect"]).stdout).unwrap();
+    assert_eq!(net["EnableIPv6"], true);
+    assert_eq!(net["GatewayIPv6"], gw6.to_string());
+    assert_eq!(net["Containers"][0]["GlobalIPv6Address"], a6.to_string());
+    assert_eq!(common::read_trimmed(std::path::Path::new(FORWARDING)), "1");
+    assert!(env.poc(&["rm", "-f", "a"]).status.success());
+    env.assert_clean();
+
+    // `poc network rm` takes the gateway address, its route and the ip6 table with it.
+    assert!(env.poc(&["network", "rm"]).status.success());
+    let routes = ip(&["-6", "route", "show", &subnet6(&env)]);
+    assert!(routes.trim().is_empty(), "{routes}");
+    let tables = stdout(
+        &Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!tables.contains(&format!("poc-{}", env.bridge)), "{tables}");
+    let leases = env.state_root().join("networks").join(&env.bridge);
+    assert!(!leases.exists(), "{} is left", leases.display());
+}
+
+#[test]
+fn nat66_hides_the_container_behind_the_hosts_address() {
+    let _forwarding = ForwardingRestored::hold();
+    let env = Env::with_ipv6();
+    let upstream = Upstream::new();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = within(upstream.path(), move || {
+        let listener = TcpListener::bind("[::]:9000").unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut text = String::new();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = conn.read_to_string(&mut text);
+        (peer.ip(), text)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let script = format!("echo through-nat66 | nc -w 5 {} 9000", upstream.ip);
+    let out = env.poc(&["run", "--rm", "busybox", "sh", "-c", &script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (peer, text) = server.join().unwrap();
+    assert_eq!(text.trim(), "through-nat66");
+    assert_eq!(
+        peer,
+        std::net::IpAddr::V6(upstream.host_ip),
+        "the upstream sees the host's address, not the container's"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn only_replies_and_published_ports_are_forwarded_into_the_bridge_over_ipv6() {
+    let _forwarding = ForwardingRestored::hold();
+    let env = Env::with_ipv6();
+    let upstream = Upstream::new();
+    upstream.route_to(&subnet6(&env));
+    let port = test_port(1);
+    // httpd on 81, not published, and on 80, published on the host's `port`.
+    let script = "mkdir -p /www && echo forwarded-page > /www/index.html && httpd -p 81 -h /www \
+                  && exec httpd -f -p 80 -h /www";
+    let id = env.run_detached(&["-p", &format!("{port}:80"), "busybox", "sh", "-c", script]);
+    let address = address6_of(&env, &id);
+    let host_ip = upstream.host_ip;
+    let published = within(upstream.path(), move || {
+        http_get(SocketAddr::from((host_ip, port)))
+    })
+    .join()
+    .unwrap();
+    assert!(published.contains("forwarded-page"), "{published}");
+    let from_host = http_get(SocketAddr::from((gateway6(&env), port)));
+    assert!(from_host.contains("forwarded-page"), "{from_host}");
+    for container_port in [81, 80] {
+        let direct = within(upstream.path(), move || {
+            let to = SocketAddr::from((address, container_port));
+            TcpStream::connect_timeout(&to, Duration::from_secs(2)).map(drop)
+        })
+        .join()
+        .unwrap();
+        assert!(
+            direct.is_err(),
+            "[{address}]:{container_port} was reached from a host routed to the bridge"
+        );
+    }
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+/// A container that can send forged frames: tests/attack/spoof.c mounted at /attack.
+fn attacker(env: &Env) -> String {
+    let volume = format!("{}:/attack:ro", attack_dir().display());
+    env.run_detached(&["-v", &volume, "busybox", "sleep", "60"])
+}
+
+/// `spoof ARGS...` inside the container; asserts that the frames went out.
+fn spoof(env: &Env, id: &str, args: &[&str]) {
+    let mut full = vec!["exec", id, "/attack/spoof"];
+    full.extend_from_slice(args);
+    let out = env.poc(&full);
+    assert!(
+        stdout(&out).starts_with("sent"),
+        "spoof {args:?}: {} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// What a UDP listener on `port` in the network namespace at `netns` hears while `send` runs.
+/// `send` ends with a datagram carrying `last`, on the same path as the others: once it is heard,
+/// so would they be.
+fn heard_in(netns: String, port: u16, last: &str, send: impl FnOnce()) -> Vec<String> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let last = last.to_string();
+    let listener = within(netns, move || {
+        let socket = UdpSocket::bind(("::", port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut heard = Vec::<String>::new();
+        while Instant::now() < deadline && !heard.contains(&last) {
+            let mut buf = [0u8; 2048];
+            if let Ok(n) = socket.recv(&mut buf) {
+                heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        heard
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    send();
+    listener.join().unwrap()
+}
+
+fn bridge_mac(env: &Env) -> String {
+    common::read_trimmed(std::path::Path::new(&format!(
+        "/sys/class/net/{}/address",
+        env.bridge
+    )))
+}
+
+#[test]
+fn a_container_cannot_send_with_a_forged_ipv6_source() {
+    let _forwarding = ForwardingRestored::hold();
+    let env = Env::with_ipv6();
+    let upstream = Upstream::new();
+    let a = attacker(&env);
+    let b = env.run_detached(&["busybox", "sleep", "60"]);
+    let (a6, b6) = (address6_of(&env, &a), address6_of(&env, &b));
+    let b_mac = mac_of(&env, &b);
+    let unused = Ipv6Addr::from(u128::from(b6) + 100).to_string();
+    let (a6, b6) = (a6.to_string(), b6.to_string());
+    let b_link_local = link_local_of(&b_mac).to_string();
+    let up = upstream.ip.to_string();
+    // b's address, b's link-local one, a free one of the subnet, and the upstream's own: each with
+    // a's MAC, and b's address with b's MAC too.
+    let forged = [
+        ("self", b6.as_str(), "forged-address"),
+        ("self", b_link_local.as_str(), "forged-link-local"),
+        ("self", unused.as_str(), "forged-free-address"),
+        ("self", up.as_str(), "forged-outside-address"),
+        (b_mac.as_str(), b6.as_str(), "forged-address-and-mac"),
+    ];
+
+    let gateway_mac = bridge_mac(&env);
+    let heard = heard_in(upstream.path(), 9000, "own-address", || {
+        for (mac, source, text) in forged {
+            spoof(
+                &env,
+                &a,
+                &["udp6", mac, &gateway_mac, source, &up, "9000", text],
+            );
+        }
+        spoof(
+            &env,
+            &a,
+            &[
+                "udp6",
+                "self",
+                &gateway_mac,
+                &a6,
+                &up,
+                "9000",
+                "own-address",
+            ],
+        );
+    });
+    assert!(heard.contains(&"own-address".to_string()), "{heard:?}");
+    for (_, source, text) in forged {
+        assert!(
+            !heard.contains(&text.to_string()),
+            "a datagram from a with source {source} reached the upstream host: {heard:?}"
+        );
+    }
+
+    // The same towards b, straight over the bridge.
+    let heard = heard_in(netns_of(&env, &b), 9001, "own-address", || {
+        for (mac, source, text) in forged.iter().filter(|f| f.1 != b6) {
+            spoof(&env, &a, &["udp6", mac, &b_mac, source, &b6, "9001", text]);
+        }
+        spoof(
+            &env,
+            &a,
+            &["udp6", "self", &b_mac, &a6, &b6, "9001", "own-address"],
+        );
+    });
+    assert!(heard.contains(&"own-address".to_string()), "{heard:?}");
+    for (_, source, text) in forged {
+        assert!(
+            !heard.contains(&text.to_string()),
+            "a datagram from a with source {source} reached b: {heard:?}"
+        );
+    }
+    assert!(env.poc(&["rm", "-f", &a, &b]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn forged_neighbour_and_router_advertisements_are_dropped() {
+    let _forwarding = ForwardingRestored::hold();
+    let env = Env::with_ipv6();
+    let a = attacker(&env);
+    let b = env.run_detached(&["busybox", "sleep", "60"]);
+    let b6 = address6_of(&env, &b).to_string();
+    let b_mac = mac_of(&env, &b);
+    let a_link_local = link_local_of(&mac_of(&env, &a)).to_string();
+    // b talks to the gateway, so the host has a neighbour entry for it.
+    let gw6 = gateway6(&env).to_string();
+    let out = env.poc(&["exec", &b, "ping", "-6", "-c1", "-W2", &gw6]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let neighbour = || ip(&["-6", "neigh", "show", &b6, "dev", &env.bridge]);
+    assert!(neighbour().contains(&b_mac), "{}", neighbour());
+
+    // "b's address is at a's MAC", overriding, from a's own link-local address.
+    spoof(&env, &a, &["na", "self", &a_link_local, &b6]);
+    // "I am a default router", which b (not forwarding, so taking advertisements) would follow.
+    spoof(&env, &a, &["ra", "self", &a_link_local]);
+    std::thread::sleep(Duration::from_millis(300));
+    let entry = neighbour();
+    assert!(
+        entry.contains(&b_mac),
+        "the gateway now sends {b6}'s traffic elsewhere: {entry}"
+    );
+    let routes = stdout(&env.poc(&["exec", &b, "ip", "-6", "route"]));
+    assert!(
+        !routes.contains(&a_link_local),
+        "b took a as its router: {routes}"
+    );
+    assert!(env.poc(&["rm", "-f", &a, &b]).status.success());
+    env.assert_clean();
+}
