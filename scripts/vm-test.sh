@@ -54,7 +54,8 @@ if [ -f /results/script ]; then
   sh /results/script >/results/output.txt 2>&1 || rc=1
 else
   for t in $(cat /results/tests); do
-    echo "== $t"; "$t" --test-threads=2 2>&1 || rc=1
+    # (rc set here would be lost in the pipe's subshell: the line below is what the grep finds.)
+    echo "== $t"; "$t" --test-threads=2 2>&1 || echo "vm-test: $t FAILED (exit $?)"
   done | tee /results/output.txt
   grep -q "FAILED\|panicked\|error: test failed" /results/output.txt && rc=1
 fi
@@ -128,6 +129,14 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"] and m["target"]["name"] in wanted:
         print(m["executable"])' "${names[@]}" >"$results/tests"
 echo "$repo" >"$results/repo"
+# The guest sees only the repository: test binaries built elsewhere (a CARGO_TARGET_DIR outside it)
+# would be "not found" there.
+if [ -z "$script" ]; then
+  [ -s "$results/tests" ] || { echo "vm-test: no test binaries for: ${names[*]}" >&2; exit 1; }
+  while read -r t; do
+    case "$t" in "$repo"/*) ;; *) echo "vm-test: $t is outside $repo, which is all the guest sees (CARGO_TARGET_DIR?)" >&2; exit 1 ;; esac
+  done <"$results/tests"
+fi
 # The static programs the escape tests run in containers: the guest has no compiler.
 [ -n "$script" ] || tests/attack/build.sh "${CARGO_TARGET_DIR:-target}/tmp/attack"
 
