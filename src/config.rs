@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::network::BridgeConfig;
+use crate::network::named::{self, NetworkRecord};
+use crate::network::{BridgeConfig, NetworkError, NetworkMode};
 
 pub const DEFAULT_STATE_ROOT: &str = "/run/poc";
 pub const DEFAULT_STORE_ROOT: &str = "/var/lib/poc";
@@ -59,13 +60,46 @@ impl Paths {
         }
     }
 
-    /// A bridge network by name (leases and lock under the state root).
+    /// A bridge network by its interface's name (leases and lock under the state root).
     pub fn bridge_named(&self, name: &str, subnet: ipnetwork::Ipv4Network) -> BridgeConfig {
         BridgeConfig {
             name: name.to_string(),
             subnet,
             subnet6: None,
-            state_dir: self.state_root.join("networks").join(name),
+            state_dir: self.network_leases_root().join(name),
+            named: None,
+        }
+    }
+
+    /// Named networks' records (`poc network create`): in the store, they outlive a reboot.
+    pub fn networks_dir(&self) -> PathBuf {
+        self.store_root.join("networks")
+    }
+
+    /// Where each bridge's leases and lock live: on the state root, gone at reboot like containers.
+    pub fn network_leases_root(&self) -> PathBuf {
+        self.state_root.join("networks")
+    }
+
+    /// The named network `name`'s record.
+    pub fn network_record(&self, name: &str) -> Result<NetworkRecord, NetworkError> {
+        named::get(&self.networks_dir(), name)
+    }
+
+    /// A named network's bridge.
+    pub fn bridge_of_record(&self, record: &NetworkRecord) -> BridgeConfig {
+        record.bridge_config(&self.networks_dir(), &self.network_leases_root())
+    }
+
+    /// The bridge a container in `mode` joins: the default network's, a named network's (which
+    /// must exist), or none.
+    pub fn bridge_for(&self, mode: &NetworkMode) -> Result<Option<BridgeConfig>, NetworkError> {
+        match mode {
+            NetworkMode::Bridge => Ok(Some(self.bridge_config())),
+            NetworkMode::Named(name) => {
+                Ok(Some(self.bridge_of_record(&self.network_record(name)?)))
+            }
+            NetworkMode::None | NetworkMode::Host => Ok(None),
         }
     }
 }

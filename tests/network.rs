@@ -196,7 +196,8 @@ fn containers_reach_each_other_and_the_gateway_over_the_bridge() {
     );
     let net: serde_json::Value =
         serde_json::from_slice(&env.poc(&["network", "inspect"]).stdout).unwrap();
-    assert_eq!(net["Name"], env.bridge.as_str());
+    assert_eq!(net["Name"], "bridge");
+    assert_eq!(net["Bridge"], env.bridge.as_str());
     assert_eq!(net["Exists"], true);
     assert_eq!(net["Containers"][0]["IPAddress"], a_ip.as_str());
     assert_error(&env.poc(&["network", "rm"]), 125, "in use");

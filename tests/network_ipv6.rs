@@ -12,42 +12,10 @@ use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{attack_dir, stderr, stdout, Env};
-
-const FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
-
-/// Held by each test while it runs: the first records IPv6 forwarding as it was before any poc
-/// switched it on, the last puts that value back (tests of this file run in parallel).
-struct ForwardingRestored;
-
-/// How many tests hold the guard, and the value found before the first.
-static FORWARDING_USERS: Mutex<(u32, Option<String>)> = Mutex::new((0, None));
-
-impl ForwardingRestored {
-    fn hold() -> Self {
-        let mut users = FORWARDING_USERS.lock().unwrap_or_else(|e| e.into_inner());
-        if users.0 == 0 {
-            users.1 = Some(common::read_trimmed(std::path::Path::new(FORWARDING)));
-        }
-        users.0 += 1;
-        ForwardingRestored
-    }
-}
-
-impl Drop for ForwardingRestored {
-    fn drop(&mut self) {
-        let mut users = FORWARDING_USERS.lock().unwrap_or_else(|e| e.into_inner());
-        users.0 -= 1;
-        if users.0 == 0 {
-            if let Some(previous) = users.1.take() {
-                let _ = std::fs::write(FORWARDING, previous);
-            }
-        }
-    }
-}
 
 fn inspect(env: &Env, id: &str) -> serde_json::Value {
     let out = env.poc(&["inspect", id]);
@@ -218,7 +186,7 @@ fn http_get(addr: SocketAddr) -> String {
 
 #[test]
 fn containers_ping6_each_other_and_the_gateway() {
-    let _forwarding = ForwardingRestored::hold();
+    let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
     let a = env.run_detached(&["--name", "a", "busybox", "sleep", "60"]);
     let a6 = address6_of(&env, &a);
@@ -251,7 +219,10 @@ fn containers_ping6_each_other_and_the_gateway() {
     assert_eq!(net["EnableIPv6"], true);
     assert_eq!(net["GatewayIPv6"], gw6.to_string());
     assert_eq!(net["Containers"][0]["GlobalIPv6Address"], a6.to_string());
-    assert_eq!(common::read_trimmed(std::path::Path::new(FORWARDING)), "1");
+    assert_eq!(
+        common::read_trimmed(std::path::Path::new(common::IPV6_FORWARDING)),
+        "1"
+    );
     assert!(env.poc(&["rm", "-f", "a"]).status.success());
     env.assert_clean();
 
@@ -272,7 +243,7 @@ fn containers_ping6_each_other_and_the_gateway() {
 
 #[test]
 fn nat66_hides_the_container_behind_the_hosts_address() {
-    let _forwarding = ForwardingRestored::hold();
+    let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
     let upstream = Upstream::new();
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -302,7 +273,7 @@ fn nat66_hides_the_container_behind_the_hosts_address() {
 
 #[test]
 fn only_replies_and_published_ports_are_forwarded_into_the_bridge_over_ipv6() {
-    let _forwarding = ForwardingRestored::hold();
+    let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
     let upstream = Upstream::new();
     upstream.route_to(&subnet6(&env));
@@ -392,7 +363,7 @@ fn bridge_mac(env: &Env) -> String {
 
 #[test]
 fn a_container_cannot_send_with_a_forged_ipv6_source() {
-    let _forwarding = ForwardingRestored::hold();
+    let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
     let upstream = Upstream::new();
     let a = attacker(&env);
@@ -468,7 +439,7 @@ fn a_container_cannot_send_with_a_forged_ipv6_source() {
 
 #[test]
 fn forged_neighbour_and_router_advertisements_are_dropped() {
-    let _forwarding = ForwardingRestored::hold();
+    let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
     let a = attacker(&env);
     let b = env.run_detached(&["busybox", "sleep", "60"]);

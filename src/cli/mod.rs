@@ -61,8 +61,9 @@ struct Globals {
     /// The bridge containers join (created on first use).
     #[arg(long, global = true, env = "POC_BRIDGE", default_value = DEFAULT_BRIDGE, value_parser = crate::network::parse_bridge_name)]
     bridge: String,
-    /// The bridge's IPv4 subnet; the gateway is its first address.
-    #[arg(long, global = true, env = "POC_SUBNET", default_value = DEFAULT_SUBNET, value_parser = crate::network::parse_subnet)]
+    /// The default bridge's IPv4 subnet; the gateway is its first address. Before the command
+    /// (or `poc run --subnet`): `poc network create` has a --subnet of its own.
+    #[arg(long, env = "POC_SUBNET", default_value = DEFAULT_SUBNET, value_parser = crate::network::parse_subnet)]
     subnet: ipnetwork::Ipv4Network,
     /// The bridge's IPv6 subnet (IPv6 and NAT66 on the bridge); hidden until `network create --ipv6`.
     #[arg(long, global = true, hide = true, env = "POC_SUBNET6", value_parser = crate::network::parse_subnet6)]
@@ -199,7 +200,7 @@ enum Command {
     Trace(Box<trace::Args>),
     /// What happens to containers, live: start, exit, kill, stop, update, OOM kills, memory limit breaches, removal.
     Events(events::Args),
-    /// The bridge network: inspect it, or remove it when unused.
+    /// Networks: create named ones, list, inspect, remove.
     #[command(subcommand)]
     Network(network::Command),
     /// Benchmarks: containers against the host and other runtimes (sysbench-suite, start, update, net, all).

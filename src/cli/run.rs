@@ -160,8 +160,9 @@ pub struct Args {
     /// Nice value of the container's process (-20 to 19).
     #[arg(long, allow_hyphen_values = true, value_parser = spec::parse_nice)]
     nice: Option<i32>,
-    /// bridge (default): poc's bridge with NAT; none: loopback only; host: the host's network.
-    #[arg(long, value_enum, default_value_t = NetworkMode::Bridge)]
+    /// bridge (default): poc's bridge with NAT; none: loopback only; host: the host's network;
+    /// NAME: a network made by `poc network create`.
+    #[arg(long, value_parser = crate::network::parse_network_mode, default_value = "bridge")]
     network: NetworkMode,
     /// Publish container ports: [[IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp], ports or equal ranges
     /// (8000-8010:80-90); without HOST_PORT, a free host port is picked (see `poc port`).
@@ -191,8 +192,11 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         )
         .into());
     }
+    // Host ports are leased per bridge: on a second bridge, one could be published twice.
     if !args.publish.is_empty() && args.network != NetworkMode::Bridge {
-        return Err(anyhow::anyhow!("--publish needs --network bridge").into());
+        return Err(
+            anyhow::anyhow!("--publish needs --network bridge (the default network)").into(),
+        );
     }
     let request = RunRequest {
         name: args.name,

@@ -4,6 +4,7 @@
 
 pub mod events;
 mod exec;
+mod hosts;
 pub mod logs;
 pub mod oci;
 mod ops;
@@ -22,9 +23,7 @@ pub use ops::{inspect, kill as kill_container, observed_name, remove, stop, upda
 use crate::cgroups::{CgroupError, Hierarchies, Manager, MemoryWatch};
 use crate::config::Paths;
 use crate::image::{now_secs, ImageError, Store};
-use crate::network::{
-    self, Attachment, BridgeConfig, NamespacePlan, NetworkError, NetworkMode, PortMapping,
-};
+use crate::network::{self, Attachment, BridgeConfig, NamespacePlan, NetworkError, PortMapping};
 use crate::process::{
     self, Attach, ChildConfig, ChildStdio, ParentIo, ProcessError, Role, Running, Stream,
     Supervisor, Watch,
@@ -99,6 +98,8 @@ const MOUNT_POINT: &str = "merged";
 /// A container's configuration, ready to create.
 struct Prepared {
     spec: Spec,
+    /// The bridge a `poc run` container joins (the default network's or a named one's).
+    bridge: Option<BridgeConfig>,
     seccomp: Option<Filter>,
     hierarchies: Hierarchies,
     state: State,
@@ -145,6 +146,10 @@ pub fn run(paths: &Paths, req: RunRequest) -> Result<i32, ContainerError> {
 /// Everything that can be checked before anything is created: image, cgroup hierarchy, Spec.
 fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     let image = Store::new(paths.images_dir()).get(&req.image)?;
+    // An unknown network is refused before anything is made, in Docker's words.
+    let bridge = paths
+        .bridge_for(&req.network)
+        .map_err(|e| ContainerError::Refused(e.to_string()))?;
     // Containers' state (config.json holds their environment) and layers are root's alone.
     for dir in [
         paths.state_root.join("containers"),
@@ -193,7 +198,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         auto_remove: req.remove,
         tty: req.tty,
         limits: req.limits.clone(),
-        network_mode: req.network,
+        network_mode: req.network.clone(),
         ..State::creating(
             id.clone(),
             Manager::for_path(&hierarchies, &cgroup_path)?,
@@ -203,6 +208,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     };
     Ok(Prepared {
         spec,
+        bridge,
         seccomp,
         hierarchies,
         state,
@@ -379,10 +385,13 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
     state::save(paths, state)?;
     write_config(paths, &p.spec, state)?;
     if let Front::Run(req) = &p.front {
-        if req.network == NetworkMode::Bridge {
-            join_bridge(paths, state, &req.ports)?;
+        if let Some(bridge) = &p.bridge {
+            join_bridge(paths, state, bridge, &req.ports)?;
         }
         write_etc_files(paths, &p.spec, state, req)?;
+        if let Some(bridge) = &p.bridge {
+            hosts::refresh(paths, bridge, None)?;
+        }
     }
     crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
     if let RootSource::Overlay { upper, work, .. } = &p.root {
@@ -406,7 +415,7 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
     };
     let (network, join, new_keyring, preserve_fds) = match &mut p.front {
         Front::Run(_) => (
-            NamespacePlan::for_container(state.network_mode, state.network.as_ref()),
+            NamespacePlan::for_container(&state.network_mode, state.network.as_ref()),
             Vec::new(),
             true,
             0,
@@ -627,7 +636,7 @@ fn write_etc_files(
         ),
         (
             "resolv.conf",
-            network::resolv_conf(&host_resolv, req.network, &req.dns),
+            network::resolv_conf(&host_resolv, &req.network, &req.dns),
         ),
     ] {
         let path = dir.join(file);
@@ -641,26 +650,35 @@ fn write_etc_files(
 fn join_bridge(
     paths: &Paths,
     state: &mut State,
+    bridge: &BridgeConfig,
     ports: &[PortMapping],
 ) -> Result<(), ContainerError> {
-    let bridge = paths.bridge_config();
     let is_live = |holder: &str| {
         state::load(paths, holder)
             .is_ok_and(|s| s.status != Status::Exited && s.observed() != Observed::Dead)
     };
-    state.network = Some(network::prepare(&bridge, &state.id, ports, &is_live)?);
+    state.network = Some(network::prepare(bridge, &state.id, ports, &is_live)?);
     state::save(paths, state)?;
     let published = if ports.is_empty() {
         Vec::new()
     } else {
         published_ports(paths, &bridge.name, None)
     };
-    network::ensure_bridge(&bridge, &published)?;
+    network::ensure_bridge(bridge, &published)?;
     Ok(())
 }
 
-/// The bridge a container is attached to (its subnets follow from its addresses).
+/// The bridge a container is attached to: a named network's from its record, the default one's
+/// from the attachment (its subnets follow from its addresses).
 fn bridge_of(paths: &Paths, attachment: &Attachment) -> BridgeConfig {
+    if let Some(record) = attachment
+        .network
+        .as_ref()
+        .and_then(|name| paths.network_record(name).ok())
+        .filter(|r| r.bridge == attachment.bridge)
+    {
+        return paths.bridge_of_record(&record);
+    }
     let subnet = ipnetwork::Ipv4Network::new(attachment.address, attachment.prefix)
         .and_then(|n| ipnetwork::Ipv4Network::new(n.network(), attachment.prefix))
         .unwrap_or(paths.subnet);
@@ -688,6 +706,7 @@ fn leave_bridge(paths: &Paths, state: &State) -> Result<(), ContainerError> {
     };
     let bridge = bridge_of(paths, attachment);
     network::release(&bridge, &state.id, attachment)?;
+    hosts::refresh(paths, &bridge, Some(&state.id))?;
     if !attachment.ports.is_empty() {
         network::sync_ports(
             &bridge,
@@ -789,7 +808,7 @@ fn kill_and_wait(init: ProcessRef) {
 }
 
 /// 64 hex digits from the kernel's random pool.
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let mut bytes = [0u8; 32];
     let mut filled = 0;
     while filled < bytes.len() {

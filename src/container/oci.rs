@@ -176,6 +176,8 @@ pub fn create(paths: &Paths, req: CreateRequest) -> Result<(), ContainerError> {
     let console_size = process.console_size().map(|s| (s.height(), s.width()));
     let mut p = Prepared {
         spec,
+        // An OCI bundle brings its own network namespace; poc attaches it to no bridge.
+        bridge: None,
         seccomp,
         hierarchies,
         state,

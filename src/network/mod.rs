@@ -5,7 +5,9 @@
 //! Owns the bridge, the veths, the leases and the tables it names; touches nothing else on the host.
 
 mod antispoof;
+pub mod hosts;
 mod ipam;
+pub mod named;
 mod nft;
 mod rtnl;
 
@@ -43,25 +45,64 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ne
     }
 }
 
-/// `--network`: `bridge` (default) joins poc's bridge with NAT; `none` gives a namespace with
-/// loopback only; `host` shares the host's stack.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
+/// `--network`: `bridge` (default) joins poc's default bridge with NAT; `none` gives a namespace
+/// with loopback only; `host` shares the host's stack; any other name joins that network made by
+/// `poc network create`. Stored as its name (the JSON of `bridge`, `none`, `host` is unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", from = "String")]
 pub enum NetworkMode {
     #[default]
     Bridge,
     None,
     Host,
+    Named(String),
+}
+
+impl NetworkMode {
+    /// Whether the container gets a veth on a bridge (the default one or a named network's).
+    pub fn joins_bridge(&self) -> bool {
+        matches!(self, NetworkMode::Bridge | NetworkMode::Named(_))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            NetworkMode::Bridge => DEFAULT_NETWORK,
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+            NetworkMode::Named(name) => name,
+        }
+    }
+}
+
+impl From<String> for NetworkMode {
+    fn from(name: String) -> Self {
+        match name.as_str() {
+            DEFAULT_NETWORK => NetworkMode::Bridge,
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            _ => NetworkMode::Named(name),
+        }
+    }
+}
+
+impl From<NetworkMode> for String {
+    fn from(mode: NetworkMode) -> Self {
+        mode.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--network bridge|none|host|NAME`.
+pub fn parse_network_mode(text: &str) -> Result<NetworkMode, String> {
+    match NetworkMode::from(text.to_string()) {
+        NetworkMode::Named(name) => named::check_name(&name).map(|()| NetworkMode::Named(name)),
+        mode => Ok(mode),
+    }
 }
 
 /// The bridge network poc manages: its name and IPv4 subnet (the gateway is the first address),
@@ -73,7 +114,20 @@ pub struct BridgeConfig {
     pub subnet6: Option<Ipv6Network>,
     /// Where leases and the network lock live (under the state root).
     pub state_dir: PathBuf,
+    /// Set for a network made by `poc network create`; none for the default network.
+    pub named: Option<NamedNetwork>,
 }
+
+/// What a named network's bridge needs to know of it: the name its containers record, and its
+/// record, without which the bridge is not set up (again) under the network lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedNetwork {
+    pub name: String,
+    pub record: PathBuf,
+}
+
+/// The name of the default network (`--network bridge`), reserved like `none` and `host`.
+pub const DEFAULT_NETWORK: &str = "bridge";
 
 impl BridgeConfig {
     pub fn gateway(&self) -> Ipv4Addr {
@@ -300,6 +354,9 @@ pub struct Attachment {
     /// Its IPv6 lease, on a network with an IPv6 subnet (absent in state files from before IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Attachment>,
+    /// The named network the bridge belongs to; none on the default network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl Attachment {
@@ -343,7 +400,7 @@ pub enum NamespacePlan {
 }
 
 impl NamespacePlan {
-    pub fn for_container(mode: NetworkMode, attachment: Option<&Attachment>) -> Self {
+    pub fn for_container(mode: &NetworkMode, attachment: Option<&Attachment>) -> Self {
         match (mode, attachment) {
             (NetworkMode::Host, _) => NamespacePlan::Host,
             (_, Some(a)) => NamespacePlan::Bridge {
@@ -376,6 +433,7 @@ pub fn prepare(
         host_veth: format!("poc{}", &id[..12]),
         ports: Vec::with_capacity(ports.len()),
         ipv6: None,
+        network: bridge.named.as_ref().map(|n| n.name.clone()),
     };
     if let (Some(subnet6), Some(gateway6)) = (bridge.subnet6, bridge.gateway6()) {
         match leases.claim_address6(subnet6, gateway6, id, is_live) {
@@ -432,6 +490,14 @@ fn host_port_in_use(protocol: Protocol, port: u16) -> bool {
 /// NAT tables are in place. Serialised by the network lock; cheap when all is there already.
 pub fn ensure_bridge(bridge: &BridgeConfig, published: &[Published]) -> Result<(), NetworkError> {
     let _lock = ipam::lock(&bridge.state_dir)?;
+    // `poc network rm` removes the record under this lock: a container that got this far after it
+    // must not bring the bridge back.
+    if let Some(named) = bridge.named.as_ref().filter(|n| !n.record.exists()) {
+        return Err(NetworkError::Refused(format!(
+            "network {} not found",
+            named.name
+        )));
+    }
     let mut rtnl = rtnl::Rtnl::open()?;
     // Usually the bridge is there: one lookup. Under the lock no other poc creates it meanwhile.
     let (index, created) = match rtnl.link_index(&bridge.name)? {
@@ -574,13 +640,25 @@ pub fn release(
     Ok(())
 }
 
-/// `poc network rm`: the bridge, poc's tables and the lease directory, when no container uses them.
+/// The network lock of `bridge`: held while its bridge, its tables or its members' /etc/hosts
+/// change. Not reentrant: a holder must not call [`ensure_bridge`], [`sync_ports`] or [`remove`].
+pub fn lock(bridge: &BridgeConfig) -> Result<impl Drop, NetworkError> {
+    ipam::lock(&bridge.state_dir)
+}
+
+/// The containers holding addresses on `bridge`: its members, and leases of ones that crashed.
+pub fn holders(bridge: &BridgeConfig) -> Result<Vec<String>, NetworkError> {
+    ipam::Leases::new(&bridge.state_dir).holders()
+}
+
+/// `poc network rm`: the bridge, poc's tables, a named network's record and the lease directory,
+/// when no container uses them. The record goes last, so that a failure leaves it to retry with.
 pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
     let lock = ipam::lock(&bridge.state_dir)?;
     if let Some(holder) = ipam::Leases::new(&bridge.state_dir).holders()?.first() {
+        let name = bridge.named.as_ref().map_or(&bridge.name, |n| &n.name);
         return Err(NetworkError::Refused(format!(
-            "network {} is in use by container {}; remove its containers first",
-            bridge.name,
+            "network {name} is in use by container {}; remove its containers first",
             &holder[..12.min(holder.len())]
         )));
     }
@@ -600,6 +678,9 @@ pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
             name: &name,
         },
     ])?;
+    if let Some(named) = &bridge.named {
+        named::remove_record(&named.record)?;
+    }
     drop(lock);
     match std::fs::remove_dir_all(&bridge.state_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -709,8 +790,8 @@ pub const FALLBACK_DNS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 /// The container's /etc/resolv.conf: `--dns` servers if given; otherwise the host's without
 /// loopback resolvers (systemd-resolved's 127.0.0.53, a local dnsmasq), falling back to
 /// [`FALLBACK_DNS`] on a bridge when none is left.
-pub fn resolv_conf(host: &str, mode: NetworkMode, dns: &[IpAddr]) -> String {
-    if mode == NetworkMode::Host && dns.is_empty() {
+pub fn resolv_conf(host: &str, mode: &NetworkMode, dns: &[IpAddr]) -> String {
+    if *mode == NetworkMode::Host && dns.is_empty() {
         return host.to_string();
     }
     let mut lines: Vec<String> = host
@@ -727,7 +808,7 @@ pub fn resolv_conf(host: &str, mode: NetworkMode, dns: &[IpAddr]) -> String {
     if !dns.is_empty() {
         lines.retain(|l| !l.starts_with("nameserver"));
         lines.extend(dns.iter().map(|ip| format!("nameserver {ip}")));
-    } else if mode == NetworkMode::Bridge && !lines.iter().any(|l| l.starts_with("nameserver")) {
+    } else if mode.joins_bridge() && !lines.iter().any(|l| l.starts_with("nameserver")) {
         lines.extend(FALLBACK_DNS.iter().map(|ip| format!("nameserver {ip}")));
     }
     lines.iter().map(|l| format!("{l}\n")).collect()
@@ -768,18 +849,18 @@ mod tests {
         let host =
             "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch lan\n";
         assert_eq!(
-            resolv_conf(host, NetworkMode::None, &[]),
+            resolv_conf(host, &NetworkMode::None, &[]),
             "# generated\nnameserver 10.0.0.2\nsearch lan\n"
         );
-        assert_eq!(resolv_conf(host, NetworkMode::Host, &[]), host);
+        assert_eq!(resolv_conf(host, &NetworkMode::Host, &[]), host);
         let only_local = "nameserver 127.0.0.53\noptions edns0\n";
         assert_eq!(
-            resolv_conf(only_local, NetworkMode::Bridge, &[]),
+            resolv_conf(only_local, &NetworkMode::Bridge, &[]),
             "options edns0\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
         let dns = ["192.0.2.53".parse().unwrap()];
         assert_eq!(
-            resolv_conf(host, NetworkMode::Bridge, &dns),
+            resolv_conf(host, &NetworkMode::Bridge, &dns),
             "# generated\nsearch lan\nnameserver 192.0.2.53\n"
         );
     }
@@ -841,6 +922,28 @@ mod tests {
     }
 
     #[test]
+    fn network_modes_are_stored_as_their_names() {
+        let json = |m: &NetworkMode| serde_json::to_string(m).unwrap();
+        assert_eq!(json(&NetworkMode::Bridge), "\"bridge\"");
+        assert_eq!(json(&NetworkMode::None), "\"none\"");
+        assert_eq!(json(&NetworkMode::Named("web".into())), "\"web\"");
+        for (text, mode) in [
+            ("\"bridge\"", NetworkMode::Bridge),
+            ("\"host\"", NetworkMode::Host),
+            ("\"web\"", NetworkMode::Named("web".into())),
+        ] {
+            assert_eq!(serde_json::from_str::<NetworkMode>(text).unwrap(), mode);
+        }
+        assert_eq!(parse_network_mode("none"), Ok(NetworkMode::None));
+        assert_eq!(
+            parse_network_mode("my.net"),
+            Ok(NetworkMode::Named("my.net".into()))
+        );
+        assert!(parse_network_mode("../x").is_err());
+        assert!(NetworkMode::Named("x".into()).joins_bridge() && !NetworkMode::Host.joins_bridge());
+    }
+
+    #[test]
     fn bridge_names_and_subnets_are_checked() {
         assert!(parse_bridge_name("poc0").is_ok());
         assert!(parse_bridge_name("a-name-too-long-for-linux").is_err());
@@ -856,6 +959,7 @@ mod tests {
             subnet: parse_subnet("10.88.0.0/16").unwrap(),
             subnet6: None,
             state_dir: "/x".into(),
+            named: None,
         };
         assert_eq!(b.gateway(), Ipv4Addr::new(10, 88, 0, 1));
         assert_eq!(b.gateway6(), None);
@@ -883,6 +987,7 @@ mod tests {
             subnet: parse_subnet("10.88.0.0/16").unwrap(),
             subnet6: Some(net),
             state_dir: "/x".into(),
+            named: None,
         };
         assert_eq!(b.gateway6(), Some("fd77:1::1".parse().unwrap()));
         let v6 = Ipv6Attachment {

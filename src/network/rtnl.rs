@@ -1,10 +1,10 @@
 //! Links, addresses and routes through rtnetlink, synchronously: one socket, one request at a time,
 //! each acknowledged. Built on rtnetlink's own message types; no async runtime on the start path.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
@@ -280,5 +280,45 @@ impl Rtnl {
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
+    }
+
+    /// Every IPv4 network the host uses: its interfaces' addresses (with their prefixes) and the
+    /// destinations of its routes in every table, default routes aside.
+    pub fn ipv4_networks(&mut self) -> Result<Vec<(Ipv4Addr, u8)>, RtnlError> {
+        let mut networks = Vec::new();
+        let mut address = AddressMessage::default();
+        address.header.family = AddressFamily::Inet;
+        for reply in self.request(
+            "listing the host's addresses",
+            RouteNetlinkMessage::GetAddress(address),
+            NLM_F_DUMP,
+        )? {
+            if let RouteNetlinkMessage::NewAddress(a) = reply {
+                networks.extend(a.attributes.iter().find_map(|attr| match attr {
+                    AddressAttribute::Address(std::net::IpAddr::V4(ip)) => {
+                        Some((*ip, a.header.prefix_len))
+                    }
+                    _ => None,
+                }));
+            }
+        }
+        let mut route = RouteMessage::default();
+        route.header.address_family = AddressFamily::Inet;
+        for reply in self.request(
+            "listing the host's routes",
+            RouteNetlinkMessage::GetRoute(route),
+            NLM_F_DUMP,
+        )? {
+            if let RouteNetlinkMessage::NewRoute(r) = reply {
+                let prefix = r.header.destination_prefix_length;
+                networks.extend(r.attributes.iter().find_map(|attr| match attr {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) if prefix > 0 => {
+                        Some((*ip, prefix))
+                    }
+                    _ => None,
+                }));
+            }
+        }
+        Ok(networks)
     }
 }

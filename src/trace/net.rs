@@ -40,13 +40,13 @@ impl Devices {
     /// The devices of a container on a bridge network; one clear refusal for any other.
     pub fn of(target: &Target) -> Result<Self, TraceError> {
         let state = &target.state;
-        let attachment = match (state.network_mode, &state.network) {
-            (NetworkMode::Bridge, Some(a)) => a,
+        let attachment = match (&state.network_mode, &state.network) {
+            (mode, Some(a)) if mode.joins_bridge() => a,
             (mode, _) => {
                 let mode = match mode {
                     NetworkMode::None => "--network none",
                     NetworkMode::Host => "--network host",
-                    NetworkMode::Bridge => "no bridge attachment recorded",
+                    NetworkMode::Bridge | NetworkMode::Named(_) => "no bridge attachment recorded",
                 };
                 return Err(TraceError::Refused(format!(
                     "container {} has no veth pair to trace ({mode}): --net needs a container on a bridge network",

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+static NAMED_SUBNETS: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -79,6 +80,31 @@ impl Env {
         let out = env.poc(&["init", "busybox"]);
         assert!(out.status.success(), "poc init busybox: {}", stderr(&out));
         env
+    }
+
+    /// A /24 for a named network of this process's own (`10.{200+pid%50}.{k}.0/24`), apart from
+    /// every Env's default subnet and from the other tests' named networks.
+    pub fn named_subnet(&self) -> String {
+        let k = NAMED_SUBNETS.fetch_add(1, Ordering::SeqCst);
+        assert!(k < 256, "more named networks than /24s set aside");
+        format!("10.{}.{k}.0/24", 200 + std::process::id() % 50)
+    }
+
+    /// The named networks' records in this Env's store: (name, bridge) each.
+    pub fn network_records(&self) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(self.store().join("networks")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (field("name"), field("bridge"))
+            })
+            .collect()
     }
 
     pub fn store(&self) -> PathBuf {
@@ -239,6 +265,16 @@ impl Env {
                 .unwrap_or_default();
             assert!(left.is_empty(), "{kind} leases left: {left:?}");
         }
+        // Named networks: each test removes what it created, bridge, tables, leases and record.
+        let records = self.network_records();
+        assert!(records.is_empty(), "named networks left: {records:?}");
+        let lease_dirs: Vec<_> = std::fs::read_dir(self.state_root().join("networks"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            lease_dirs.iter().all(|d| *d == *self.bridge),
+            "networks' lease directories left: {lease_dirs:?}"
+        );
         let layers = self.store().join("containers");
         let layers_left: Vec<_> = std::fs::read_dir(&layers)
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -269,7 +305,10 @@ impl Drop for Env {
         for mount in cgroup_mounts() {
             let _ = std::fs::remove_dir(mount.join(self.cgroup_parent.trim_start_matches('/')));
         }
-        // The bridge and poc's nftables table for it, if a test made them.
+        // Named networks a failed test left, then the default bridge and poc's tables for it.
+        for (name, _) in self.network_records() {
+            let _ = self.command(&["network", "rm", &name]).output();
+        }
         if std::path::Path::new("/sys/class/net")
             .join(&self.bridge)
             .exists()
@@ -470,5 +509,38 @@ impl Drop for Lines {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+pub const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// Held by each test that sets up a network with IPv6 (poc switches IPv6 forwarding on and never
+/// off) while it runs: the first records the value found, the last puts it back (tests of one file
+/// run in parallel).
+pub struct Ipv6ForwardingRestored;
+
+/// How many tests hold the guard, and the value found before the first.
+static FORWARDING_USERS: std::sync::Mutex<(u32, Option<String>)> = std::sync::Mutex::new((0, None));
+
+impl Ipv6ForwardingRestored {
+    pub fn hold() -> Self {
+        let mut users = FORWARDING_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        if users.0 == 0 {
+            users.1 = Some(read_trimmed(std::path::Path::new(IPV6_FORWARDING)));
+        }
+        users.0 += 1;
+        Ipv6ForwardingRestored
+    }
+}
+
+impl Drop for Ipv6ForwardingRestored {
+    fn drop(&mut self) {
+        let mut users = FORWARDING_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        users.0 -= 1;
+        if users.0 == 0 {
+            if let Some(previous) = users.1.take() {
+                let _ = std::fs::write(IPV6_FORWARDING, previous);
+            }
+        }
     }
 }
