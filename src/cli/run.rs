@@ -192,11 +192,11 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         )
         .into());
     }
-    // Host ports are leased per bridge: on a second bridge, one could be published twice.
-    if !args.publish.is_empty() && args.network != NetworkMode::Bridge {
-        return Err(
-            anyhow::anyhow!("--publish needs --network bridge (the default network)").into(),
-        );
+    if !args.publish.is_empty() && !args.network.joins_bridge() {
+        return Err(anyhow::anyhow!(
+            "--publish needs a bridge network (the default one or a named one), not --network none or host"
+        )
+        .into());
     }
     let request = RunRequest {
         name: args.name,

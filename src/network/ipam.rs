@@ -13,6 +13,10 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::{io, NetworkError, PortMapping};
 
+/// The host ports' leases, beside the networks' directories: longer than any interface name, so no
+/// bridge's directory can be called that.
+pub const HOST_PORTS: &str = "published-host-ports";
+
 pub struct Leases {
     addresses: PathBuf,
     addresses6: PathBuf,
@@ -33,11 +37,14 @@ pub fn lock(dir: &Path) -> Result<Flock<File>, NetworkError> {
 }
 
 impl Leases {
+    /// The leases of the network whose directory is `dir`; host ports are shared by every network
+    /// beside it (a host port is published once, whatever network its container is on).
     pub fn new(dir: &Path) -> Self {
+        let networks = dir.parent().unwrap_or(dir);
         Leases {
             addresses: dir.join("addresses"),
             addresses6: dir.join("addresses6"),
-            ports: dir.join("ports"),
+            ports: networks.join(HOST_PORTS),
         }
     }
 
@@ -208,7 +215,7 @@ mod tests {
     #[test]
     fn addresses_are_unique_reclaimed_when_stale_and_released() {
         let dir = tempfile::tempdir().unwrap();
-        let leases = Leases::new(dir.path());
+        let leases = Leases::new(&dir.path().join("bridge0"));
         let net: Ipv4Network = "10.9.0.0/29".parse().unwrap();
         let gw = Ipv4Addr::new(10, 9, 0, 1);
         let live = |_: &str| true;
@@ -245,7 +252,7 @@ mod tests {
     #[test]
     fn ipv6_addresses_start_after_the_gateway_and_run_out_in_a_small_subnet() {
         let dir = tempfile::tempdir().unwrap();
-        let leases = Leases::new(dir.path());
+        let leases = Leases::new(&dir.path().join("bridge0"));
         let net: Ipv6Network = "fd77:9::/120".parse().unwrap();
         let gw: Ipv6Addr = "fd77:9::1".parse().unwrap();
         let live = |_: &str| true;
@@ -271,7 +278,7 @@ mod tests {
     #[test]
     fn a_host_port_is_published_once() {
         let dir = tempfile::tempdir().unwrap();
-        let leases = Leases::new(dir.path());
+        let leases = Leases::new(&dir.path().join("bridge0"));
         let p = PortMapping {
             host_ip: None,
             host_port: 8080,
@@ -307,7 +314,7 @@ mod tests {
     #[test]
     fn a_free_host_port_skips_leased_ones_and_the_hosts_own() {
         let dir = tempfile::tempdir().unwrap();
-        let leases = Leases::new(dir.path());
+        let leases = Leases::new(&dir.path().join("bridge0"));
         let p = PortMapping {
             host_ip: None,
             host_port: 0,

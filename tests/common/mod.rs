@@ -254,12 +254,13 @@ impl Env {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        for kind in ["addresses", "addresses6", "ports"] {
-            let dir = self
-                .state_root()
-                .join("networks")
-                .join(&self.bridge)
-                .join(kind);
+        let networks = self.state_root().join("networks");
+        for dir in [
+            networks.join(&self.bridge).join("addresses"),
+            networks.join(&self.bridge).join("addresses6"),
+            networks.join(HOST_PORTS),
+        ] {
+            let kind = dir.display();
             let left: Vec<_> = std::fs::read_dir(&dir)
                 .map(|d| d.flatten().map(|e| e.file_name()).collect())
                 .unwrap_or_default();
@@ -272,7 +273,9 @@ impl Env {
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(
-            lease_dirs.iter().all(|d| *d == *self.bridge),
+            lease_dirs
+                .iter()
+                .all(|d| *d == *self.bridge || *d == HOST_PORTS),
             "networks' lease directories left: {lease_dirs:?}"
         );
         let layers = self.store().join("containers");
@@ -511,6 +514,9 @@ impl Drop for Lines {
         let _ = self.child.wait();
     }
 }
+
+/// Where poc leases host ports, beside the networks' directories (src/network/ipam.rs).
+pub const HOST_PORTS: &str = "published-host-ports";
 
 pub const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 
