@@ -533,7 +533,7 @@ fn none_and_host_networks_and_dns() {
             "true",
         ]),
         125,
-        "--publish needs --network bridge",
+        "--publish needs a bridge network",
     );
     assert_error(
         &env.poc(&["run", "--rm", "-p", "99999:80", "busybox", "true"]),
