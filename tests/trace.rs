@@ -4,7 +4,8 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 
-use common::{assert_error, is_cgroup_v1, stderr, stdout, Env, Lines};
+use common::pty::{wait_exit, Pty};
+use common::{assert_error, hierarchy_of, is_cgroup_v1, stderr, stdout, Env, Lines};
 
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
@@ -265,6 +266,178 @@ fn the_experiment_reports_every_phase_and_gives_the_limits_back() {
     );
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert_eq!(svg.matches("(n=5)").count(), 4);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+/// The file holding container `id`'s CPU quota, as the host sees it.
+fn cpu_quota_file(env: &Env, id: &str) -> std::path::PathBuf {
+    let file = if is_cgroup_v1() {
+        "cpu.cfs_quota_us"
+    } else {
+        "cpu.max"
+    };
+    hierarchy_of("cpu")
+        .join(env.cgroup_parent.trim_start_matches('/'))
+        .join(id)
+        .join(file)
+}
+
+/// Gives the Env's cgroup parent the lowest CPU weight, so that a busy loop in it runs only on
+/// CPU time no other test wants (a weight inside the container's own cgroup would not do: groups
+/// compete at the level of their parents). Tests that judge a loop's waits run beside it.
+fn run_on_idle_cpu_only(env: &Env) {
+    let (file, lowest) = if is_cgroup_v1() {
+        ("cpu.shares", "2")
+    } else {
+        ("cpu.weight", "1")
+    };
+    let parent = hierarchy_of("cpu").join(env.cgroup_parent.trim_start_matches('/'));
+    std::fs::write(parent.join(file), lowest).unwrap();
+}
+
+#[test]
+fn the_experiment_on_an_idle_container_waits_for_nothing_and_shows_progress_only_on_a_terminal() {
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "--name",
+        "quiet",
+        "--network",
+        "none",
+        "--mem",
+        "128M",
+        "--cpus",
+        "1",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    env.wait_running();
+    let limits = [env.memory_limit_file(&id), cpu_quota_file(&env, &id)];
+    let before: Vec<String> = limits
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    // Speed is not asserted here (measured and reported instead): only that every phase was
+    // measured and that the quota write was not waited on for a throttling that cannot come.
+    let out = env.poc(&[
+        "trace",
+        "quiet",
+        "--limits",
+        "--experiment",
+        "--iterations",
+        "20",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["iterations_done"], 20, "{report}");
+    assert_eq!(report["interrupted_by"], serde_json::Value::Null);
+    assert!(report["seconds_per_iteration"].as_f64().unwrap() > 0.0);
+    let phases = report["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["memory lower", "memory raise", "cpu lower", "cpu raise"]
+    );
+    for p in phases {
+        assert_eq!(p["kernel_us"]["n"], 20, "{p}");
+        assert_eq!(p["failures"], 0, "{p}");
+    }
+    let cpu_lower = &phases[2];
+    assert_eq!(cpu_lower["not_throttled_idle"], 20, "{cpu_lower}");
+    assert_eq!(
+        cpu_lower["throttle_ms"],
+        serde_json::Value::Null,
+        "{cpu_lower}"
+    );
+    // Not a terminal: the one line that says what runs, no progress line.
+    let said = stderr(&out);
+    assert_eq!(said.lines().count(), 1, "{said:?}");
+    assert!(
+        said.starts_with("experiment on quiet: 20 iterations"),
+        "{said:?}"
+    );
+    assert!(!said.contains('\r') && !said.contains("left"), "{said:?}");
+    for (file, was) in limits.iter().zip(&before) {
+        assert_eq!(&std::fs::read_to_string(file).unwrap(), was, "{file:?}");
+    }
+
+    // On a terminal: a line rewritten in place, erased before the summary.
+    let mut cmd = env.command(&[
+        "trace",
+        "quiet",
+        "--limits",
+        "--experiment",
+        "--iterations",
+        "200",
+    ]);
+    let mut pty = Pty::spawn(&mut cmd, 24, 120);
+    pty.expect("iteration 1/200, ~");
+    let seen = pty.expect("not throttled (idle)");
+    assert!(seen.contains(" s left\r\x1b[K"), "{seen:?}");
+    assert_eq!(wait_exit(&mut pty.child), 0);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn ctrl_c_stops_the_experiment_and_gives_the_limits_back() {
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "--name",
+        "spinner",
+        "--network",
+        "none",
+        "--mem",
+        "128M",
+        "--cpu",
+        "1000000",
+        "--cpu-period",
+        "1000000",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    env.wait_running();
+    run_on_idle_cpu_only(&env);
+    let limits = [env.memory_limit_file(&id), cpu_quota_file(&env, &id)];
+    let before: Vec<String> = limits
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let mut experiment = Lines::start(
+        env.command(&[
+            "trace",
+            "spinner",
+            "--limits",
+            "--experiment",
+            "--iterations",
+            "1000000",
+            "--cpu-low",
+            "500000",
+        ]),
+        Some("experiment on spinner"),
+    );
+    // The loop runs half a second before the lowered quota (0.5 s per 1 s period) throttles it,
+    // or the wait for that ends after 1 s: the signal comes while the quota is lowered, almost
+    // surely.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let pid = nix::unistd::Pid::from_raw(experiment.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let summary = experiment.rest();
+    assert_eq!(wait_exit(&mut experiment.child), 130, "{summary:#?}");
+    assert!(
+        summary[0].contains("stopped by SIGINT after") && summary[0].contains("limits restored"),
+        "{summary:#?}"
+    );
+    for (file, was) in limits.iter().zip(&before) {
+        assert_eq!(&std::fs::read_to_string(file).unwrap(), was, "{file:?}");
+    }
     assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
 }

@@ -301,6 +301,17 @@ impl Manager {
         pids
     }
 
+    /// Every thread in the container's cgroup (host thread ids): v1 `tasks`, v2 `cgroup.threads`.
+    pub fn threads(&self) -> Vec<i32> {
+        let (dir, file) = match self {
+            Manager::V1(m) => (m.dir_of("pids").or_else(|| m.dir_of("cpu")), "tasks"),
+            Manager::V2(m) => (Some(m.leaf().to_path_buf()), "cgroup.threads"),
+        };
+        dir.and_then(|d| fs::read(&d, file).ok())
+            .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     /// Refuses a cgroup that exists and holds processes in any hierarchy: removing the container
     /// kills what is in its cgroup, so it must not share one (an OCI cgroupsPath may name any).
     pub fn check_unused(&self) -> Result<(), CgroupError> {

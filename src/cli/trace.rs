@@ -1,8 +1,9 @@
 //! `poc trace CONTAINER --limits|--mem|--sched|--net`: eBPF measurements of the kernel's work for one
 //! container (see src/trace).
 
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::format::human_size;
 use crate::config::Paths;
@@ -27,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     net: bool,
     /// With --limits: drive alternating memory and CPU limit changes and summarise them per phase
-    /// (the container's limits are restored at the end).
+    /// (the container's limits are restored at the end, also when Ctrl-C stops it early).
     #[arg(long)]
     experiment: bool,
     /// With --experiment: rounds of the four phases (default 100).
@@ -105,16 +106,21 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     let target = Target::of(state::load(paths, &id)?)?;
     if args.limits {
         if args.experiment {
-            limits::experiment(
-                &target,
-                &limits::Experiment {
-                    iterations,
-                    mem_low: args.mem_low,
-                    cpu_low: args.cpu_low,
-                    json: args.json,
-                    plot: args.plot,
-                },
-            )?;
+            let experiment = limits::Experiment {
+                iterations,
+                mem_low: args.mem_low,
+                cpu_low: args.cpu_low,
+                json: args.json,
+                plot: args.plot,
+            };
+            let mut progress = ProgressLine::new(&target.name);
+            let report = limits::experiment(&target, &experiment, &mut |p| progress.show(p));
+            // The summary starts on a clean line.
+            drop(progress);
+            let report = report?;
+            limits::publish(&target, &experiment, &report)?;
+            // Stopped by a signal: the shell's convention, 128 + its number.
+            return Ok(report.stopped_by.map_or(0, |s| 128 + s as i32));
         } else {
             limits::watch(
                 &target,
@@ -311,6 +317,75 @@ fn net_line(s: &net::NetSample) -> String {
             drops.join(", ")
         }
     )
+}
+
+/// The experiment's progress on stderr: one line at the start, then, on a terminal only, a line
+/// rewritten in place ("iteration 37/1000, ~12 s left"), at most ten times a second and erased
+/// when dropped.
+struct ProgressLine {
+    name: String,
+    terminal: bool,
+    last: Option<Instant>,
+}
+
+impl ProgressLine {
+    fn new(name: &str) -> Self {
+        ProgressLine {
+            name: name.to_string(),
+            terminal: std::io::stderr().is_terminal(),
+            last: None,
+        }
+    }
+
+    fn show(&mut self, p: &limits::Progress) {
+        let mut err = std::io::stderr().lock();
+        if p.done == 0 {
+            let _ = writeln!(
+                err,
+                "experiment on {}: {} iteration{} of 4 limit writes; Ctrl-C stops it early, and the limits are restored either way",
+                self.name,
+                p.total,
+                if p.total == 1 { "" } else { "s" }
+            );
+            return;
+        }
+        if !self.terminal {
+            return;
+        }
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let left = p.elapsed.as_secs_f64() / p.done as f64 * (p.total - p.done) as f64;
+        let _ = write!(
+            err,
+            "\r\x1b[Kiteration {}/{}, ~{} left",
+            p.done,
+            p.total,
+            time_left(left)
+        );
+        let _ = err.flush();
+    }
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        if self.terminal && self.last.is_some() {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}
+
+/// "12 s" under two minutes, then "3 min".
+fn time_left(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{:.0} s", seconds.ceil())
+    } else {
+        format!("{:.0} min", (seconds / 60.0).ceil())
+    }
 }
 
 /// A panel: title, unit, and the value of a sample.
