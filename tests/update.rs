@@ -186,6 +186,13 @@ fn bad_values_and_stopped_containers_change_nothing() {
         assert_error(&env.poc(&["update", "steady", flag, value]), 125, flag);
     }
     assert_error(&env.poc(&["update", "steady"]), 125, "nothing to update");
+    // Docker refuses a period beside --cpus (its quota's period is fixed): so does poc, rather
+    // than drop the period without a word.
+    assert_error(
+        &env.poc(&["update", "steady", "--cpus", "1", "--cpu-period", "1000000"]),
+        125,
+        "cannot be used with",
+    );
     assert_error(
         &env.poc(&["update", "steady", "--mem", "32M", "--mem-soft", "64M"]),
         125,

@@ -45,7 +45,7 @@ pub struct LimitFlags {
     #[arg(long, value_name = "QUOTA_US", allow_hyphen_values = true, value_parser = spec::parse_cpu_quota)]
     pub cpu: Option<u64>,
     /// CPU period in microseconds (default 100000).
-    #[arg(long, value_name = "US", allow_hyphen_values = true, value_parser = spec::parse_cpu_period, requires = "cpu")]
+    #[arg(long, value_name = "US", allow_hyphen_values = true, value_parser = spec::parse_cpu_period, requires = "cpu", conflicts_with = "cpus")]
     pub cpu_period: Option<u64>,
     /// Relative CPU weight, in cgroup v1 shares (cpu.weight on v2).
     #[arg(short = 'c', long, allow_hyphen_values = true, value_parser = spec::parse_cpu_shares, conflicts_with = "cpu_weight")]
