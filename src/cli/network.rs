@@ -122,7 +122,8 @@ fn subnets(
                 v4 = Some(crate::network::parse_subnet(&text).map_err(|e| anyhow!(e))?);
             }
             IpNetwork::V6(net) if v6.is_none() => {
-                v6 = Some(Ipv6Network::new(net.network(), net.prefix())?);
+                let text = net.to_string();
+                v6 = Some(crate::network::parse_subnet6(&text).map_err(|e| anyhow!(e))?);
             }
             _ => return Err(anyhow!("--subnet is given twice for one address family")),
         }
