@@ -387,6 +387,8 @@ const volatile __u32 net_cont_ns = 0;
 const volatile __u32 net_if_cont = 0;
 const volatile __u32 net_if_host = 0;
 const volatile __u32 net_if_bridge = 0;
+/* The address of the kernel's br_handle_frame (from /proc/kallsyms), or 0. */
+const volatile __u64 net_br_handle_frame = 0;
 
 /* An entry older than this belongs to a freed skb whose address was reused: not a latency. */
 #define NET_MAX_AGE_NS 1000000000ULL
@@ -429,11 +431,6 @@ struct {
 	__type(value, __u64);
 } net_drops SEC(".maps");
 
-/* Only the field we read: an unsigned long in 6.1, a 32-bit bitfield in 6.18. */
-struct net_device___poc {
-	unsigned long priv_flags;
-} __attribute__((preserve_access_index));
-
 static __always_inline enum dev_role dev_role(const struct net_device *dev)
 {
 	if (!dev)
@@ -453,9 +450,12 @@ static __always_inline enum dev_role dev_role(const struct net_device *dev)
 
 static __always_inline bool bridge_port(const struct net_device *dev)
 {
-	struct net_device___poc *d = (void *)dev;
-	unsigned long flags = BPF_CORE_READ_BITFIELD_PROBED(d, priv_flags);
-	return flags & bpf_core_enum_value(enum netdev_priv_flags, IFF_BRIDGE_PORT);
+	/* A bridge's port is the device whose rx_handler is the bridge's: no enum relocation
+	 * (netdev_priv_flags is an ENUM64 in 6.1's BTF, which aya 0.14 cannot relocate) and no type
+	 * of the bridge module (not in vmlinux's BTF where it is a module). 0: not known. */
+	if (!net_br_handle_frame)
+		return false;
+	return (__u64)BPF_CORE_READ(dev, rx_handler) == net_br_handle_frame;
 }
 
 static __always_inline __u32 net_bucket(__u64 v)
@@ -514,7 +514,11 @@ static __always_inline enum leave net_leave(const struct sk_buff *skb, __u32 seg
 	if (h) {
 		h->count++;
 		h->sum_ns += took;
-		h->buckets[net_bucket(took) & (NET_BUCKETS - 1)]++;
+		__u32 b = net_bucket(took);
+		/* Hidden from clang, which would otherwise drop the mask as redundant: 6.1's
+		 * verifier does not carry net_bucket's bound through the zero-extension. */
+		asm volatile("" : "+r"(b));
+		h->buckets[b & (NET_BUCKETS - 1)]++;
 	}
 	return LEFT;
 }

@@ -5,19 +5,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{assert_error, attack_dir, stderr, stdout, Env};
-
-fn inspect(env: &Env, id: &str) -> serde_json::Value {
-    let out = env.poc(&["inspect", id]);
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
-}
+use common::net::{attacker, bridge_mac, heard_in, http_get, inspect, spoof, test_port, Upstream};
+use common::{assert_error, stderr, stdout, Env};
 
 fn address_of(env: &Env, id: &str) -> String {
     inspect(env, id)["NetworkSettings"]["IPAddress"]
@@ -30,123 +25,6 @@ fn gateway_of(env: &Env) -> String {
     env.subnet.replace(".0/24", ".1").replace(".0/29", ".1")
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 is installed by scripts/setup.sh --deps");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A host of its own: a network namespace joined to the host by a veth pair, with a /24 of the
-/// benchmarking range (198.18.0.0/15) that no real network uses here, its own among this process's
-/// upstreams (tests run in parallel). Removed on drop.
-struct Upstream {
-    netns: String,
-    host_veth: String,
-    host_ip: Ipv4Addr,
-    ip: Ipv4Addr,
-}
-
-impl Upstream {
-    fn new() -> Self {
-        const PER_PROCESS: u32 = 5;
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let n = COUNT.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            n < PER_PROCESS,
-            "raise PER_PROCESS: more upstreams than /24s set aside"
-        );
-        let pid = std::process::id() % 100_000;
-        let net = (std::process::id() % 102) * PER_PROCESS + n;
-        let (second, third) = (18 + (net / 256) as u8, (net % 256) as u8);
-        let up = Upstream {
-            netns: format!("ptup{pid}u{n}"),
-            host_veth: format!("ptuh{pid}u{n}"),
-            host_ip: Ipv4Addr::new(198, second, third, 1),
-            ip: Ipv4Addr::new(198, second, third, 2),
-        };
-        let peer = format!("ptun{pid}u{n}");
-        ip(&["netns", "add", &up.netns]);
-        ip(&[
-            "link",
-            "add",
-            &up.host_veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-        ]);
-        ip(&["link", "set", &peer, "netns", &up.netns]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", up.host_ip),
-            "dev",
-            &up.host_veth,
-        ]);
-        ip(&["link", "set", &up.host_veth, "up"]);
-        ip(&[
-            "-n",
-            &up.netns,
-            "addr",
-            "add",
-            &format!("{}/24", up.ip),
-            "dev",
-            &peer,
-        ]);
-        ip(&["-n", &up.netns, "link", "set", &peer, "up"]);
-        ip(&["-n", &up.netns, "link", "set", "lo", "up"]);
-        up
-    }
-
-    /// Routes `subnet` (the bridge's) through the host, as a neighbour on the host's network would.
-    fn route_to(&self, subnet: &str) {
-        ip(&[
-            "-n",
-            &self.netns,
-            "route",
-            "add",
-            subnet,
-            "via",
-            &self.host_ip.to_string(),
-        ]);
-    }
-
-    /// Runs `work` on a thread inside the upstream namespace.
-    fn within<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
-        let path = format!("/run/netns/{}", self.netns);
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            work()
-        })
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_veth])
-            .output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .output();
-    }
-}
-
-fn test_port(offset: u16) -> u16 {
-    20_000 + (std::process::id() % 20_000) as u16 + offset
-}
-
 /// An HTTP server in a container: busybox httpd serving one page.
 fn web_server(env: &Env, extra: &[&str], page: &str) -> String {
     let script =
@@ -156,23 +34,6 @@ fn web_server(env: &Env, extra: &[&str], page: &str) -> String {
     let id = env.run_detached(&args);
     std::thread::sleep(Duration::from_millis(300));
     id
-}
-
-fn http_get(addr: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(mut s) => {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-                let mut body = String::new();
-                let _ = s.read_to_string(&mut body);
-                return body;
-            }
-            Err(e) if Instant::now() > deadline => panic!("connecting to {addr}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 #[test]
@@ -208,7 +69,7 @@ fn containers_reach_each_other_and_the_gateway_over_the_bridge() {
 #[test]
 fn nat_hides_the_container_behind_the_hosts_address() {
     let env = Env::with_busybox();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v4();
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = upstream.within(move || {
         let listener = TcpListener::bind("0.0.0.0:9000").unwrap();
@@ -233,8 +94,7 @@ fn nat_hides_the_container_behind_the_hosts_address() {
     let (peer, text) = server.join().unwrap();
     assert_eq!(text.trim(), "through-nat");
     assert_eq!(
-        peer,
-        std::net::IpAddr::V4(upstream.host_ip),
+        peer, upstream.host_ip,
         "the upstream sees the host's address, not the container's"
     );
     env.assert_clean();
@@ -243,7 +103,7 @@ fn nat_hides_the_container_behind_the_hosts_address() {
 #[test]
 fn published_ports_are_reached_from_the_host_and_from_another_netns() {
     let env = Env::with_busybox();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v4();
     let port = test_port(1);
     let id = web_server(&env, &["-p", &format!("{port}:80")], "published-page");
     let gw: Ipv4Addr = gateway_of(&env).parse().unwrap();
@@ -550,58 +410,6 @@ fn mac_of(address: &str) -> String {
     format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
-fn bridge_mac(env: &Env) -> String {
-    common::read_trimmed(std::path::Path::new(&format!(
-        "/sys/class/net/{}/address",
-        env.bridge
-    )))
-}
-
-/// A container that can send forged frames: tests/attack/spoof.c mounted at /attack.
-fn attacker(env: &Env) -> String {
-    let volume = format!("{}:/attack:ro", attack_dir().display());
-    env.run_detached(&["-v", &volume, "busybox", "sleep", "60"])
-}
-
-/// `spoof ARGS...` inside the container; asserts that the frames went out.
-fn spoof(env: &Env, id: &str, args: &[&str]) {
-    let mut full = vec!["exec", id, "/attack/spoof"];
-    full.extend_from_slice(args);
-    let out = env.poc(&full);
-    assert!(
-        stdout(&out).starts_with("sent"),
-        "spoof {args:?}: {} {}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
-
-/// What a UDP listener in the upstream namespace hears on `port` while `send` runs. `send` ends with
-/// a datagram carrying `last`, on the same path as the others: once it is heard, so would they be.
-fn heard_upstream(upstream: &Upstream, port: u16, last: &str, send: impl FnOnce()) -> Vec<String> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let last = last.to_string();
-    let listener = upstream.within(move || {
-        let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        ready_tx.send(()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut heard = Vec::<String>::new();
-        while Instant::now() < deadline && !heard.contains(&last) {
-            let mut buf = [0u8; 2048];
-            if let Ok(n) = socket.recv(&mut buf) {
-                heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-        heard
-    });
-    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    send();
-    listener.join().unwrap()
-}
-
 /// The source checks in poc's bridge-family table: its `sources` set.
 fn source_checks(env: &Env) -> String {
     let out = Command::new("nft")
@@ -620,7 +428,7 @@ fn source_checks(env: &Env) -> String {
 #[test]
 fn a_container_cannot_send_with_another_containers_address() {
     let env = Env::with_busybox();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v4();
     let a = attacker(&env);
     let b = env.run_detached(&["busybox", "sleep", "60"]);
     let (a_ip, b_ip) = (address_of(&env, &a), address_of(&env, &b));
@@ -631,28 +439,33 @@ fn a_container_cannot_send_with_another_containers_address() {
         ("self", "forged-address"),
         (b_mac.as_str(), "forged-address-and-mac"),
     ];
-    let heard = heard_upstream(&upstream, 9000, "own-address", || {
-        for (mac, text) in forged {
+    let heard = heard_in(
+        upstream.path(),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9000)),
+        "own-address",
+        || {
+            for (mac, text) in forged {
+                spoof(
+                    &env,
+                    &a,
+                    &["udp", mac, &gateway_mac, &b_ip, &up, "9000", text],
+                );
+            }
             spoof(
                 &env,
                 &a,
-                &["udp", mac, &gateway_mac, &b_ip, &up, "9000", text],
+                &[
+                    "udp",
+                    "self",
+                    &gateway_mac,
+                    &a_ip,
+                    &up,
+                    "9000",
+                    "own-address",
+                ],
             );
-        }
-        spoof(
-            &env,
-            &a,
-            &[
-                "udp",
-                "self",
-                &gateway_mac,
-                &a_ip,
-                &up,
-                "9000",
-                "own-address",
-            ],
-        );
-    });
+        },
+    );
     assert!(heard.contains(&"own-address".to_string()), "{heard:?}");
     for (_, text) in forged {
         assert!(
@@ -667,31 +480,36 @@ fn a_container_cannot_send_with_another_containers_address() {
 #[test]
 fn a_frame_with_a_forged_source_mac_is_dropped() {
     let env = Env::with_busybox();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v4();
     let a = attacker(&env);
     let a_ip = address_of(&env, &a);
     let (gateway_mac, up) = (bridge_mac(&env), upstream.ip.to_string());
     let forged_mac = "02:42:de:ad:be:ef";
-    let heard = heard_upstream(&upstream, 9000, "own-mac", || {
-        spoof(
-            &env,
-            &a,
-            &[
-                "udp",
-                forged_mac,
-                &gateway_mac,
-                &a_ip,
-                &up,
-                "9000",
-                "forged-mac",
-            ],
-        );
-        spoof(
-            &env,
-            &a,
-            &["udp", "self", &gateway_mac, &a_ip, &up, "9000", "own-mac"],
-        );
-    });
+    let heard = heard_in(
+        upstream.path(),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9000)),
+        "own-mac",
+        || {
+            spoof(
+                &env,
+                &a,
+                &[
+                    "udp",
+                    forged_mac,
+                    &gateway_mac,
+                    &a_ip,
+                    &up,
+                    "9000",
+                    "forged-mac",
+                ],
+            );
+            spoof(
+                &env,
+                &a,
+                &["udp", "self", &gateway_mac, &a_ip, &up, "9000", "own-mac"],
+            );
+        },
+    );
     assert!(heard.contains(&"own-mac".to_string()), "{heard:?}");
     assert!(
         !heard.contains(&"forged-mac".to_string()),
@@ -806,7 +624,7 @@ fn a_containers_source_checks_are_its_veth_and_go_with_it() {
 #[test]
 fn only_replies_and_published_ports_are_forwarded_into_the_bridge() {
     let env = Env::with_busybox();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v4();
     upstream.route_to(&env.subnet);
     let port = test_port(2);
     // httpd on 81, not published, and on 80, published on the host's `port`.

@@ -8,19 +8,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::Read;
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{attack_dir, stderr, stdout, Env};
-
-fn inspect(env: &Env, id: &str) -> serde_json::Value {
-    let out = env.poc(&["inspect", id]);
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
-}
+use common::net::{
+    attacker, bridge_mac, heard_in, http_get, inspect, ip, spoof, test_port, within, Upstream,
+};
+use common::{stderr, stdout, Env};
 
 fn address6_of(env: &Env, id: &str) -> Ipv6Addr {
     inspect(env, id)["NetworkSettings"]["GlobalIPv6Address"]
@@ -65,123 +62,10 @@ fn link_local_of(mac: &str) -> Ipv6Addr {
     Ipv6Addr::from(octets)
 }
 
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 is installed by scripts/setup.sh --deps");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout(&out)
-}
-
-/// A host of its own over IPv6: a network namespace joined to the host by a veth pair, with a /64 of
-/// fd77:2::/32 (a unique local range this file keeps for upstreams) of its own among this
-/// process's upstreams. Removed on drop.
-struct Upstream {
-    netns: String,
-    host_veth: String,
-    host_ip: Ipv6Addr,
-    ip: Ipv6Addr,
-}
-
-impl Upstream {
-    fn new() -> Self {
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let n = COUNT.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id() % 100_000;
-        let prefix = format!("fd77:2:{:x}:{n:x}", std::process::id() % 0x10000);
-        let up = Upstream {
-            netns: format!("pt6up{pid}u{n}"),
-            host_veth: format!("pt6h{pid}u{n}"),
-            host_ip: format!("{prefix}::1").parse().unwrap(),
-            ip: format!("{prefix}::2").parse().unwrap(),
-        };
-        let peer = format!("pt6n{pid}u{n}");
-        ip(&["netns", "add", &up.netns]);
-        ip(&[
-            "link",
-            "add",
-            &up.host_veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-        ]);
-        ip(&["link", "set", &peer, "netns", &up.netns]);
-        let host_cidr = format!("{}/64", up.host_ip);
-        ip(&["addr", "add", &host_cidr, "dev", &up.host_veth, "nodad"]);
-        ip(&["link", "set", &up.host_veth, "up"]);
-        let cidr = format!("{}/64", up.ip);
-        ip(&["-n", &up.netns, "addr", "add", &cidr, "dev", &peer, "nodad"]);
-        ip(&["-n", &up.netns, "link", "set", &peer, "up"]);
-        ip(&["-n", &up.netns, "link", "set", "lo", "up"]);
-        up
-    }
-
-    /// Routes `subnet` (the bridge's) through the host, as a neighbour on the host's network would.
-    fn route_to(&self, subnet: &str) {
-        let via = self.host_ip.to_string();
-        ip(&["-n", &self.netns, "route", "add", subnet, "via", &via]);
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.netns)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_veth])
-            .output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .output();
-    }
-}
-
 /// The network namespace of a running container, by its init.
 fn netns_of(env: &Env, id: &str) -> String {
     let pid = inspect(env, id)["State"]["Pid"].as_i64().unwrap();
     format!("/proc/{pid}/ns/net")
-}
-
-/// Runs `work` on a thread inside the network namespace at `path`.
-fn within<T: Send + 'static>(
-    path: String,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(path).unwrap();
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        work()
-    })
-}
-
-fn test_port(offset: u16) -> u16 {
-    30_000 + (std::process::id() % 20_000) as u16 + offset
-}
-
-fn http_get(addr: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(mut s) => {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-                let mut body = String::new();
-                let _ = s.read_to_string(&mut body);
-                return body;
-            }
-            Err(e) if Instant::now() > deadline => panic!("connecting to {addr}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 #[test]
@@ -245,7 +129,7 @@ fn containers_ping6_each_other_and_the_gateway() {
 fn nat66_hides_the_container_behind_the_hosts_address() {
     let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v6();
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = within(upstream.path(), move || {
         let listener = TcpListener::bind("[::]:9000").unwrap();
@@ -264,8 +148,7 @@ fn nat66_hides_the_container_behind_the_hosts_address() {
     let (peer, text) = server.join().unwrap();
     assert_eq!(text.trim(), "through-nat66");
     assert_eq!(
-        peer,
-        std::net::IpAddr::V6(upstream.host_ip),
+        peer, upstream.host_ip,
         "the upstream sees the host's address, not the container's"
     );
     env.assert_clean();
@@ -275,7 +158,7 @@ fn nat66_hides_the_container_behind_the_hosts_address() {
 fn only_replies_and_published_ports_are_forwarded_into_the_bridge_over_ipv6() {
     let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v6();
     upstream.route_to(&subnet6(&env));
     let port = test_port(1);
     // httpd on 81, not published, and on 80, published on the host's `port`.
@@ -308,64 +191,11 @@ fn only_replies_and_published_ports_are_forwarded_into_the_bridge_over_ipv6() {
     env.assert_clean();
 }
 
-/// A container that can send forged frames: tests/attack/spoof.c mounted at /attack.
-fn attacker(env: &Env) -> String {
-    let volume = format!("{}:/attack:ro", attack_dir().display());
-    env.run_detached(&["-v", &volume, "busybox", "sleep", "60"])
-}
-
-/// `spoof ARGS...` inside the container; asserts that the frames went out.
-fn spoof(env: &Env, id: &str, args: &[&str]) {
-    let mut full = vec!["exec", id, "/attack/spoof"];
-    full.extend_from_slice(args);
-    let out = env.poc(&full);
-    assert!(
-        stdout(&out).starts_with("sent"),
-        "spoof {args:?}: {} {}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
-
-/// What a UDP listener on `port` in the network namespace at `netns` hears while `send` runs.
-/// `send` ends with a datagram carrying `last`, on the same path as the others: once it is heard,
-/// so would they be.
-fn heard_in(netns: String, port: u16, last: &str, send: impl FnOnce()) -> Vec<String> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let last = last.to_string();
-    let listener = within(netns, move || {
-        let socket = UdpSocket::bind(("::", port)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        ready_tx.send(()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut heard = Vec::<String>::new();
-        while Instant::now() < deadline && !heard.contains(&last) {
-            let mut buf = [0u8; 2048];
-            if let Ok(n) = socket.recv(&mut buf) {
-                heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-        heard
-    });
-    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    send();
-    listener.join().unwrap()
-}
-
-fn bridge_mac(env: &Env) -> String {
-    common::read_trimmed(std::path::Path::new(&format!(
-        "/sys/class/net/{}/address",
-        env.bridge
-    )))
-}
-
 #[test]
 fn a_container_cannot_send_with_a_forged_ipv6_source() {
     let _forwarding = common::Ipv6ForwardingRestored::hold();
     let env = Env::with_ipv6();
-    let upstream = Upstream::new();
+    let upstream = Upstream::v6();
     let a = attacker(&env);
     let b = env.run_detached(&["busybox", "sleep", "60"]);
     let (a6, b6) = (address6_of(&env, &a), address6_of(&env, &b));
@@ -385,28 +215,33 @@ fn a_container_cannot_send_with_a_forged_ipv6_source() {
     ];
 
     let gateway_mac = bridge_mac(&env);
-    let heard = heard_in(upstream.path(), 9000, "own-address", || {
-        for (mac, source, text) in forged {
+    let heard = heard_in(
+        upstream.path(),
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 9000)),
+        "own-address",
+        || {
+            for (mac, source, text) in forged {
+                spoof(
+                    &env,
+                    &a,
+                    &["udp6", mac, &gateway_mac, source, &up, "9000", text],
+                );
+            }
             spoof(
                 &env,
                 &a,
-                &["udp6", mac, &gateway_mac, source, &up, "9000", text],
+                &[
+                    "udp6",
+                    "self",
+                    &gateway_mac,
+                    &a6,
+                    &up,
+                    "9000",
+                    "own-address",
+                ],
             );
-        }
-        spoof(
-            &env,
-            &a,
-            &[
-                "udp6",
-                "self",
-                &gateway_mac,
-                &a6,
-                &up,
-                "9000",
-                "own-address",
-            ],
-        );
-    });
+        },
+    );
     assert!(heard.contains(&"own-address".to_string()), "{heard:?}");
     for (_, source, text) in forged {
         assert!(
@@ -416,16 +251,21 @@ fn a_container_cannot_send_with_a_forged_ipv6_source() {
     }
 
     // The same towards b, straight over the bridge.
-    let heard = heard_in(netns_of(&env, &b), 9001, "own-address", || {
-        for (mac, source, text) in forged.iter().filter(|f| f.1 != b6) {
-            spoof(&env, &a, &["udp6", mac, &b_mac, source, &b6, "9001", text]);
-        }
-        spoof(
-            &env,
-            &a,
-            &["udp6", "self", &b_mac, &a6, &b6, "9001", "own-address"],
-        );
-    });
+    let heard = heard_in(
+        netns_of(&env, &b),
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 9001)),
+        "own-address",
+        || {
+            for (mac, source, text) in forged.iter().filter(|f| f.1 != b6) {
+                spoof(&env, &a, &["udp6", mac, &b_mac, source, &b6, "9001", text]);
+            }
+            spoof(
+                &env,
+                &a,
+                &["udp6", "self", &b_mac, &a6, &b6, "9001", "own-address"],
+            );
+        },
+    );
     assert!(heard.contains(&"own-address".to_string()), "{heard:?}");
     for (_, source, text) in forged {
         assert!(

@@ -47,21 +47,6 @@ fn pings(env: &Env, container: &str, target: &str) -> bool {
         .success()
 }
 
-/// `GET /` from 127.0.0.1:`port`; empty when nothing answers (yet).
-fn http_get_localhost(port: u16) -> String {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
-    else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
-}
-
 fn nft_tables() -> String {
     stdout(
         &Command::new("nft")
@@ -324,7 +309,7 @@ fn a_port_published_on_a_named_network_answers_and_is_taken_for_every_network() 
     let env = Env::with_busybox();
     let subnet = env.named_subnet();
     create(&env, &["pub", "--subnet", &subnet]);
-    let port = 20_000 + (std::process::id() % 20_000) as u16 + 7;
+    let port = common::net::test_port(7);
     let published = format!("{port}:80");
     let script =
         "mkdir -p /www && echo named-page > /www/index.html && exec httpd -f -p 80 -h /www";
@@ -338,16 +323,7 @@ fn a_port_published_on_a_named_network_answers_and_is_taken_for_every_network() 
         "-c",
         script,
     ]);
-    let page = (0..100)
-        .find_map(|_| {
-            let page = http_get_localhost(port);
-            if page.contains("named-page") {
-                return Some(page);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            None
-        })
-        .unwrap_or_default();
+    let page = common::net::http_get(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     assert!(page.contains("named-page"), "nothing on 127.0.0.1:{port}");
     assert_eq!(
         stdout(&env.poc(&["port", &id])),

@@ -125,14 +125,16 @@ impl Probe {
     /// Loads the object with the target's cgroup id, and loads and attaches `programs`
     /// (program name, tracepoint).
     pub fn attach(target: &Target, programs: &[(&str, &str)]) -> Result<Self, TraceError> {
-        Self::attach_with(target, programs, &[])
+        Self::attach_with(target, programs, &[], &[])
     }
 
-    /// As [`Probe::attach`], with more of the object's `const volatile __u32` globals set.
+    /// As [`Probe::attach`], with more of the object's `const volatile` globals set (`__u32`
+    /// ones, then `__u64` ones).
     pub fn attach_with(
         target: &Target,
         programs: &[(&str, &str)],
         globals: &[(&str, u32)],
+        globals64: &[(&str, u64)],
     ) -> Result<Self, TraceError> {
         if !nix::unistd::geteuid().is_root() {
             return Err(TraceError::NotRoot);
@@ -146,6 +148,9 @@ impl Probe {
             .btf(Some(&btf))
             .override_global("target_cgid", &target.cgroup_id, true);
         for (name, value) in globals {
+            loader.override_global(name, value, true);
+        }
+        for (name, value) in globals64 {
             loader.override_global(name, value, true);
         }
         let mut bpf = loader

@@ -2,6 +2,7 @@
 //! cgroup parent, so tests run in parallel and never touch real containers; dropping it removes all.
 #![allow(dead_code)]
 
+pub mod net;
 pub mod oci;
 pub mod pty;
 
