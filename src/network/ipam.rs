@@ -26,14 +26,18 @@ pub struct Leases {
 /// The network lock: held while the bridge and the NAT table are changed.
 pub fn lock(dir: &Path) -> Result<Flock<File>, NetworkError> {
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let path = dir.join("lock");
-    let file = File::options()
+    lock_file(&dir.join("lock"))
+}
+
+/// An exclusive lock on the file at `path` (root's alone, made if missing), held until dropped.
+pub fn lock_file(path: &Path) -> Result<Flock<File>, NetworkError> {
+    let file = crate::private::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(io("open", &path))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", &path)(e.into()))
+        .open(path)
+        .map_err(io("open", path))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", path)(e.into()))
 }
 
 impl Leases {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use super::{io, BridgeConfig, NamedNetwork, NetworkError, DEFAULT_NETWORK};
 
@@ -180,14 +180,7 @@ pub fn create(
 }
 
 fn lock_store(records: &Path) -> Result<Flock<std::fs::File>, NetworkError> {
-    let path = records.join(STORE_LOCK);
-    let file = crate::private::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io("open", &path))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", &path)(e.into()))
+    super::ipam::lock_file(&records.join(STORE_LOCK))
 }
 
 /// Written beside its final name and renamed over it: a reader never sees half a record.

@@ -130,6 +130,24 @@ impl Upstream {
         format!("/run/netns/{}", self.netns)
     }
 
+    /// Asserts that no TCP connection from this upstream reaches `address` on any of `ports`.
+    pub fn cannot_connect(&self, address: IpAddr, ports: &[u16]) {
+        for &port in ports {
+            let direct = self
+                .within(move || {
+                    let to = SocketAddr::from((address, port));
+                    TcpStream::connect_timeout(&to, Duration::from_secs(2)).map(drop)
+                })
+                .join()
+                .unwrap();
+            assert!(
+                direct.is_err(),
+                "{} was reached from a host routed to the bridge",
+                SocketAddr::from((address, port))
+            );
+        }
+    }
+
     /// Runs `work` on a thread inside the upstream namespace.
     pub fn within<T: Send + 'static>(
         &self,
