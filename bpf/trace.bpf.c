@@ -500,6 +500,21 @@ static __always_inline void net_enter(const struct sk_buff *skb, __u32 seg, __u6
 
 enum leave { NOT_IN_FLIGHT, ELSEWHERE, LEFT };
 
+/* Counts `took` in segment `seg`'s histogram. */
+static __always_inline void net_record(__u32 seg, __u64 took)
+{
+	struct net_hist *h = bpf_map_lookup_elem(&net_hist, &seg);
+	if (!h)
+		return;
+	h->count++;
+	h->sum_ns += took;
+	__u32 b = net_bucket(took);
+	/* Hidden from clang, which would otherwise drop the mask as redundant: 6.1's verifier does
+	 * not carry net_bucket's bound through the zero-extension. */
+	asm volatile("" : "+r"(b));
+	h->buckets[b & (NET_BUCKETS - 1)]++;
+}
+
 /* Ends segment `seg` of the skb, recording how long it took, if that is where the skb was. */
 static __always_inline enum leave net_leave(const struct sk_buff *skb, __u32 seg, __u64 now)
 {
@@ -510,17 +525,25 @@ static __always_inline enum leave net_leave(const struct sk_buff *skb, __u32 seg
 	__u64 took = now - f->since;
 	if (f->seg != seg || took > NET_MAX_AGE_NS)
 		return ELSEWHERE;
-	struct net_hist *h = bpf_map_lookup_elem(&net_hist, &seg);
-	if (h) {
-		h->count++;
-		h->sum_ns += took;
-		__u32 b = net_bucket(took);
-		/* Hidden from clang, which would otherwise drop the mask as redundant: 6.1's
-		 * verifier does not carry net_bucket's bound through the zero-extension. */
-		asm volatile("" : "+r"(b));
-		h->buckets[b & (NET_BUCKETS - 1)]++;
-	}
+	net_record(seg, took);
 	return LEFT;
+}
+
+/* Ends segment `seg` (if that is where the skb was) and starts `next`, in the same entry: one
+ * lookup per hop in the middle of the path, an update only for an skb not seen before. */
+static __always_inline void net_pass(const struct sk_buff *skb, __u32 seg, __u32 next, __u64 now)
+{
+	__u64 key = (__u64)skb;
+	struct in_flight *f = bpf_map_lookup_elem(&net_flight, &key);
+	if (!f) {
+		net_enter(skb, next, now);
+		return;
+	}
+	__u64 took = now - f->since;
+	if (f->seg == seg && took <= NET_MAX_AGE_NS)
+		net_record(seg, took);
+	f->since = now;
+	f->seg = next;
 }
 
 static __always_inline void net_forget(const struct sk_buff *skb)
@@ -539,26 +562,26 @@ static __always_inline void net_entered_veth(const struct sk_buff *skb, int dir)
 	c->bytes[dir & 1] += BPF_CORE_READ(skb, len);
 }
 
+/* The clock is read only for the devices of the path: not for every packet of the host. */
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(net_xmit, const struct sk_buff *skb, const struct net_device *dev)
 {
-	__u64 now = bpf_ktime_get_ns();
 	switch (dev_role(dev)) {
 	case DEV_CONT:
 		net_entered_veth(skb, 0);
-		net_enter(skb, SEG_OUT_VETH, now);
+		net_enter(skb, SEG_OUT_VETH, bpf_ktime_get_ns());
 		break;
 	case DEV_BRIDGE:
-		net_enter(skb, SEG_IN_BRIDGE, now);
+		net_enter(skb, SEG_IN_BRIDGE, bpf_ktime_get_ns());
 		break;
 	case DEV_HOST:
-		net_leave(skb, SEG_IN_BRIDGE, now);
 		net_entered_veth(skb, 1);
-		net_enter(skb, SEG_IN_VETH, now);
+		net_pass(skb, SEG_IN_BRIDGE, SEG_IN_VETH, bpf_ktime_get_ns());
 		break;
 	default:
 		/* Forwarded by the bridge to another port: another container. */
-		if (bridge_port(dev) && net_leave(skb, SEG_OUT_BRIDGE, now) != NOT_IN_FLIGHT)
+		if (bridge_port(dev) &&
+		    net_leave(skb, SEG_OUT_BRIDGE, bpf_ktime_get_ns()) != NOT_IN_FLIGHT)
 			net_forget(skb);
 	}
 	return 0;
@@ -567,25 +590,23 @@ int BPF_PROG(net_xmit, const struct sk_buff *skb, const struct net_device *dev)
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(net_receive, struct sk_buff *skb)
 {
-	__u64 now = bpf_ktime_get_ns();
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	switch (dev_role(dev)) {
 	case DEV_HOST:
-		net_leave(skb, SEG_OUT_VETH, now);
-		net_enter(skb, SEG_OUT_BRIDGE, now);
+		net_pass(skb, SEG_OUT_VETH, SEG_OUT_BRIDGE, bpf_ktime_get_ns());
 		break;
 	case DEV_BRIDGE:
-		if (net_leave(skb, SEG_OUT_BRIDGE, now) != NOT_IN_FLIGHT)
+		if (net_leave(skb, SEG_OUT_BRIDGE, bpf_ktime_get_ns()) != NOT_IN_FLIGHT)
 			net_forget(skb);
 		break;
 	case DEV_CONT:
-		if (net_leave(skb, SEG_IN_VETH, now) != NOT_IN_FLIGHT)
+		if (net_leave(skb, SEG_IN_VETH, bpf_ktime_get_ns()) != NOT_IN_FLIGHT)
 			net_forget(skb);
 		break;
 	default:
 		/* From another container into the bridge: perhaps on its way to this one. */
 		if (dev && bridge_port(dev))
-			net_enter(skb, SEG_IN_BRIDGE, now);
+			net_enter(skb, SEG_IN_BRIDGE, bpf_ktime_get_ns());
 	}
 	return 0;
 }

@@ -5,10 +5,10 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use ipnetwork::{Ipv4Network, Ipv6Network};
+use ipnetwork::Ipv4Network;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::{io, NetworkError, PortMapping};
@@ -19,7 +19,6 @@ pub const HOST_PORTS: &str = "published-host-ports";
 
 pub struct Leases {
     addresses: PathBuf,
-    addresses6: PathBuf,
     ports: PathBuf,
 }
 
@@ -47,7 +46,6 @@ impl Leases {
         let networks = dir.parent().unwrap_or(dir);
         Leases {
             addresses: dir.join("addresses"),
-            addresses6: dir.join("addresses6"),
             ports: networks.join(HOST_PORTS),
         }
     }
@@ -71,29 +69,6 @@ impl Leases {
         }
         Err(NetworkError::Refused(format!(
             "the address pool {subnet} is exhausted; remove containers or use a larger --subnet"
-        )))
-    }
-
-    /// The lowest free IPv6 address of the subnet (not the subnet-router anycast address, which is
-    /// the network's first, nor the gateway).
-    pub fn claim_address6(
-        &self,
-        subnet: Ipv6Network,
-        gateway: Ipv6Addr,
-        id: &str,
-        is_live: &dyn Fn(&str) -> bool,
-    ) -> Result<Ipv6Addr, NetworkError> {
-        std::fs::create_dir_all(&self.addresses6).map_err(io("create", &self.addresses6))?;
-        let candidates = subnet
-            .iter()
-            .filter(|ip| *ip != subnet.network() && *ip != gateway);
-        for ip in candidates {
-            if claim(&self.addresses6.join(ip.to_string()), id, is_live)? {
-                return Ok(ip);
-            }
-        }
-        Err(NetworkError::Refused(format!(
-            "the IPv6 address pool {subnet} is exhausted; remove containers or use a larger subnet"
         )))
     }
 
@@ -147,10 +122,6 @@ impl Leases {
 
     pub fn release_address(&self, ip: Ipv4Addr, id: &str) -> Result<(), NetworkError> {
         release(&self.addresses.join(ip.to_string()), id)
-    }
-
-    pub fn release_address6(&self, ip: Ipv6Addr, id: &str) -> Result<(), NetworkError> {
-        release(&self.addresses6.join(ip.to_string()), id)
     }
 
     pub fn release_port(&self, port: &PortMapping, id: &str) -> Result<(), NetworkError> {
@@ -251,32 +222,6 @@ mod tests {
             .release_address(Ipv4Addr::new(10, 9, 0, 2), "c0")
             .unwrap();
         assert!(!leases.holders().unwrap().contains(&"c0".to_string()));
-    }
-
-    #[test]
-    fn ipv6_addresses_start_after_the_gateway_and_run_out_in_a_small_subnet() {
-        let dir = tempfile::tempdir().unwrap();
-        let leases = Leases::new(&dir.path().join("bridge0"));
-        let net: Ipv6Network = "fd77:9::/120".parse().unwrap();
-        let gw: Ipv6Addr = "fd77:9::1".parse().unwrap();
-        let live = |_: &str| true;
-        let first = leases.claim_address6(net, gw, "c0", &live).unwrap();
-        assert_eq!(first, "fd77:9::2".parse::<Ipv6Addr>().unwrap());
-        for i in 1..254 {
-            leases
-                .claim_address6(net, gw, &format!("c{i}"), &live)
-                .unwrap();
-        }
-        assert!(leases
-            .claim_address6(net, gw, "c254", &live)
-            .unwrap_err()
-            .to_string()
-            .contains("exhausted"));
-        leases.release_address6(first, "c0").unwrap();
-        assert_eq!(
-            leases.claim_address6(net, gw, "c255", &live).unwrap(),
-            first
-        );
     }
 
     #[test]

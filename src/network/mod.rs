@@ -436,19 +436,22 @@ pub fn prepare(
         network: bridge.named.as_ref().map(|n| n.name.clone()),
     };
     if let (Some(subnet6), Some(gateway6)) = (bridge.subnet6, bridge.gateway6()) {
-        match leases.claim_address6(subnet6, gateway6, id, is_live) {
-            Ok(address6) => {
-                attachment.ipv6 = Some(Ipv6Attachment {
-                    address: address6,
-                    prefix: subnet6.prefix(),
-                    gateway: gateway6,
-                })
-            }
-            Err(e) => {
-                release(bridge, id, &attachment)?;
-                return Err(e);
-            }
-        }
+        // Derived from the IPv4 lease, never leased apart: the source checks' elements pair a
+        // group and MAC (both from the IPv4 address) with the IPv6 address and outlive their
+        // holders, so two leases paired differently by two holders would let a later holder of one
+        // send as the holder of the other.
+        let Some(address6) = address6_for(bridge.subnet, address, subnet6) else {
+            release(bridge, id, &attachment)?;
+            return Err(NetworkError::Refused(format!(
+                "{address} has no counterpart in the IPv6 subnet {subnet6}: it must hold as many addresses as {}",
+                bridge.subnet
+            )));
+        };
+        attachment.ipv6 = Some(Ipv6Attachment {
+            address: address6,
+            prefix: subnet6.prefix(),
+            gateway: gateway6,
+        });
     }
     for port in ports {
         let claimed = if port.host_port == 0 {
@@ -469,6 +472,24 @@ pub fn prepare(
         }
     }
     Ok(attachment)
+}
+
+/// A container's IPv6 address: the IPv6 subnet's network plus the IPv4 address's offset in its
+/// subnet (10.77.0.5 in 10.77.0.0/16 is fd77:1::5 in fd77:1::/64); none when the IPv6 subnet is
+/// too small for that offset.
+pub fn address6_for(
+    subnet: Ipv4Network,
+    address: Ipv4Addr,
+    subnet6: Ipv6Network,
+) -> Option<Ipv6Addr> {
+    let offset = u32::from(address).checked_sub(u32::from(subnet.network()))?;
+    let host_bits = 128 - u32::from(subnet6.prefix());
+    if host_bits < 32 && offset >= 1 << host_bits {
+        return None;
+    }
+    Some(Ipv6Addr::from(
+        u128::from(subnet6.network()) + u128::from(offset),
+    ))
 }
 
 /// Where `-p CONTAINER_PORT` finds a host port: Docker's range, above the kernel's usual ephemeral
@@ -631,9 +652,6 @@ pub fn release(
 ) -> Result<(), NetworkError> {
     let leases = ipam::Leases::new(&bridge.state_dir);
     leases.release_address(attachment.address, id)?;
-    if let Some(v6) = attachment.ipv6 {
-        leases.release_address6(v6.address, id)?;
-    }
     for port in &attachment.ports {
         leases.release_port(port, id)?;
     }
@@ -876,6 +894,30 @@ mod tests {
         );
         assert!(t.contains("10.88.0.5\tab12 web\n"), "{t}");
         assert!(t.contains("fd77:1::2\tab12 web\n"), "{t}");
+    }
+
+    #[test]
+    fn an_ipv6_address_follows_from_the_ipv4_lease() {
+        let v4: Ipv4Network = "10.77.0.0/16".parse().unwrap();
+        let at = |ip: &str, v6: &str| address6_for(v4, ip.parse().unwrap(), v6.parse().unwrap());
+        assert_eq!(
+            at("10.77.0.5", "fd77:1::/64"),
+            Some("fd77:1::5".parse().unwrap())
+        );
+        assert_eq!(
+            at("10.77.1.2", "fd77:1::/64"),
+            Some("fd77:1::102".parse().unwrap())
+        );
+        assert_eq!(
+            at("10.77.1.2", "fd77:1::/112"),
+            Some("fd77:1::102".parse().unwrap())
+        );
+        // A /120 holds 256 addresses; a /16's offsets go to 65535.
+        assert_eq!(
+            at("10.77.0.200", "fd77:1::/120"),
+            Some("fd77:1::c8".parse().unwrap())
+        );
+        assert_eq!(at("10.77.1.0", "fd77:1::/120"), None);
     }
 
     fn one_port(text: &str) -> PortMapping {

@@ -258,7 +258,6 @@ impl Env {
         let networks = self.state_root().join("networks");
         for dir in [
             networks.join(&self.bridge).join("addresses"),
-            networks.join(&self.bridge).join("addresses6"),
             networks.join(HOST_PORTS),
         ] {
             let kind = dir.display();
