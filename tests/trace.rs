@@ -429,10 +429,19 @@ fn ctrl_c_stops_the_experiment_and_gives_the_limits_back() {
         ]),
         Some("experiment on spinner"),
     );
-    // The loop runs half a second before the lowered quota (0.5 s per 1 s period) throttles it,
-    // or the wait for that ends after 1 s: the signal comes while the quota is lowered, almost
-    // surely.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // The signal comes while the quota is lowered (0.5 s per 1 s period: the loop runs half a
+    // second before it is throttled, so the lowered value stays that long at least).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&limits[1])
+        .unwrap()
+        .starts_with("500000")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quota was never lowered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let pid = nix::unistd::Pid::from_raw(experiment.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let summary = experiment.rest();

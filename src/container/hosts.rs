@@ -9,18 +9,14 @@ use super::ContainerError;
 use crate::config::Paths;
 use crate::network::{self, hosts::Peer, BridgeConfig};
 
-/// Rewrites the hosts file of every member of `bridge`'s named network but `leaving`, so that each
-/// names all the others. Nothing to do on the default network: as Docker's, it has no names.
-pub fn refresh(
-    paths: &Paths,
-    bridge: &BridgeConfig,
-    leaving: Option<&str>,
-) -> Result<(), ContainerError> {
+/// Rewrites the hosts file of every member of `bridge`'s named network, so that each names all the
+/// others (a container that left has given its lease back already, so it is no member). Nothing to do on the default network: as Docker's, it has no names.
+pub fn refresh(paths: &Paths, bridge: &BridgeConfig) -> Result<(), ContainerError> {
     let Some(named) = &bridge.named else {
         return Ok(());
     };
     let _lock = network::lock(bridge)?;
-    let members = members(paths, bridge, leaving)?;
+    let members = members(paths, bridge)?;
     for (i, member) in members.iter().enumerate() {
         let others: Vec<Peer> = members
             .iter()
@@ -44,17 +40,12 @@ struct Member {
     peer: Peer,
 }
 
-/// The live containers holding an address on `bridge`, but `leaving`.
-fn members(
-    paths: &Paths,
-    bridge: &BridgeConfig,
-    leaving: Option<&str>,
-) -> Result<Vec<Member>, ContainerError> {
+/// The live containers holding an address on `bridge`.
+fn members(paths: &Paths, bridge: &BridgeConfig) -> Result<Vec<Member>, ContainerError> {
     let mut ids = network::holders(bridge)?;
     ids.sort();
     Ok(ids
         .iter()
-        .filter(|id| Some(id.as_str()) != leaving)
         .filter_map(|id| state::load(paths, id).ok())
         .filter(|s| is_live_member(s, bridge))
         .filter_map(|s| member(paths, &s))

@@ -390,7 +390,7 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
         }
         write_etc_files(paths, &p.spec, state, req)?;
         if let Some(bridge) = &p.bridge {
-            hosts::refresh(paths, bridge, None)?;
+            hosts::refresh(paths, bridge)?;
         }
     }
     crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
@@ -706,7 +706,7 @@ fn leave_bridge(paths: &Paths, state: &State) -> Result<(), ContainerError> {
     };
     let bridge = bridge_of(paths, attachment);
     network::release(&bridge, &state.id, attachment)?;
-    hosts::refresh(paths, &bridge, Some(&state.id))?;
+    hosts::refresh(paths, &bridge)?;
     if !attachment.ports.is_empty() {
         network::sync_ports(
             &bridge,
