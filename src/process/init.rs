@@ -11,12 +11,12 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{AtFlags, FcntlArg, FdFlag, ResolveFlag};
-use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::fcntl::ResolveFlag;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
+use super::syscall::{LinuxSyscall, Syscall};
 use super::{
     ChildConfig, ChildStdio, Role, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_HOOKS_DONE, MSG_PTY, MSG_READY,
 };
@@ -54,8 +54,8 @@ fn setup_err(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> InitError + '
 pub fn run(cfg: &ChildConfig, sock: OwnedFd, stub: OwnedFd) -> ! {
     // A panic must not unwind into the parent's frames, which this forked child still has.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        isolate_descriptors(cfg, &sock, &stub)?;
-        setup_and_exec(cfg, &sock, &stub)
+        isolate_descriptors(&LinuxSyscall, cfg, &sock, &stub)?;
+        setup_and_exec(&LinuxSyscall, cfg, &sock, &stub)
     }));
     let (code, message) = match result {
         Ok(Ok(never)) => match never {},
@@ -74,7 +74,12 @@ pub fn run(cfg: &ChildConfig, sock: OwnedFd, stub: OwnedFd) -> ! {
 /// descriptor it inherited from poc (the cgroup directory, the caller's terminal, logs, poc's own
 /// pipes) is closed, before the child waits, joins or resolves anything. poc keeps fds 0-2 open, so
 /// nothing kept here can sit on 0-2.
-fn isolate_descriptors(cfg: &ChildConfig, sock: &OwnedFd, stub: &OwnedFd) -> Result<(), InitError> {
+fn isolate_descriptors(
+    sys: &dyn Syscall,
+    cfg: &ChildConfig,
+    sock: &OwnedFd,
+    stub: &OwnedFd,
+) -> Result<(), InitError> {
     let null = || {
         nix::fcntl::open(
             "/dev/null",
@@ -118,36 +123,28 @@ fn isolate_descriptors(cfg: &ChildConfig, sock: &OwnedFd, stub: &OwnedFd) -> Res
             )));
         }
         keep.push(fd);
-        // SAFETY: F_SETFD on a descriptor number; a closed one fails with EBADF.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
-            let e = nix::Error::last();
-            return Err(setup_err(&format!("--preserve-fds: descriptor {fd}"))(&e));
-        }
+        sys.keep_open_across_exec(fd)
+            .map_err(|e| setup_err(&format!("--preserve-fds: descriptor {fd}"))(&e))?;
     }
-    close_all_but(&keep).map_err(|e| setup_err("closing inherited descriptors")(&e))
+    close_all_but(sys, &keep).map_err(|e| setup_err("closing inherited descriptors")(&e))
 }
 
 /// Closes every descriptor from 3 up except those in `keep`.
-fn close_all_but(keep: &[RawFd]) -> nix::Result<()> {
+fn close_all_but(sys: &dyn Syscall, keep: &[RawFd]) -> nix::Result<()> {
     let mut keep: Vec<u32> = keep.iter().map(|&fd| fd as u32).collect();
     keep.sort_unstable();
     let mut next = 3u32;
     for fd in keep.into_iter().filter(|&fd| fd >= 3) {
         if fd > next {
-            close_range(next, fd - 1)?;
+            sys.close_range(next, fd - 1)?;
         }
         next = next.max(fd + 1);
     }
-    close_range(next, u32::MAX)
-}
-
-fn close_range(first: u32, last: u32) -> nix::Result<()> {
-    // SAFETY: closes descriptors of this single-threaded child; none of them is used afterwards.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
-    nix::Error::result(ret).map(drop)
+    sys.close_range(next, u32::MAX)
 }
 
 fn setup_and_exec(
+    sys: &dyn Syscall,
     cfg: &ChildConfig,
     sock: &OwnedFd,
     stub: &OwnedFd,
@@ -175,45 +172,45 @@ fn setup_and_exec(
             new_keyring,
         } => {
             for (fd, kind) in join {
-                nix::sched::setns(fd, *kind)
+                sys.set_namespace(fd.as_fd(), *kind)
                     .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
             }
             if *new_keyring {
                 join_new_session_keyring()?;
             }
             if has_new_namespace(spec, LinuxNamespaceType::Cgroup) {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                sys.unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                     .map_err(|e| setup_err("cgroup namespace")(&e))?;
             }
             if has_namespace(spec, LinuxNamespaceType::Uts) {
                 if let Some(hostname) = spec.hostname() {
-                    nix::unistd::sethostname(hostname).map_err(|e| setup_err("hostname")(&e))?;
+                    sys.set_hostname(hostname)
+                        .map_err(|e| setup_err("hostname")(&e))?;
                 }
             }
             crate::network::setup_in_namespace(*network).map_err(|e| setup_err("network")(&e))?;
             let mut before_pivot = || container_hooks(cfg, sock, &state);
-            crate::rootfs::prepare(spec, root, cgroups, tty, &mut before_pivot).map_err(
-                |e| match e {
+            crate::rootfs::prepare(sys.mounts(), spec, root, cgroups, tty, &mut before_pivot)
+                .map_err(|e| match e {
                     crate::rootfs::RootfsError::Hook(message) => InitError::Setup(message),
                     e => setup_err("root filesystem")(&e),
-                },
-            )?;
+                })?;
         }
         Role::Exec { namespaces } => {
             // The mount namespace comes last: joining it moves root and cwd into the container.
             for (fd, kind) in namespaces {
-                nix::sched::setns(fd, *kind)
+                sys.set_namespace(fd.as_fd(), *kind)
                     .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
             }
         }
     }
 
-    nix::unistd::setsid().map_err(|e| setup_err("setsid")(&e))?;
+    sys.set_session().map_err(|e| setup_err("setsid")(&e))?;
     if tty {
-        attach_terminal(sock, matches!(cfg.role, Role::Init { .. }))?;
+        attach_terminal(sys, sock, matches!(cfg.role, Role::Init { .. }))?;
     }
     let workdir = open_working_directory(process.cwd())?;
-    apply_rlimits(process)?;
+    apply_rlimits(sys, process)?;
     if let Some(nice) = process.scheduler().as_ref().and_then(|s| *s.nice()) {
         // SAFETY: plain syscall on our own process.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
@@ -230,23 +227,26 @@ fn setup_and_exec(
 
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if no_new_privs {
-        crate::security::set_no_new_privs().map_err(|e| setup_err("privileges")(&e))?;
+        sys.set_no_new_privs()
+            .map_err(|e| setup_err("privileges")(&e))?;
     } else {
         // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while poc still has it.
-        install_seccomp(cfg)?;
+        install_seccomp(sys, cfg)?;
     }
     if let Some(caps) = process.capabilities() {
-        crate::security::apply_bounding(caps).map_err(|e| setup_err("capabilities")(&e))?;
+        sys.set_bounding(caps)
+            .map_err(|e| setup_err("capabilities")(&e))?;
     }
-    set_user(process)?;
+    set_user(sys, process)?;
     // As the user, without effective capabilities (setuid cleared them): a directory it may not
     // enter is refused, as runc does.
-    nix::unistd::fchdir(&workdir)
+    sys.enter_directory(workdir.as_fd())
         .map_err(|e| setup_err(&format!("working directory {}", process.cwd().display()))(&e))?;
     check_inside_root(process.cwd())?;
     if let Some(caps) = process.capabilities() {
         // For any user, as runc: the Spec decides (poc's own Specs give a non-root user none).
-        crate::security::apply_sets(caps).map_err(|e| setup_err("capabilities")(&e))?;
+        sys.set_capabilities(caps)
+            .map_err(|e| setup_err("capabilities")(&e))?;
     }
     if let Some(gate) = &cfg.gate {
         wait_at_gate(sock, gate)?;
@@ -258,19 +258,20 @@ fn setup_and_exec(
     // the container could otherwise take the channel with pidfd_getfd. An exec is undumpable
     // when its file is unreadable to the caller: the stub's memfd is execute-only, and from here
     // on nothing in the effective set overrides that.
-    crate::security::lower_effective_for_exec().map_err(|e| setup_err("capabilities")(&e))?;
+    sys.lower_effective_for_exec()
+        .map_err(|e| setup_err("capabilities")(&e))?;
     if no_new_privs {
         // Last, so that as few calls as possible run under the filter before the command's own.
-        install_seccomp(cfg)?;
+        install_seccomp(sys, cfg)?;
     }
-    reset_signals();
-    exec_through_stub(sock, stub, &path, &args, &env)
+    sys.reset_signals();
+    exec_through_stub(sys, sock, stub, &path, &args, &env)
 }
 
-fn install_seccomp(cfg: &ChildConfig) -> Result<(), InitError> {
+fn install_seccomp(sys: &dyn Syscall, cfg: &ChildConfig) -> Result<(), InitError> {
     match cfg.seccomp {
-        Some(filter) => filter
-            .install()
+        Some(filter) => sys
+            .install_seccomp(filter)
             .map_err(|e| setup_err("seccomp filter")(&e)),
         None => Ok(()),
     }
@@ -308,7 +309,7 @@ fn check_inside_root(cwd: &Path) -> Result<(), InitError> {
 /// Groups, gid, uid from the Spec (resolved by poc beforehand). The permitted set survives the
 /// change of uid (PR_SET_KEEPCAPS) so that the Spec's sets can be applied next; the effective set
 /// is empty until then.
-fn set_user(process: &Process) -> Result<(), InitError> {
+fn set_user(sys: &dyn Syscall, process: &Process) -> Result<(), InitError> {
     let user = process.user();
     let mut groups: Vec<nix::unistd::Gid> = vec![nix::unistd::Gid::from_raw(user.gid())];
     for gid in user.additional_gids().iter().flatten() {
@@ -317,36 +318,38 @@ fn set_user(process: &Process) -> Result<(), InitError> {
             groups.push(gid);
         }
     }
-    nix::unistd::setgroups(&groups).map_err(|e| setup_err("groups")(&e))?;
-    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid()))
+    sys.set_groups(&groups)
+        .map_err(|e| setup_err("groups")(&e))?;
+    sys.set_gid(nix::unistd::Gid::from_raw(user.gid()))
         .map_err(|e| setup_err("gid")(&e))?;
     let keep = process.capabilities().is_some() && user.uid() != 0;
     if keep {
-        nix::sys::prctl::set_keepcaps(true).map_err(|e| setup_err("keep capabilities")(&e))?;
+        sys.set_keep_caps(true)
+            .map_err(|e| setup_err("keep capabilities")(&e))?;
     }
-    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid()))
+    sys.set_uid(nix::unistd::Uid::from_raw(user.uid()))
         .map_err(|e| setup_err("uid")(&e))?;
     if keep {
-        nix::sys::prctl::set_keepcaps(false).map_err(|e| setup_err("keep capabilities")(&e))?;
+        sys.set_keep_caps(false)
+            .map_err(|e| setup_err("keep capabilities")(&e))?;
     }
     // poc's own umask is not the container's: runc's default.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+    sys.set_umask(nix::sys::stat::Mode::from_bits_truncate(
         user.umask().unwrap_or(0o022),
     ));
     Ok(())
 }
 
-fn apply_rlimits(process: &Process) -> Result<(), InitError> {
+fn apply_rlimits(sys: &dyn Syscall, process: &Process) -> Result<(), InitError> {
     for limit in process.rlimits().iter().flatten() {
         let resource = crate::security::rlimit_resource(limit.typ());
         let value = libc::rlimit {
             rlim_cur: limit.soft(),
             rlim_max: limit.hard(),
         };
-        // SAFETY: setrlimit on our own process with a valid struct.
-        if unsafe { libc::setrlimit(resource, &value) } != 0 {
+        if let Err(e) = sys.set_rlimit(resource, &value) {
             let name = crate::spec::security::rlimit_name(limit.typ());
-            return Err(setup_err(&format!("--ulimit {name}"))(&nix::Error::last()));
+            return Err(setup_err(&format!("--ulimit {name}"))(&e));
         }
     }
     Ok(())
@@ -441,7 +444,7 @@ fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
 
 /// Allocates the terminal from the container's own devpts (so it is /dev/pts/0 inside), makes it the
 /// controlling terminal and stdio, binds it over /dev/console and hands the master to the parent.
-fn attach_terminal(sock: &OwnedFd, bind_console: bool) -> Result<(), InitError> {
+fn attach_terminal(sys: &dyn Syscall, sock: &OwnedFd, bind_console: bool) -> Result<(), InitError> {
     use nix::fcntl::OFlag;
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     let err = setup_err("terminal");
@@ -457,7 +460,8 @@ fn attach_terminal(sock: &OwnedFd, bind_console: bool) -> Result<(), InitError> 
     )
     .map_err(|e| setup_err("terminal")(&e))?;
     if bind_console {
-        crate::rootfs::bind_console(&slave).map_err(|e| setup_err("terminal")(&e))?;
+        crate::rootfs::bind_console(sys.mounts(), slave.as_fd())
+            .map_err(|e| setup_err("terminal")(&e))?;
     }
 
     let fds = [master.as_raw_fd()];
@@ -487,15 +491,6 @@ fn dup_onto_stdio(fd: RawFd, targets: &[i32]) -> Result<(), InitError> {
         }
     }
     Ok(())
-}
-
-/// Rust ignores SIGPIPE and poc blocks signals it forwards; the container starts with the defaults.
-fn reset_signals() {
-    // SAFETY: restoring default dispositions in a single-threaded process about to exec.
-    unsafe {
-        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
-    }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// Looks `command` up in the container's PATH, as the shell would.
@@ -538,6 +533,7 @@ fn find_executable(command: &str, env: &[String]) -> Result<PathBuf, InitError> 
 /// Execs the sealed stub, which execs the command: argv is `poc-exec SYNC_FD PATH ARGS...`. The
 /// sync socket stays open across this exec only; the stub marks it close-on-exec again.
 fn exec_through_stub(
+    sys: &dyn Syscall,
     sock: &OwnedFd,
     stub: &OwnedFd,
     path: &Path,
@@ -556,9 +552,9 @@ fn exec_through_stub(
         argv.push(to_c(arg)?);
     }
     let envp = env.iter().map(|e| to_c(e)).collect::<Result<Vec<_>, _>>()?;
-    nix::fcntl::fcntl(sock, FcntlArg::F_SETFD(FdFlag::empty()))
+    sys.keep_open_across_exec(sock.as_raw_fd())
         .map_err(|e| setup_err("sync channel")(&e))?;
-    let err = nix::unistd::execveat(stub, c"", &argv, &envp, AtFlags::AT_EMPTY_PATH).unwrap_err();
+    let err = sys.exec(stub.as_fd(), &argv, &envp);
     Err(setup_err("executing poc's exec stub")(&err))
 }
 
@@ -584,7 +580,7 @@ mod tests {
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 let open_now = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
-                let ok = close_all_but(&keep).is_ok()
+                let ok = close_all_but(&LinuxSyscall, &keep).is_ok()
                     && [0, 1, 2].into_iter().chain(keep).all(open_now)
                     && !gone.into_iter().any(open_now);
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) }

@@ -6,6 +6,7 @@ pub mod hooks;
 mod init;
 mod stub;
 mod supervise;
+mod syscall;
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -7,12 +7,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, ResolveFlag};
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
 
 use crate::cgroups::Hierarchies;
 
-use super::resolve;
+use super::{resolve, Mounts};
 
 const HOST_CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -20,6 +20,7 @@ const HOST_CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// namespace) on `destination` under `root` (`target` is its descriptor); `flags` come from the Spec
 /// (ro...). Runs before pivot_root, while /sys/fs/cgroup is still the host's.
 pub fn mount_view(
+    m: &dyn Mounts,
     hierarchies: &Hierarchies,
     root: BorrowedFd,
     destination: &Path,
@@ -29,15 +30,15 @@ pub fn mount_view(
     let flags = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let target_path = resolve::proc_path(target);
     if hierarchies.v1.is_empty() {
-        return nix::mount::mount(
-            Some("cgroup2"),
+        return m.mount(
+            Some(Path::new("cgroup2")),
             &target_path,
             Some("cgroup2"),
             flags,
-            None::<&str>,
+            None,
         );
     }
-    mount_tmpfs(&target_path, flags - MsFlags::MS_RDONLY)?;
+    mount_tmpfs(m, &target_path, flags - MsFlags::MS_RDONLY)?;
     // The tmpfs covers the target now: resolving the destination again reaches its root.
     let tmpfs = resolve::open_in(
         root,
@@ -49,8 +50,8 @@ pub fn mount_view(
         let name = leaf_name(mount_point)?;
         let dir = make_dir(&tmpfs, &name)?;
         let options = v1_options(controllers);
-        nix::mount::mount(
-            Some("cgroup"),
+        m.mount(
+            Some(Path::new("cgroup")),
             &resolve::proc_path(&dir),
             Some("cgroup"),
             flags,
@@ -59,24 +60,24 @@ pub fn mount_view(
     }
     if let Some(unified) = &hierarchies.unified {
         let dir = make_dir(&tmpfs, &leaf_name(unified)?)?;
-        nix::mount::mount(
-            Some("cgroup2"),
+        m.mount(
+            Some(Path::new("cgroup2")),
             &resolve::proc_path(&dir),
             Some("cgroup2"),
             flags,
-            None::<&str>,
+            None,
         )?;
     }
     copy_controller_links(&tmpfs);
     if flags.contains(MsFlags::MS_RDONLY) {
-        mount_tmpfs_remount_ro(&resolve::proc_path(&tmpfs), flags)?;
+        mount_tmpfs_remount_ro(m, &resolve::proc_path(&tmpfs), flags)?;
     }
     Ok(())
 }
 
-fn mount_tmpfs(target: &Path, flags: MsFlags) -> nix::Result<()> {
-    mount(
-        Some("tmpfs"),
+fn mount_tmpfs(m: &dyn Mounts, target: &Path, flags: MsFlags) -> nix::Result<()> {
+    m.mount(
+        Some(Path::new("tmpfs")),
         target,
         Some("tmpfs"),
         flags,
@@ -84,11 +85,11 @@ fn mount_tmpfs(target: &Path, flags: MsFlags) -> nix::Result<()> {
     )
 }
 
-fn mount_tmpfs_remount_ro(target: &Path, flags: MsFlags) -> nix::Result<()> {
-    mount(
-        None::<&str>,
+fn mount_tmpfs_remount_ro(m: &dyn Mounts, target: &Path, flags: MsFlags) -> nix::Result<()> {
+    m.mount(
+        None,
         target,
-        None::<&str>,
+        None,
         flags | MsFlags::MS_REMOUNT,
         Some("mode=755,size=64k"),
     )

@@ -4,18 +4,20 @@
 mod cgroupfs;
 mod mounts;
 mod resolve;
+mod syscall;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{AtFlags, OFlag, ResolveFlag};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::MsFlags;
 use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
 use crate::cgroups::Hierarchies;
 
 pub use resolve::{mkdir_all as mkdir_all_in_root, open_dir, open_in, proc_path};
+pub use syscall::{LinuxMounts, Mounts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -70,7 +72,9 @@ pub enum RootSource {
 /// Builds the root at `spec.root.path` and pivots into it. Runs in the container's init, in its
 /// new mount namespace, before privileges are dropped. Everything under the root is reached through
 /// descriptors resolved inside it (see `resolve`), never by a name the image could redirect.
+/// Every mount goes through `m`.
 pub fn prepare(
+    m: &dyn Mounts,
     spec: &Spec,
     source: &RootSource,
     cgroups: &Hierarchies,
@@ -92,18 +96,13 @@ pub fn prepare(
         Some("slave" | "rslave" | "shared" | "rshared") => MsFlags::MS_SLAVE,
         _ => MsFlags::MS_PRIVATE,
     };
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | first,
-        None::<&str>,
-    )
-    .map_err(sys("make private", Path::new("/")))?;
-    mount_root(&root_path, source)?;
+    let slash = Path::new("/");
+    m.mount(None, slash, None, MsFlags::MS_REC | first, None)
+        .map_err(sys("make private", slash))?;
+    mount_root(m, &root_path, source)?;
     let root = resolve::open_dir(&root_path)?;
-    for m in spec.mounts().iter().flatten() {
-        mounts::mount_one(root.as_fd(), m, cgroups)?;
+    for entry in spec.mounts().iter().flatten() {
+        mounts::mount_one(m, root.as_fd(), entry, cgroups)?;
     }
     create_devices(root.as_fd(), spec)?;
     if tty {
@@ -111,7 +110,7 @@ pub fn prepare(
     }
     // OCI hooks that must see the container's mounts, not yet its root.
     before_pivot().map_err(RootfsError::Hook)?;
-    pivot_into(&root)?;
+    m.pivot_root(root.as_fd())?;
     drop(root);
     let root = resolve::open_dir(Path::new("/"))?;
     if let Some(propagation) = spec
@@ -119,7 +118,7 @@ pub fn prepare(
         .as_ref()
         .and_then(|l| l.rootfs_propagation().clone())
     {
-        set_root_propagation(&propagation)?;
+        set_root_propagation(m, &propagation)?;
     }
     if let Some(linux) = spec.linux() {
         for (key, value) in linux.sysctl().iter().flatten() {
@@ -127,35 +126,37 @@ pub fn prepare(
         }
         let null = open_dev_null(root.as_fd())?;
         for path in linux.masked_paths().iter().flatten() {
-            mask(root.as_fd(), &null, Path::new(path))?;
+            mask(m, root.as_fd(), &null, Path::new(path))?;
         }
         for path in linux.readonly_paths().iter().flatten() {
-            make_read_only(root.as_fd(), Path::new(path))?;
+            make_read_only(m, root.as_fd(), Path::new(path))?;
         }
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         // The root mount alone: /dev, /proc, tmpfs and volumes keep their own flags.
-        mounts::set_read_only(&root).map_err(sys("read-only root", Path::new("/")))?;
+        m.set_read_only(root.as_fd())
+            .map_err(sys("read-only root", Path::new("/")))?;
     }
     Ok(())
 }
 
-fn mount_root(root: &Path, source: &RootSource) -> Result<(), RootfsError> {
+fn mount_root(m: &dyn Mounts, root: &Path, source: &RootSource) -> Result<(), RootfsError> {
     match source {
         // A mount point of its own, which pivot_root needs; recursive, so that what the caller
         // mounted inside the bundle stays.
-        RootSource::Bundle => mount(
-            Some(root),
-            root,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|source| RootfsError::Mount {
-            what: "the bundle's root".into(),
-            path: root.to_path_buf(),
-            source,
-        }),
+        RootSource::Bundle => m
+            .mount(
+                Some(root),
+                root,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|source| RootfsError::Mount {
+                what: "the bundle's root".into(),
+                path: root.to_path_buf(),
+                source,
+            }),
         RootSource::Overlay { lower, upper, work } => {
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -163,8 +164,8 @@ fn mount_root(root: &Path, source: &RootSource) -> Result<(), RootfsError> {
                 upper.display(),
                 work.display()
             );
-            mount(
-                Some("overlay"),
+            m.mount(
+                Some(Path::new("overlay")),
                 root,
                 Some("overlay"),
                 MsFlags::empty(),
@@ -249,17 +250,8 @@ fn make_device(root: BorrowedFd, device: &LinuxDevice) -> Result<(), RootfsError
     .map_err(sys("chown", path))
 }
 
-/// pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only the new root.
-fn pivot_into(root: &OwnedFd) -> Result<(), RootfsError> {
-    let here = Path::new(".");
-    nix::unistd::fchdir(root).map_err(sys("chdir", here))?;
-    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", here))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root", Path::new("/")))?;
-    nix::unistd::chdir("/").map_err(sys("chdir", Path::new("/")))
-}
-
 /// `linux.rootfsPropagation`, applied to the whole tree under the new root.
-fn set_root_propagation(value: &str) -> Result<(), RootfsError> {
+fn set_root_propagation(m: &dyn Mounts, value: &str) -> Result<(), RootfsError> {
     let flags = match value {
         "private" => MsFlags::MS_PRIVATE,
         "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
@@ -275,8 +267,9 @@ fn set_root_propagation(value: &str) -> Result<(), RootfsError> {
             ))
         }
     };
-    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
-        .map_err(sys("set the propagation of", Path::new("/")))
+    let slash = Path::new("/");
+    m.mount(None, slash, None, flags, None)
+        .map_err(sys("set the propagation of", slash))
 }
 
 /// One `linux.sysctl` entry, written through the container's own /proc (so a namespaced key such
@@ -325,7 +318,7 @@ fn open_dev_null(root: BorrowedFd) -> Result<OwnedFd, RootfsError> {
 }
 
 /// Hides a host path: /dev/null over a file, an empty read-only tmpfs over a directory.
-fn mask(root: BorrowedFd, null: &OwnedFd, path: &Path) -> Result<(), RootfsError> {
+fn mask(m: &dyn Mounts, root: BorrowedFd, null: &OwnedFd, path: &Path) -> Result<(), RootfsError> {
     let target = match resolve::open_in(root, path, OFlag::O_PATH, ResolveFlag::RESOLVE_NO_SYMLINKS)
     {
         Err(nix::Error::ENOENT) => return Ok(()),
@@ -334,15 +327,20 @@ fn mask(root: BorrowedFd, null: &OwnedFd, path: &Path) -> Result<(), RootfsError
     let is_dir = nix::sys::stat::fstat(&target)
         .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR);
     let result = if is_dir {
-        mount(
-            Some("tmpfs"),
+        m.mount(
+            Some(Path::new("tmpfs")),
             &resolve::proc_path(&target),
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
-            None::<&str>,
+            None,
         )
     } else {
-        mounts::bind(null, &target, MsFlags::empty(), MsFlags::empty())
+        m.bind(
+            null.as_fd(),
+            target.as_fd(),
+            MsFlags::empty(),
+            MsFlags::empty(),
+        )
     };
     result.map_err(|source| RootfsError::Mount {
         what: "mask".into(),
@@ -351,7 +349,7 @@ fn mask(root: BorrowedFd, null: &OwnedFd, path: &Path) -> Result<(), RootfsError
     })
 }
 
-fn make_read_only(root: BorrowedFd, path: &Path) -> Result<(), RootfsError> {
+fn make_read_only(m: &dyn Mounts, root: BorrowedFd, path: &Path) -> Result<(), RootfsError> {
     let target = match resolve::open_in(root, path, OFlag::O_PATH, ResolveFlag::RESOLVE_NO_SYMLINKS)
     {
         Err(nix::Error::ENOENT) => return Ok(()),
@@ -362,7 +360,8 @@ fn make_read_only(root: BorrowedFd, path: &Path) -> Result<(), RootfsError> {
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    mounts::bind(&target, &target, flags, MsFlags::empty()).map_err(|source| RootfsError::Mount {
+    let bound = m.bind(target.as_fd(), target.as_fd(), flags, MsFlags::empty());
+    bound.map_err(|source| RootfsError::Mount {
         what: "read-only bind".into(),
         path: path.to_path_buf(),
         source,
@@ -370,7 +369,7 @@ fn make_read_only(root: BorrowedFd, path: &Path) -> Result<(), RootfsError> {
 }
 
 /// Binds the terminal's slave over /dev/console, as a console-attached init expects.
-pub fn bind_console(slave: &impl AsFd) -> Result<(), RootfsError> {
+pub fn bind_console(m: &dyn Mounts, slave: BorrowedFd) -> Result<(), RootfsError> {
     let console = Path::new("/dev/console");
     let root = resolve::open_dir(Path::new("/"))?;
     let target = resolve::open_in(
@@ -380,11 +379,10 @@ pub fn bind_console(slave: &impl AsFd) -> Result<(), RootfsError> {
         ResolveFlag::RESOLVE_NO_SYMLINKS,
     )
     .map_err(sys("open", console))?;
-    mounts::bind(slave, &target, MsFlags::empty(), MsFlags::empty()).map_err(|source| {
-        RootfsError::Mount {
+    m.bind(slave, target.as_fd(), MsFlags::empty(), MsFlags::empty())
+        .map_err(|source| RootfsError::Mount {
             what: "the terminal".into(),
             path: console.to_path_buf(),
             source,
-        }
-    })
+        })
 }

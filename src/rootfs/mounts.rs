@@ -2,11 +2,12 @@
 //! inside the root so a symlink in the image cannot send a mount elsewhere.
 
 use nix::fcntl::{OFlag, ResolveFlag};
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
 
-use super::{resolve, RootfsError};
+use super::{resolve, Mounts, RootfsError};
 use crate::cgroups::Hierarchies;
 
 /// Splits OCI mount options into mount(2) flags, propagation flags and the filesystem's data string.
@@ -67,7 +68,12 @@ pub fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
 /// Mounts `m` onto its destination under `root`. The destination is opened (and made if missing)
 /// inside the root by descriptor, and the mount is made on that descriptor: a symlink planted in the
 /// image or swapped in by another container sharing a volume cannot send it anywhere else.
-pub fn mount_one(root: BorrowedFd, m: &Mount, cgroups: &Hierarchies) -> Result<(), RootfsError> {
+pub fn mount_one(
+    mounts: &dyn Mounts,
+    root: BorrowedFd,
+    m: &Mount,
+    cgroups: &Hierarchies,
+) -> Result<(), RootfsError> {
     let destination = m.destination();
     let (flags, propagation, data) = parse_options(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("bind");
@@ -102,24 +108,25 @@ pub fn mount_one(root: BorrowedFd, m: &Mount, cgroups: &Hierarchies) -> Result<(
             nix::sys::stat::Mode::empty(),
         )
         .map_err(mount_err)?;
-        bind(&source, &target, flags, propagation).map_err(mount_err)?;
+        mounts
+            .bind(source.as_fd(), target.as_fd(), flags, propagation)
+            .map_err(mount_err)?;
     } else if typ == "cgroup" {
-        super::cgroupfs::mount_view(cgroups, root, destination, &target, flags)
+        super::cgroupfs::mount_view(mounts, cgroups, root, destination, &target, flags)
             .map_err(mount_err)?;
     } else {
         let data = (!data.is_empty()).then_some(data.as_str());
-        mount(source, &resolve::proc_path(&target), Some(typ), flags, data).map_err(mount_err)?;
+        let target = resolve::proc_path(&target);
+        mounts
+            .mount(source, &target, Some(typ), flags, data)
+            .map_err(mount_err)?;
         if !propagation.is_empty() {
             // The new mount is reached by resolving the destination again.
             let mounted = resolve::mkdir_all(root, destination, ResolveFlag::RESOLVE_NO_SYMLINKS)?;
-            mount(
-                None::<&str>,
-                &resolve::proc_path(&mounted),
-                None::<&str>,
-                propagation,
-                None::<&str>,
-            )
-            .map_err(mount_err)?;
+            let mounted: &Path = &resolve::proc_path(&mounted);
+            mounts
+                .mount(None, mounted, None, propagation, None)
+                .map_err(mount_err)?;
         }
     }
     Ok(())
