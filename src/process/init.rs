@@ -143,80 +143,30 @@ fn close_all_but(sys: &dyn Syscall, keep: &[RawFd]) -> nix::Result<()> {
     sys.close_range(next, u32::MAX)
 }
 
+/// Waits for the parent's go, enters the container (an init builds it), then makes the process
+/// what the Spec says, dropping privileges step by step, and execs its command.
 fn setup_and_exec(
     sys: &dyn Syscall,
     cfg: &ChildConfig,
     sock: &OwnedFd,
     stub: &OwnedFd,
 ) -> Result<Infallible, InitError> {
-    let spec = cfg.spec;
     let state = wait_for_release(sock)?;
-    for file in &cfg.join_cgroups {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(file)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, b"0"))
-            .map_err(|e| setup_err(&format!("joining cgroup {}", file.display()))(&e))?;
-    }
-    let process = spec
+    join_cgroups(&cfg.join_cgroups)?;
+    let process = cfg
+        .spec
         .process()
         .as_ref()
         .ok_or_else(|| InitError::Setup("the spec has no process".into()))?;
     let tty = process.terminal().unwrap_or(false);
-    match &cfg.role {
-        Role::Init {
-            root,
-            network,
-            cgroups,
-            join,
-            new_keyring,
-        } => {
-            for (fd, kind) in join {
-                sys.set_namespace(fd.as_fd(), *kind)
-                    .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
-            }
-            if *new_keyring {
-                join_new_session_keyring()?;
-            }
-            if has_new_namespace(spec, LinuxNamespaceType::Cgroup) {
-                sys.unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                    .map_err(|e| setup_err("cgroup namespace")(&e))?;
-            }
-            if has_namespace(spec, LinuxNamespaceType::Uts) {
-                if let Some(hostname) = spec.hostname() {
-                    sys.set_hostname(hostname)
-                        .map_err(|e| setup_err("hostname")(&e))?;
-                }
-            }
-            crate::network::setup_in_namespace(*network).map_err(|e| setup_err("network")(&e))?;
-            let mut before_pivot = || container_hooks(cfg, sock, &state);
-            crate::rootfs::prepare(sys.mounts(), spec, root, cgroups, tty, &mut before_pivot)
-                .map_err(|e| match e {
-                    crate::rootfs::RootfsError::Hook(message) => InitError::Setup(message),
-                    e => setup_err("root filesystem")(&e),
-                })?;
-        }
-        Role::Exec { namespaces } => {
-            // The mount namespace comes last: joining it moves root and cwd into the container.
-            for (fd, kind) in namespaces {
-                sys.set_namespace(fd.as_fd(), *kind)
-                    .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
-            }
-        }
-    }
-
+    enter_container(sys, cfg, sock, &state, tty)?;
     sys.set_session().map_err(|e| setup_err("setsid")(&e))?;
     if tty {
         attach_terminal(sys, sock, matches!(cfg.role, Role::Init { .. }))?;
     }
     let workdir = open_working_directory(process.cwd())?;
     apply_rlimits(sys, process)?;
-    if let Some(nice) = process.scheduler().as_ref().and_then(|s| *s.nice()) {
-        // SAFETY: plain syscall on our own process.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-            return Err(setup_err("nice")(&nix::Error::last()));
-        }
-    }
+    apply_nice(process)?;
 
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args: Vec<String> = process.args().clone().unwrap_or_default();
@@ -233,21 +183,7 @@ fn setup_and_exec(
         // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while poc still has it.
         install_seccomp(sys, cfg)?;
     }
-    if let Some(caps) = process.capabilities() {
-        sys.set_bounding(caps)
-            .map_err(|e| setup_err("capabilities")(&e))?;
-    }
-    set_user(sys, process)?;
-    // As the user, without effective capabilities (setuid cleared them): a directory it may not
-    // enter is refused, as runc does.
-    sys.enter_directory(workdir.as_fd())
-        .map_err(|e| setup_err(&format!("working directory {}", process.cwd().display()))(&e))?;
-    check_inside_root(process.cwd())?;
-    if let Some(caps) = process.capabilities() {
-        // For any user, as runc: the Spec decides (poc's own Specs give a non-root user none).
-        sys.set_capabilities(caps)
-            .map_err(|e| setup_err("capabilities")(&e))?;
-    }
+    become_user(sys, process, &workdir)?;
     if let Some(gate) = &cfg.gate {
         wait_at_gate(sock, gate)?;
         if let Some(hooks) = cfg.hooks.and_then(|h| h.start_container().as_ref()) {
@@ -266,6 +202,105 @@ fn setup_and_exec(
     }
     sys.reset_signals();
     exec_through_stub(sys, sock, stub, &path, &args, &env)
+}
+
+/// cgroup v1 `tasks` files: the child joins them itself, before anything else.
+fn join_cgroups(files: &[PathBuf]) -> Result<(), InitError> {
+    for file in files {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"0"))
+            .map_err(|e| setup_err(&format!("joining cgroup {}", file.display()))(&e))?;
+    }
+    Ok(())
+}
+
+/// An init makes its container: namespaces it joins or makes, hostname, network, and the root
+/// filesystem it pivots into. An exec'd process joins the init's namespaces.
+fn enter_container(
+    sys: &dyn Syscall,
+    cfg: &ChildConfig,
+    sock: &OwnedFd,
+    state: &[u8],
+    tty: bool,
+) -> Result<(), InitError> {
+    let spec = cfg.spec;
+    let (root, network, cgroups, join, new_keyring) = match &cfg.role {
+        Role::Init {
+            root,
+            network,
+            cgroups,
+            join,
+            new_keyring,
+        } => (root, *network, cgroups, join, *new_keyring),
+        // The mount namespace comes last: joining it moves root and cwd into the container.
+        Role::Exec { namespaces } => return join_namespaces(sys, namespaces),
+    };
+    join_namespaces(sys, join)?;
+    if new_keyring {
+        join_new_session_keyring()?;
+    }
+    if has_new_namespace(spec, LinuxNamespaceType::Cgroup) {
+        sys.unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| setup_err("cgroup namespace")(&e))?;
+    }
+    if has_namespace(spec, LinuxNamespaceType::Uts) {
+        if let Some(hostname) = spec.hostname() {
+            sys.set_hostname(hostname)
+                .map_err(|e| setup_err("hostname")(&e))?;
+        }
+    }
+    crate::network::setup_in_namespace(network).map_err(|e| setup_err("network")(&e))?;
+    let mut before_pivot = || container_hooks(cfg, sock, state);
+    crate::rootfs::prepare(sys.mounts(), spec, root, cgroups, tty, &mut before_pivot).map_err(|e| {
+        match e {
+            crate::rootfs::RootfsError::Hook(message) => InitError::Setup(message),
+            e => setup_err("root filesystem")(&e),
+        }
+    })
+}
+
+fn join_namespaces(
+    sys: &dyn Syscall,
+    namespaces: &[(OwnedFd, nix::sched::CloneFlags)],
+) -> Result<(), InitError> {
+    for (fd, kind) in namespaces {
+        sys.set_namespace(fd.as_fd(), *kind)
+            .map_err(|e| setup_err(&format!("joining the {kind:?} namespace"))(&e))?;
+    }
+    Ok(())
+}
+
+fn apply_nice(process: &Process) -> Result<(), InitError> {
+    if let Some(nice) = process.scheduler().as_ref().and_then(|s| *s.nice()) {
+        // SAFETY: plain syscall on our own process.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            return Err(setup_err("nice")(&nix::Error::last()));
+        }
+    }
+    Ok(())
+}
+
+/// The bounding set lowered, then the user (groups, gid, uid), the working directory entered as
+/// that user, and the Spec's capability sets.
+fn become_user(sys: &dyn Syscall, process: &Process, workdir: &OwnedFd) -> Result<(), InitError> {
+    if let Some(caps) = process.capabilities() {
+        sys.set_bounding(caps)
+            .map_err(|e| setup_err("capabilities")(&e))?;
+    }
+    set_user(sys, process)?;
+    // As the user, without effective capabilities (setuid cleared them): a directory it may not
+    // enter is refused, as runc does.
+    sys.enter_directory(workdir.as_fd())
+        .map_err(|e| setup_err(&format!("working directory {}", process.cwd().display()))(&e))?;
+    check_inside_root(process.cwd())?;
+    if let Some(caps) = process.capabilities() {
+        // For any user, as runc: the Spec decides (poc's own Specs give a non-root user none).
+        sys.set_capabilities(caps)
+            .map_err(|e| setup_err("capabilities")(&e))?;
+    }
+    Ok(())
 }
 
 fn install_seccomp(sys: &dyn Syscall, cfg: &ChildConfig) -> Result<(), InitError> {
