@@ -15,6 +15,9 @@ use crate::rootfs::{LinuxMounts, Mounts};
 use crate::security::seccomp::Filter;
 use crate::security::SecurityError;
 
+#[cfg(test)]
+pub mod recording;
+
 /// The calls that decide what a container process can reach, in the order init.rs makes them.
 pub trait Syscall {
     /// The mount calls of the root filesystem.
