@@ -3,7 +3,8 @@
 //! cgroup namespace, hostname, network and root filesystem, or an exec'd process's namespaces; then
 //! terminal, rlimits, nice, privileges, user, working directory (resolved inside the root, entered
 //! as the user), seccomp, and the exec of the command through the sealed stub.
-//! Runs in the cloned child only; it never returns into poc's own code.
+//! Runs in the cloned child only; it never returns into poc's own code. The security-relevant calls
+//! go through `Syscall` (syscall.rs), so that init/tests.rs checks this order without root.
 
 mod stdio;
 

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-use super::super::{ChildConfig, ChildStdio, Role, MSG_PTY};
 use super::{setup_err, InitError, Syscall};
+use crate::process::{ChildConfig, ChildStdio, Role, MSG_PTY};
 
 /// The child's stdio becomes its pipes (or /dev/null until its terminal exists), and every other
 /// descriptor it inherited from poc (the cgroup directory, the caller's terminal, logs, poc's own
