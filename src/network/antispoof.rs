@@ -160,6 +160,10 @@ pub fn allow(
 }
 
 fn add_sources(table: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Result<(), NftError> {
+    sources_batch(table, address, address6).commit(&bridge_table(table).label())
+}
+
+fn sources_batch(table: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Batch {
     let t = bridge_table(table);
     let mut batch = Batch::new();
     batch.elements(NFT_MSG_NEWSETELEM, t, SOURCES, &[&source_key(address)]);
@@ -168,12 +172,19 @@ fn add_sources(table: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Re
         let link_local = source6_key(address, link_local_for(address));
         batch.elements(NFT_MSG_NEWSETELEM, t, SOURCES6, &[&global, &link_local]);
     }
-    batch.commit(&t.label())
+    batch
 }
 
 /// Creates the table, its sets and its chain, if no one has: an exclusive create, so that of two
 /// racing creators one builds it and the other finds it.
 fn create(table: &str, subnet: Ipv4Network, with_ipv6: bool) -> Result<(), NftError> {
+    match create_batch(table, subnet, with_ipv6).commit(&bridge_table(table).label()) {
+        Err(e) if e.is_existing() => Ok(()),
+        other => other,
+    }
+}
+
+fn create_batch(table: &str, subnet: Ipv4Network, with_ipv6: bool) -> Batch {
     let t = bridge_table(table);
     let mut batch = Batch::new();
     batch.table(NFT_MSG_NEWTABLE, t, NLM_F_CREATE | NLM_F_EXCL);
@@ -191,10 +202,7 @@ fn create(table: &str, subnet: Ipv4Network, with_ipv6: bool) -> Result<(), NftEr
     for exprs in source_checks(subnet, with_ipv6) {
         batch.rule(t, "prerouting", &exprs);
     }
-    match batch.commit(&t.label()) {
-        Err(e) if e.is_existing() => Ok(()),
-        other => other,
-    }
+    batch
 }
 
 /// The chain's rules, for the bridge of `subnet`:
@@ -408,6 +416,24 @@ fn ipv6_checks() -> Vec<Vec<Expr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::nft::assert_golden;
+
+    #[test]
+    fn the_source_checks_are_sent_as_before() {
+        let subnet = "10.77.0.0/16".parse().unwrap();
+        assert_golden("antispoof-create", create_batch("poc-poc0", subnet, false));
+        assert_golden(
+            "antispoof-create-ipv6",
+            create_batch("poc-poc0", subnet, true),
+        );
+        let address = Ipv4Addr::new(10, 77, 0, 2);
+        assert_golden("antispoof-allow", sources_batch("poc-poc0", address, None));
+        let address6 = "fd77:1::2".parse().ok();
+        assert_golden(
+            "antispoof-allow-ipv6",
+            sources_batch("poc-poc0", address, address6),
+        );
+    }
 
     #[test]
     fn the_mac_and_group_follow_the_address() {

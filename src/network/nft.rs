@@ -580,6 +580,12 @@ const IPV6: Layout = Layout {
 /// Replaces poc's tables with exactly `table`: created if missing, emptied and refilled otherwise,
 /// in one atomic batch (both families at once on a network with IPv6).
 pub fn apply(table: &NatTable) -> Result<(), NftError> {
+    let (batch, labels) = nat_batch(table);
+    batch.commit(&labels)
+}
+
+/// The batch that [`apply`] commits, and the tables it names.
+fn nat_batch(table: &NatTable) -> (Batch, String) {
     let mut batch = Batch::new();
     let v4 = Table {
         family: NFPROTO_IPV4,
@@ -618,7 +624,7 @@ pub fn apply(table: &NatTable) -> Result<(), NftError> {
         fill(&mut batch, v6, &table.bridge, masquerade6, published);
         labels.push(v6.label());
     }
-    batch.commit(&labels.join(", "))
+    (batch, labels.join(", "))
 }
 
 /// What makes published ports answer on the host's 127.0.0.1 (IPv4 only: the kernel never routes
@@ -827,18 +833,127 @@ fn forward_into(bridge: &str) -> Vec<Vec<Expr>> {
 
 /// Removes the tables in one batch; missing ones are fine.
 pub fn remove(tables: &[Table]) -> Result<(), NftError> {
+    let labels: Vec<String> = tables.iter().map(Table::label).collect();
+    removal_batch(tables).commit(&labels.join(", "))
+}
+
+fn removal_batch(tables: &[Table]) -> Batch {
     let mut batch = Batch::new();
     for t in tables {
         batch.table(NFT_MSG_NEWTABLE, *t, NLM_F_CREATE);
         batch.table(NFT_MSG_DELTABLE, *t, 0);
     }
-    let labels: Vec<String> = tables.iter().map(Table::label).collect();
-    batch.commit(&labels.join(", "))
+    batch
+}
+
+/// Golden batches: the bytes poc sends the kernel, kept in `src/network/testdata/` as hex, 16
+/// bytes a line, so that a change to the encoder that changes what the kernel gets shows up here.
+/// `POC_BLESS=1 cargo test` writes them anew after a change meant to alter them.
+#[cfg(test)]
+pub(super) fn assert_golden(case: &str, batch: Batch) {
+    let mut batch = batch;
+    batch.message(NFNL_MSG_BATCH_END, 0, 0, &Attrs::default());
+    let hex: String = batch
+        .buf
+        .chunks(16)
+        .map(|line| {
+            let bytes: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+            bytes.join(" ") + "\n"
+        })
+        .collect();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/network/testdata")
+        .join(format!("{case}.hex"));
+    if std::env::var_os("POC_BLESS").is_some() {
+        std::fs::write(&path, &hex).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        golden == hex,
+        "{case}: the batch differs from {}",
+        path.display()
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::{PortMapping, Published};
+
+    fn published(text: &str, address: &str, address6: Option<&str>) -> Vec<Published> {
+        let spec = crate::network::parse_ports(text).unwrap();
+        spec.0
+            .into_iter()
+            .enumerate()
+            .map(|(i, port): (usize, PortMapping)| Published {
+                port: PortMapping {
+                    host_port: if port.host_port == 0 {
+                        49153 + i as u16
+                    } else {
+                        port.host_port
+                    },
+                    ..port
+                },
+                address: address.parse().unwrap(),
+                address6: address6.map(|a| a.parse().unwrap()),
+            })
+            .collect()
+    }
+
+    fn nat_table(name: &str, bridge: &str, subnet: &str, subnet6: Option<&str>) -> NatTable {
+        NatTable {
+            name: name.into(),
+            bridge: bridge.into(),
+            subnet: subnet.parse().unwrap(),
+            subnet6: subnet6.map(|s| s.parse().unwrap()),
+            ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_default_networks_table_is_sent_as_before() {
+        let (batch, labels) = nat_batch(&nat_table("poc-poc0", "poc0", "10.77.0.0/16", None));
+        assert_eq!(labels, "ip poc-poc0");
+        assert_golden("default", batch);
+    }
+
+    #[test]
+    fn a_named_networks_table_with_published_ports_is_sent_as_before() {
+        let mut t = nat_table("poc-pocb0123456789", "pocb0123456789", "10.78.3.0/24", None);
+        t.ports.extend(published("8080:80", "10.78.3.2", None));
+        t.ports
+            .extend(published("127.0.0.1:5353:53/udp", "10.78.3.2", None));
+        t.ports
+            .extend(published("8000-8002:90-92", "10.78.3.3", None));
+        t.ports.extend(published("7000/udp", "10.78.3.4", None));
+        assert_golden("named-ports", nat_batch(&t).0);
+    }
+
+    #[test]
+    fn an_ipv6_networks_tables_are_sent_as_before() {
+        let mut t = nat_table("poc-pocb6", "pocb6", "10.79.0.0/16", Some("fd77:1::/64"));
+        t.ports
+            .extend(published("8080:80", "10.79.0.2", Some("fd77:1::2")));
+        t.ports.extend(published(
+            "127.0.0.1:9000-9001:90-91/udp",
+            "10.79.0.2",
+            Some("fd77:1::2"),
+        ));
+        t.ports
+            .extend(published("53/udp", "10.79.0.5", Some("fd77:1::5")));
+        let (batch, labels) = nat_batch(&t);
+        assert_eq!(labels, "ip poc-pocb6, ip6 poc-pocb6");
+        assert_golden("ipv6-ports", batch);
+    }
+
+    #[test]
+    fn a_networks_removal_is_sent_as_before() {
+        let tables = [NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_BRIDGE].map(|family| Table {
+            family,
+            name: "poc-poc0",
+        });
+        assert_golden("remove", removal_batch(&tables));
+    }
 
     #[test]
     fn attributes_are_aligned_and_nested_flagged() {
