@@ -23,12 +23,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::Ipv4Network;
 
-use super::nft::{
-    Batch, Expr, NftError, Table, NFPROTO_BRIDGE, NFT_CMP_NEQ, NFT_META_IIFGROUP, NFT_META_L4PROTO,
-    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_PAYLOAD_LL_HEADER, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NF_ACCEPT, NF_DROP, NLM_F_CREATE, NLM_F_EXCL,
-    REG_1,
-};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+
+use super::nft::nf_tables::*;
+use super::nft::{Batch, Expr, NftError, Table};
 
 /// The first two bytes of a container's MAC, followed by its IPv4 address (as Docker does): locally
 /// administered and unicast, unique on the bridge because addresses are, and known without a lookup.
@@ -58,7 +56,6 @@ const SOURCE_KEY_LEN: usize = 4 + 8 + 4;
 /// The IPv6 key: the same group and MAC, and 16 bytes of address (registers 11-14).
 const SOURCE6_KEY_LEN: usize = 4 + 8 + 16;
 
-const NF_BR_PRE_ROUTING: u32 = 0;
 /// The bridge family's filter priority. Any prerouting priority would do: the bridge learns a source
 /// MAC only after prerouting, so a dropped frame teaches it nothing.
 const PRIORITY_BRIDGE_FILTER: i32 = -200;
@@ -309,7 +306,7 @@ fn ipv6_checks() -> Vec<Vec<Expr>> {
         vec![
             Expr::Meta {
                 key: NFT_META_L4PROTO,
-                dreg: REG_1,
+                dreg: NFT_REG_1,
             },
             Expr::equals(&[IPPROTO_ICMPV6]),
             Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1),

@@ -684,15 +684,15 @@ pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
     let name = bridge.table();
     nft::remove(&[
         nft::Table {
-            family: nft::NFPROTO_IPV4,
+            family: nft::nf_tables::NFPROTO_IPV4,
             name: &name,
         },
         nft::Table {
-            family: nft::NFPROTO_IPV6,
+            family: nft::nf_tables::NFPROTO_IPV6,
             name: &name,
         },
         nft::Table {
-            family: nft::NFPROTO_BRIDGE,
+            family: nft::nf_tables::NFPROTO_BRIDGE,
             name: &name,
         },
     ])?;
