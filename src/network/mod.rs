@@ -29,7 +29,7 @@ pub use attach::{attach, prepare, release};
 pub use bridge::{bridge_exists, ensure_bridge, holders, lock, remove, sync_ports};
 pub use etc_files::{hosts_file, resolv_conf};
 pub use namespace::{setup_in_namespace, NamespacePlan};
-pub use ports::{parse_ports, PortMapping, PortSpec, Protocol, Published};
+pub use ports::{parse_port, parse_ports, PortMapping, PortSpec, Protocol, Published};
 pub use rtnl::RtnlError;
 
 #[derive(Debug, thiserror::Error)]

@@ -25,10 +25,21 @@ impl Protocol {
             Protocol::Udp => "udp",
         }
     }
+
+    /// `SPEC[/tcp|udp]` (`-p`, `poc port`): the text before the protocol, and the protocol (tcp when
+    /// none is given).
+    pub fn split_from(text: &str) -> Result<(&str, Protocol), String> {
+        match text.rsplit_once('/') {
+            Some((spec, "tcp")) => Ok((spec, Protocol::Tcp)),
+            Some((spec, "udp")) => Ok((spec, Protocol::Udp)),
+            Some((_, other)) => Err(format!("unknown protocol '{other}' (tcp or udp)")),
+            None => Ok((text, Protocol::Tcp)),
+        }
+    }
 }
 
 /// One published port. `host_port` 0 (from `-p CONTAINER_PORT`) asks for any free host port, which
-/// [`prepare`] picks and records.
+/// [`super::prepare`] picks and records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortMapping {
     pub host_ip: Option<Ipv4Addr>,
@@ -48,64 +59,41 @@ pub struct PortSpec(pub Vec<PortMapping>);
 const MAX_PORTS_PER_PUBLISH: usize = 1000;
 
 pub fn parse_ports(text: &str) -> Result<PortSpec, String> {
-    let (spec, protocol) = match text.rsplit_once('/') {
-        Some((spec, "tcp")) => (spec, Protocol::Tcp),
-        Some((spec, "udp")) => (spec, Protocol::Udp),
-        Some((_, other)) => {
-            return Err(format!("'{text}': unknown protocol '{other}' (tcp or udp)"))
-        }
-        None => (text, Protocol::Tcp),
-    };
-    let syntax = || {
-        format!(
-            "'{text}' is not [[IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp] (ports or ranges like 8000-8010)"
-        )
-    };
+    let within = |e: String| format!("'{text}': {e}");
+    let (spec, protocol) = Protocol::split_from(text).map_err(within)?;
     let parts: Vec<&str> = spec.split(':').collect();
     let (ip, host, container) = match parts.as_slice() {
         [c] => (None, None, *c),
         [h, c] => (None, Some(*h), *c),
         [ip, h, c] => (Some(*ip), Some(*h).filter(|h| !h.is_empty()), *c),
-        _ => return Err(syntax()),
+        _ => {
+            return Err(format!(
+                "'{text}' is not [[IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp] (ports or ranges like 8000-8010)"
+            ))
+        }
     };
     let host_ip = match ip {
         None | Some("") | Some("0.0.0.0") => None,
         Some(ip) => Some(
             ip.parse::<Ipv4Addr>()
-                .map_err(|_| format!("'{text}': '{ip}' is not an IPv4 address"))?,
+                .map_err(|_| within(format!("'{ip}' is not an IPv4 address")))?,
         ),
     };
-    let range = |p: &str| -> Result<(u16, u16), String> {
-        let port = |p: &str| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("'{text}': '{p}' is not a port (1-65535)"))
-        };
-        let (first, last) = match p.split_once('-') {
-            Some((a, b)) => (port(a)?, port(b)?),
-            None => (port(p)?, port(p)?),
-        };
-        if first > last {
-            return Err(format!("'{text}': the range {p} runs backwards"));
-        }
-        Ok((first, last))
-    };
-    let (c_first, c_last) = range(container)?;
+    let (c_first, c_last) = parse_range(container).map_err(within)?;
     let count = usize::from(c_last - c_first) + 1;
     if count > MAX_PORTS_PER_PUBLISH {
-        return Err(format!(
-            "'{text}': at most {MAX_PORTS_PER_PUBLISH} ports per -p"
-        ));
+        return Err(within(format!(
+            "at most {MAX_PORTS_PER_PUBLISH} ports per -p"
+        )));
     }
     let host_first = match host {
         None => None,
         Some(h) => {
-            let (h_first, h_last) = range(h)?;
+            let (h_first, h_last) = parse_range(h).map_err(within)?;
             if usize::from(h_last - h_first) + 1 != count {
-                return Err(format!(
-                    "'{text}': the host range {h} and the container range {container} differ in length"
-                ));
+                return Err(within(format!(
+                    "the host range {h} and the container range {container} differ in length"
+                )));
             }
             Some(h_first)
         }
@@ -122,18 +110,40 @@ pub fn parse_ports(text: &str) -> Result<PortSpec, String> {
     ))
 }
 
-impl std::fmt::Display for PortMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+/// `PORT` or `FIRST-LAST`.
+fn parse_range(text: &str) -> Result<(u16, u16), String> {
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (parse_port(a)?, parse_port(b)?),
+        None => (parse_port(text)?, parse_port(text)?),
+    };
+    if first > last {
+        return Err(format!("the range {text} runs backwards"));
+    }
+    Ok((first, last))
+}
+
+/// A port number, 1-65535 (`-p`, `poc port`).
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("'{text}' is not a port (1-65535)"))
+}
+
+impl PortMapping {
+    /// `IP:PORT` on the host (0.0.0.0 for all its addresses), as Docker prints it.
+    pub fn host_side(&self) -> String {
         let ip = self
             .host_ip
             .map_or("0.0.0.0".to_string(), |ip| ip.to_string());
-        write!(
-            f,
-            "{ip}:{}->{}/{}",
-            self.host_port,
-            self.container_port,
-            self.protocol.name()
-        )
+        format!("{ip}:{}", self.host_port)
+    }
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let (container_port, protocol) = (self.container_port, self.protocol.name());
+        write!(f, "{}->{container_port}/{protocol}", self.host_side())
     }
 }
 
@@ -206,5 +216,17 @@ mod tests {
         ] {
             assert!(parse_ports(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_ports("80:80/sctp").unwrap_err(),
+            "'80:80/sctp': unknown protocol 'sctp' (tcp or udp)"
+        );
+        assert_eq!(
+            parse_ports("8010-8000:90-80").unwrap_err(),
+            "'8010-8000:90-80': the range 90-80 runs backwards"
+        );
+        assert_eq!(
+            parse_ports("0:80").unwrap_err(),
+            "'0:80': '0' is not a port (1-65535)"
+        );
     }
 }
