@@ -456,7 +456,7 @@ mod tests {
     use crate::network::nft::assert_golden;
 
     #[test]
-    fn the_source_checks_are_sent_as_before() {
+    fn the_source_checks_match_their_golden_batches() {
         let subnet = "10.77.0.0/16".parse().unwrap();
         assert_golden("antispoof-create", create_batch("poc-poc0", subnet, false));
         assert_golden(

@@ -300,9 +300,11 @@ fn removal_batch(tables: &[Table]) -> Batch {
 
 #[cfg(test)]
 mod tests {
-    use super::super::assert_golden;
     use super::*;
+    use crate::network::nft::assert_golden;
 
+    /// The mappings of one `-p`, leading to `address`; a port left to poc gets one from 49153 up,
+    /// as `prepare` would pick on an idle host.
     fn published(text: &str, address: &str, address6: Option<&str>) -> Vec<Published> {
         let spec = crate::network::parse_ports(text).unwrap();
         spec.0
@@ -334,14 +336,14 @@ mod tests {
     }
 
     #[test]
-    fn the_default_networks_table_is_sent_as_before() {
+    fn the_default_networks_table_matches_its_golden_batch() {
         let (batch, labels) = nat_batch(&nat_table("poc-poc0", "poc0", "10.77.0.0/16", None));
         assert_eq!(labels, "ip poc-poc0");
         assert_golden("default", batch);
     }
 
     #[test]
-    fn a_named_networks_table_with_published_ports_is_sent_as_before() {
+    fn a_named_networks_table_with_published_ports_matches_its_golden_batch() {
         let mut t = nat_table("poc-pocb0123456789", "pocb0123456789", "10.78.3.0/24", None);
         t.ports.extend(published("8080:80", "10.78.3.2", None));
         t.ports
@@ -353,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_networks_tables_are_sent_as_before() {
+    fn an_ipv6_networks_tables_match_their_golden_batch() {
         let mut t = nat_table("poc-pocb6", "pocb6", "10.79.0.0/16", Some("fd77:1::/64"));
         t.ports
             .extend(published("8080:80", "10.79.0.2", Some("fd77:1::2")));
@@ -370,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn a_networks_removal_is_sent_as_before() {
+    fn a_networks_removal_matches_its_golden_batch() {
         let tables = [NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_BRIDGE].map(|family| Table {
             family,
             name: "poc-poc0",
