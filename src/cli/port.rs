@@ -3,7 +3,7 @@
 
 use crate::config::Paths;
 use crate::container::state;
-use crate::network::{PortMapping, Protocol};
+use crate::network::{parse_port, PortMapping, Protocol};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,7 +25,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
                     "{}/{} -> {}",
                     p.container_port,
                     p.protocol.name(),
-                    host_side(p)
+                    p.host_side()
                 );
             }
         }
@@ -42,28 +42,13 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
                 )
                 .into());
             }
-            matching.iter().for_each(|p| println!("{}", host_side(p)));
+            matching.iter().for_each(|p| println!("{}", p.host_side()));
         }
     }
     Ok(0)
 }
 
-fn host_side(p: &PortMapping) -> String {
-    let ip = p.host_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string());
-    format!("{ip}:{}", p.host_port)
-}
-
 fn parse_private_port(text: &str) -> Result<(u16, Protocol), String> {
-    let (port, protocol) = match text.split_once('/') {
-        None => (text, Protocol::Tcp),
-        Some((port, "tcp")) => (port, Protocol::Tcp),
-        Some((port, "udp")) => (port, Protocol::Udp),
-        Some((_, other)) => return Err(format!("unknown protocol '{other}' (tcp or udp)")),
-    };
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("'{port}' is not a port (1-65535)"))?;
-    Ok((port, protocol))
+    let (port, protocol) = Protocol::split_from(text)?;
+    Ok((parse_port(port)?, protocol))
 }

@@ -23,12 +23,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::Ipv4Network;
 
-use super::nft::{
-    Batch, Expr, NftError, Table, NFPROTO_BRIDGE, NFT_CMP_NEQ, NFT_META_IIFGROUP, NFT_META_L4PROTO,
-    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_PAYLOAD_LL_HEADER, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NF_ACCEPT, NF_DROP, NLM_F_CREATE, NLM_F_EXCL,
-    REG_1,
-};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+
+use super::nft::nf_tables::*;
+use super::nft::{Batch, Expr, NftError, Table};
 
 /// The first two bytes of a container's MAC, followed by its IPv4 address (as Docker does): locally
 /// administered and unicast, unique on the bridge because addresses are, and known without a lookup.
@@ -58,7 +56,6 @@ const SOURCE_KEY_LEN: usize = 4 + 8 + 4;
 /// The IPv6 key: the same group and MAC, and 16 bytes of address (registers 11-14).
 const SOURCE6_KEY_LEN: usize = 4 + 8 + 16;
 
-const NF_BR_PRE_ROUTING: u32 = 0;
 /// The bridge family's filter priority. Any prerouting priority would do: the bridge learns a source
 /// MAC only after prerouting, so a dropped frame teaches it nothing.
 const PRIORITY_BRIDGE_FILTER: i32 = -200;
@@ -160,6 +157,10 @@ pub fn allow(
 }
 
 fn add_sources(table: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Result<(), NftError> {
+    sources_batch(table, address, address6).commit(&bridge_table(table).label())
+}
+
+fn sources_batch(table: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Batch {
     let t = bridge_table(table);
     let mut batch = Batch::new();
     batch.elements(NFT_MSG_NEWSETELEM, t, SOURCES, &[&source_key(address)]);
@@ -168,12 +169,19 @@ fn add_sources(table: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> Re
         let link_local = source6_key(address, link_local_for(address));
         batch.elements(NFT_MSG_NEWSETELEM, t, SOURCES6, &[&global, &link_local]);
     }
-    batch.commit(&t.label())
+    batch
 }
 
 /// Creates the table, its sets and its chain, if no one has: an exclusive create, so that of two
 /// racing creators one builds it and the other finds it.
 fn create(table: &str, subnet: Ipv4Network, with_ipv6: bool) -> Result<(), NftError> {
+    match create_batch(table, subnet, with_ipv6).commit(&bridge_table(table).label()) {
+        Err(e) if e.is_existing() => Ok(()),
+        other => other,
+    }
+}
+
+fn create_batch(table: &str, subnet: Ipv4Network, with_ipv6: bool) -> Batch {
     let t = bridge_table(table);
     let mut batch = Batch::new();
     batch.table(NFT_MSG_NEWTABLE, t, NLM_F_CREATE | NLM_F_EXCL);
@@ -191,10 +199,7 @@ fn create(table: &str, subnet: Ipv4Network, with_ipv6: bool) -> Result<(), NftEr
     for exprs in source_checks(subnet, with_ipv6) {
         batch.rule(t, "prerouting", &exprs);
     }
-    match batch.commit(&t.label()) {
-        Err(e) if e.is_existing() => Ok(()),
-        other => other,
-    }
+    batch
 }
 
 /// The chain's rules, for the bridge of `subnet`:
@@ -230,10 +235,7 @@ fn source_checks(subnet: Ipv4Network, with_ipv6: bool) -> Vec<Vec<Expr>> {
         Expr::Bitwise {
             mask: u32::from(subnet.mask()).to_ne_bytes().to_vec(),
         },
-        Expr::Cmp {
-            op: NFT_CMP_NEQ,
-            data: u32::from(subnet.network()).to_ne_bytes().to_vec(),
-        },
+        Expr::differs(&u32::from(subnet.network()).to_ne_bytes()),
         Expr::Verdict(NF_ACCEPT),
     ];
     vec![
@@ -242,7 +244,7 @@ fn source_checks(subnet: Ipv4Network, with_ipv6: bool) -> Vec<Vec<Expr>> {
             ether_type(),
             Expr::equals(&ETH_P_IP),
             group_into(KEY_GROUP),
-            load(NFT_PAYLOAD_LL_HEADER, ETHER_SOURCE, 6, KEY_MAC),
+            ether_source(),
             load(NFT_PAYLOAD_NETWORK_HEADER, IPV4_SOURCE, 4, KEY_ADDRESS),
             lookup(),
             Expr::Verdict(NF_ACCEPT),
@@ -253,7 +255,7 @@ fn source_checks(subnet: Ipv4Network, with_ipv6: bool) -> Vec<Vec<Expr>> {
             Expr::load(NFT_PAYLOAD_NETWORK_HEADER, 0, 6),
             Expr::equals(&ARP_ETHERNET_IPV4),
             group_into(KEY_GROUP),
-            load(NFT_PAYLOAD_LL_HEADER, ETHER_SOURCE, 6, KEY_MAC),
+            ether_source(),
             load(
                 NFT_PAYLOAD_NETWORK_HEADER,
                 ARP_SENDER_ADDRESS,
@@ -273,141 +275,202 @@ fn source_checks(subnet: Ipv4Network, with_ipv6: bool) -> Vec<Vec<Expr>> {
 }
 
 /// The IPv6 rules, for a network with an IPv6 subnet (`icmpv6` below means `meta l4proto icmpv6`,
-/// which finds ICMPv6 behind extension headers too):
-///
+/// which finds ICMPv6 behind extension headers too): in this order,
+/// [`no_router_messages`], [`no_forged_neighbour_advertisements`], [`own_ipv6_sources`] and
+/// [`unspecified_source_solicitations`].
+fn ipv6_checks() -> Vec<Vec<Expr>> {
+    let mut rules = no_router_messages();
+    rules.extend(no_forged_neighbour_advertisements());
+    rules.push(own_ipv6_sources());
+    rules.extend(unspecified_source_solicitations());
+    rules
+}
+
 ///     ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } drop   (two rules)
+fn no_router_messages() -> Vec<Vec<Expr>> {
+    [ICMPV6_ROUTER_ADVERTISEMENT, ICMPV6_REDIRECT]
+        .into_iter()
+        .map(|kind| rule([ipv6(), icmpv6_type(kind), drop()]))
+        .collect()
+}
+
 ///     ether type ip6 icmpv6 type nd-neighbor-advert
 ///         meta iifgroup . ether saddr . icmpv6 target != @sources6 drop
 ///     ether type ip6 icmpv6 type nd-neighbor-advert (first option: target MAC)
 ///         meta iifgroup . OPTION MAC . icmpv6 target != @sources6 drop
-///     ether type ip6 meta iifgroup . ether saddr . ip6 saddr @sources6 accept
-///     ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit
-///         meta iifgroup . ether saddr . icmpv6 target @sources6 accept
-///     ether type ip6 ip6 saddr :: icmpv6 type { nd-router-solicit, mld2-listener-report } accept
-fn ipv6_checks() -> Vec<Vec<Expr>> {
-    const KEY_ADDRESS6: u32 = KEY_ADDRESS;
-    let lookup = |invert| Expr::Lookup {
-        set: SOURCES6,
-        sreg: KEY_GROUP,
-        invert,
-    };
-    let ipv6 = || {
-        vec![
-            Expr::load(NFT_PAYLOAD_LL_HEADER, ETHER_TYPE, 2),
-            Expr::equals(&ETH_P_IPV6),
-        ]
-    };
-    let icmpv6_type = |kind: u8| {
-        vec![
-            Expr::Meta {
-                key: NFT_META_L4PROTO,
-                dreg: REG_1,
-            },
-            Expr::equals(&[IPPROTO_ICMPV6]),
-            Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1),
-            Expr::equals(&[kind]),
-        ]
-    };
-    let from_unspecified = || {
-        vec![
-            Expr::load(NFT_PAYLOAD_NETWORK_HEADER, IPV6_SOURCE, 16),
-            Expr::equals(&[0; 16]),
-        ]
-    };
-    let key = |mac: Expr, address: Expr| {
-        vec![
-            Expr::Meta {
-                key: NFT_META_IIFGROUP,
-                dreg: KEY_GROUP,
-            },
-            mac,
-            address,
-        ]
-    };
-    let ether_source = || Expr::Payload {
-        base: NFT_PAYLOAD_LL_HEADER,
-        offset: ETHER_SOURCE,
-        len: 6,
-        dreg: KEY_MAC,
-    };
-    let target = || Expr::Payload {
-        base: NFT_PAYLOAD_TRANSPORT_HEADER,
-        offset: ND_TARGET,
-        len: 16,
-        dreg: KEY_ADDRESS6,
-    };
-    let rule = |parts: Vec<Vec<Expr>>| parts.into_iter().flatten().collect::<Vec<Expr>>();
-    let drop = || vec![Expr::Verdict(NF_DROP)];
-    let accept = || vec![Expr::Verdict(NF_ACCEPT)];
+fn no_forged_neighbour_advertisements() -> Vec<Vec<Expr>> {
+    let advertisement = || rule([ipv6(), icmpv6_type(ICMPV6_NEIGHBOUR_ADVERTISEMENT)]);
     let option_mac = Expr::Payload {
         base: NFT_PAYLOAD_TRANSPORT_HEADER,
         offset: ND_OPTION_MAC,
         len: 6,
         dreg: KEY_MAC,
     };
+    let with_mac_option = vec![
+        Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, ND_FIRST_OPTION, 2),
+        Expr::equals(&ND_TARGET_MAC_OPTION),
+    ];
+    vec![
+        rule([
+            advertisement(),
+            key6(ether_source(), nd_target()),
+            vec![lookup6(true)],
+            drop(),
+        ]),
+        rule([
+            advertisement(),
+            with_mac_option,
+            key6(option_mac, nd_target()),
+            vec![lookup6(true)],
+            drop(),
+        ]),
+    ]
+}
+
+///     ether type ip6 meta iifgroup . ether saddr . ip6 saddr @sources6 accept
+fn own_ipv6_sources() -> Vec<Expr> {
     let ip6_source = Expr::Payload {
         base: NFT_PAYLOAD_NETWORK_HEADER,
         offset: IPV6_SOURCE,
         len: 16,
         dreg: KEY_ADDRESS6,
     };
+    rule([
+        ipv6(),
+        key6(ether_source(), ip6_source),
+        vec![lookup6(false)],
+        accept(),
+    ])
+}
+
+///     ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit
+///         meta iifgroup . ether saddr . icmpv6 target @sources6 accept
+///     ether type ip6 ip6 saddr :: icmpv6 type { nd-router-solicit, mld2-listener-report } accept
+fn unspecified_source_solicitations() -> Vec<Vec<Expr>> {
+    let from_unspecified = || {
+        vec![
+            Expr::load(NFT_PAYLOAD_NETWORK_HEADER, IPV6_SOURCE, 16),
+            Expr::equals(&[0; 16]),
+        ]
+    };
+    let mut rules = vec![rule([
+        ipv6(),
+        from_unspecified(),
+        icmpv6_type(ICMPV6_NEIGHBOUR_SOLICITATION),
+        key6(ether_source(), nd_target()),
+        vec![lookup6(false)],
+        accept(),
+    ])];
+    for kind in [ICMPV6_ROUTER_SOLICITATION, ICMPV6_MLD2_REPORT] {
+        rules.push(rule([
+            ipv6(),
+            from_unspecified(),
+            icmpv6_type(kind),
+            accept(),
+        ]));
+    }
+    rules
+}
+
+/// Where the IPv6 key's address goes: after the group and the MAC, as in the IPv4 key.
+const KEY_ADDRESS6: u32 = KEY_ADDRESS;
+
+/// A rule from its parts, in order.
+fn rule<const N: usize>(parts: [Vec<Expr>; N]) -> Vec<Expr> {
+    parts.into_iter().flatten().collect()
+}
+
+fn drop() -> Vec<Expr> {
+    vec![Expr::Verdict(NF_DROP)]
+}
+
+fn accept() -> Vec<Expr> {
+    vec![Expr::Verdict(NF_ACCEPT)]
+}
+
+/// `ether type ip6`.
+fn ipv6() -> Vec<Expr> {
     vec![
-        rule(vec![
-            ipv6(),
-            icmpv6_type(ICMPV6_ROUTER_ADVERTISEMENT),
-            drop(),
-        ]),
-        rule(vec![ipv6(), icmpv6_type(ICMPV6_REDIRECT), drop()]),
-        rule(vec![
-            ipv6(),
-            icmpv6_type(ICMPV6_NEIGHBOUR_ADVERTISEMENT),
-            key(ether_source(), target()),
-            vec![lookup(true)],
-            drop(),
-        ]),
-        rule(vec![
-            ipv6(),
-            icmpv6_type(ICMPV6_NEIGHBOUR_ADVERTISEMENT),
-            vec![
-                Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, ND_FIRST_OPTION, 2),
-                Expr::equals(&ND_TARGET_MAC_OPTION),
-            ],
-            key(option_mac, target()),
-            vec![lookup(true)],
-            drop(),
-        ]),
-        rule(vec![
-            ipv6(),
-            key(ether_source(), ip6_source),
-            vec![lookup(false)],
-            accept(),
-        ]),
-        rule(vec![
-            ipv6(),
-            from_unspecified(),
-            icmpv6_type(ICMPV6_NEIGHBOUR_SOLICITATION),
-            key(ether_source(), target()),
-            vec![lookup(false)],
-            accept(),
-        ]),
-        rule(vec![
-            ipv6(),
-            from_unspecified(),
-            icmpv6_type(ICMPV6_ROUTER_SOLICITATION),
-            accept(),
-        ]),
-        rule(vec![
-            ipv6(),
-            from_unspecified(),
-            icmpv6_type(ICMPV6_MLD2_REPORT),
-            accept(),
-        ]),
+        Expr::load(NFT_PAYLOAD_LL_HEADER, ETHER_TYPE, 2),
+        Expr::equals(&ETH_P_IPV6),
     ]
+}
+
+/// `meta l4proto icmpv6 icmpv6 type KIND`.
+fn icmpv6_type(kind: u8) -> Vec<Expr> {
+    vec![
+        Expr::Meta {
+            key: NFT_META_L4PROTO,
+            dreg: NFT_REG_1,
+        },
+        Expr::equals(&[IPPROTO_ICMPV6]),
+        Expr::load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1),
+        Expr::equals(&[kind]),
+    ]
+}
+
+/// `meta iifgroup . MAC . ADDRESS`, built in the key registers.
+fn key6(mac: Expr, address: Expr) -> Vec<Expr> {
+    vec![
+        Expr::Meta {
+            key: NFT_META_IIFGROUP,
+            dreg: KEY_GROUP,
+        },
+        mac,
+        address,
+    ]
+}
+
+/// `[!=] @sources6`, on the key.
+fn lookup6(invert: bool) -> Expr {
+    Expr::Lookup {
+        set: SOURCES6,
+        sreg: KEY_GROUP,
+        invert,
+    }
+}
+
+/// `ether saddr`, into the key's MAC (the IPv4 key's and the IPv6 key's alike).
+fn ether_source() -> Expr {
+    Expr::Payload {
+        base: NFT_PAYLOAD_LL_HEADER,
+        offset: ETHER_SOURCE,
+        len: 6,
+        dreg: KEY_MAC,
+    }
+}
+
+/// `icmpv6 target` of a neighbour solicitation or advertisement, into the key's address.
+fn nd_target() -> Expr {
+    Expr::Payload {
+        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: ND_TARGET,
+        len: 16,
+        dreg: KEY_ADDRESS6,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::nft::assert_golden;
+
+    #[test]
+    fn the_source_checks_match_their_golden_batches() {
+        let subnet = "10.77.0.0/16".parse().unwrap();
+        assert_golden("antispoof-create", create_batch("poc-poc0", subnet, false));
+        assert_golden(
+            "antispoof-create-ipv6",
+            create_batch("poc-poc0", subnet, true),
+        );
+        let address = Ipv4Addr::new(10, 77, 0, 2);
+        assert_golden("antispoof-allow", sources_batch("poc-poc0", address, None));
+        let address6 = "fd77:1::2".parse().ok();
+        assert_golden(
+            "antispoof-allow-ipv6",
+            sources_batch("poc-poc0", address, address6),
+        );
+    }
 
     #[test]
     fn the_mac_and_group_follow_the_address() {

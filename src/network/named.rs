@@ -2,11 +2,9 @@
 //! file each (`<store>/networks/NAME.json`), the choice of a free subnet, and creation all or nothing.
 //! Owns those records; the bridge, tables and leases of a network stay with the rest of this module.
 
-use std::fmt::Display;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use nix::fcntl::Flock;
@@ -33,9 +31,9 @@ pub struct NetworkRecord {
     pub name: String,
     /// The bridge interface: `pocb` and 10 hex digits of the id.
     pub bridge: String,
-    #[serde(with = "as_text")]
+    /// As text ("10.78.0.0/24"), as ipnetwork's serde support writes it.
     pub subnet: Ipv4Network,
-    #[serde(default, with = "as_optional_text")]
+    #[serde(default)]
     pub subnet6: Option<Ipv6Network>,
     /// Seconds since the Unix epoch.
     pub created: u64,
@@ -276,49 +274,6 @@ fn pick_subnet(
 }
 
 /// Subnets are kept as text in records ("10.78.0.0/24"), as users write them.
-mod as_text {
-    use super::*;
-
-    pub fn serialize<T: Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(value)
-    }
-
-    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
-    where
-        T: FromStr,
-        T::Err: Display,
-        D: serde::Deserializer<'de>,
-    {
-        let text = <String as serde::Deserialize>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-mod as_optional_text {
-    use super::*;
-
-    pub fn serialize<T: Display, S: serde::Serializer>(
-        value: &Option<T>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(v) => s.collect_str(v),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
-    where
-        T: FromStr,
-        T::Err: Display,
-        D: serde::Deserializer<'de>,
-    {
-        let text = <Option<String> as serde::Deserialize>::deserialize(d)?;
-        text.map(|t| t.parse().map_err(serde::de::Error::custom))
-            .transpose()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
