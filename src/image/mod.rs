@@ -237,7 +237,7 @@ impl Store {
             source: source_name,
             version,
             digest,
-            created: now_secs(),
+            created: crate::units::now_secs(),
             size_bytes: disk_usage(&rootfs),
             defaults: ImageDefaults::default(),
         };
@@ -277,12 +277,6 @@ impl Store {
         Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| io_err("lock", &path)(std::io::Error::from(e)))
     }
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Bytes used by the files under `dir` (hard links counted once is not worth the bookkeeping here).

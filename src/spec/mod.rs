@@ -13,6 +13,7 @@ use oci_spec::runtime::{
 };
 
 use crate::network::NetworkMode;
+use crate::units::parse_size;
 
 pub mod security;
 
@@ -31,43 +32,6 @@ pub enum SpecError {
 /// Smallest memory limit accepted, as Docker does: below this a shell cannot even start.
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 pub const DEFAULT_CPU_PERIOD: u64 = 100_000;
-
-/// Parses a size like `64M`, `1.5G`, `512k` or `1048576` (bytes). Units are binary (k = 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    if number.is_empty() {
-        return Err(format!(
-            "'{text}' is not a size (examples: 64M, 1.5G, 512k)"
-        ));
-    }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (examples: 64M, 1.5G, 512k)"))?;
-    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "unknown unit '{unit}' in '{text}' (use b, k, m, g or t)"
-            ))
-        }
-    };
-    let bytes = value * multiplier as f64;
-    if bytes < 1.0 {
-        return Err(format!("'{text}' must be greater than zero"));
-    }
-    if bytes >= u64::MAX as f64 {
-        return Err(format!("'{text}' is too large"));
-    }
-    Ok(bytes as u64)
-}
 
 /// A memory limit: a size of at least [`MIN_MEMORY`].
 pub fn parse_memory(text: &str) -> Result<u64, String> {
@@ -128,40 +92,6 @@ pub fn parse_nice(text: &str) -> Result<i32, String> {
         return Err(format!("'{text}' is out of range: from -20 to 19"));
     }
     Ok(nice)
-}
-
-/// A duration such as `30s`, `1m30s`, `500ms`, `2h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("'{text}' is not a duration such as 30s, 2m, 1h30m or 500ms");
-    let t = text.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad());
-    }
-    let mut total = 0f64;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    if t.is_empty() {
-        return Err(bad());
-    }
-    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 fn parse_bounded_u64(text: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
@@ -909,32 +839,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("2gib"), Ok(2 << 30));
-    }
-
-    #[test]
-    fn durations_parse_with_units_and_bare_seconds() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
-        for bad in ["", "s", "10x", "-1", "1m-2s", "ms"] {
-            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
-        }
-    }
-
-    #[test]
-    fn bad_sizes_are_rejected() {
-        for bad in ["64X", "-1", "0", "", "M", "1.2.3M", "0.0001k"] {
-            assert!(parse_size(bad).is_err(), "{bad} should be rejected");
-        }
+    fn memory_limits_have_a_minimum() {
         assert!(parse_memory("1M").unwrap_err().contains("minimum"));
         assert_eq!(parse_memory("64M"), Ok(64 << 20));
     }
