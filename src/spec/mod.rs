@@ -27,6 +27,8 @@ pub enum SpecError {
     SoftAboveHard { soft: String, hard: String },
     #[error("--security-opt seccomp={path}: {why}")]
     Seccomp { path: String, why: String },
+    #[error("{flag} {bytes} is too large: sizes must be below 8388608t (2^63 bytes)")]
+    TooLarge { flag: &'static str, bytes: u64 },
 }
 
 /// Smallest memory limit accepted, as Docker does: below this a shell cannot even start.
@@ -635,10 +637,10 @@ pub fn resources(limits: &Limits) -> Result<oci_spec::runtime::LinuxResources, S
     }
     let mut memory = LinuxMemoryBuilder::default();
     if let Some(max) = limits.memory {
-        memory = memory.limit(max as i64);
+        memory = memory.limit(signed(max, "--mem")?);
     }
     if let Some(soft) = limits.memory_soft {
-        memory = memory.reservation(soft as i64);
+        memory = memory.reservation(signed(soft, "--mem-soft")?);
     }
     let mut cpu = LinuxCpuBuilder::default();
     if let Some(quota) = limits.cpu {
@@ -657,6 +659,11 @@ pub fn resources(limits: &Limits) -> Result<oci_spec::runtime::LinuxResources, S
         resources = resources.pids(LinuxPidsBuilder::default().limit(pids as i64).build()?);
     }
     Ok(resources.build()?)
+}
+
+/// A size as the OCI spec holds it, signed (the flag parsers refuse anything larger already).
+fn signed(bytes: u64, flag: &'static str) -> Result<i64, SpecError> {
+    i64::try_from(bytes).map_err(|_| SpecError::TooLarge { flag, bytes })
 }
 
 fn bind_mount(source: &Path, destination: &Path, options: Vec<String>) -> Result<Mount, SpecError> {
@@ -839,9 +846,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_limits_have_a_minimum() {
+    fn memory_limits_have_a_minimum_and_a_maximum() {
         assert!(parse_memory("1M").unwrap_err().contains("minimum"));
         assert_eq!(parse_memory("64M"), Ok(64 << 20));
+        assert!(parse_memory("9000000t").unwrap_err().contains("too large"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Sizes in bytes: parsed from flags (`64M`, `1.5G`) and shown in tables as Docker does (`64.0MiB`).
 
 /// Parses a size like `64M`, `1.5G`, `512k` or `1048576` (bytes). Units are binary (k = 1024).
+/// At most `i64::MAX` bytes: the OCI spec and the kernel take limits as signed 64-bit numbers.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t
@@ -31,8 +32,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if bytes < 1.0 {
         return Err(format!("'{text}' must be greater than zero"));
     }
-    if bytes >= u64::MAX as f64 {
-        return Err(format!("'{text}' is too large"));
+    // i64::MAX as f64 rounds up to 2^63, the first size too large.
+    if bytes >= i64::MAX as f64 {
+        return Err(format!(
+            "'{text}' is too large: sizes must be below 8388608t (2^63 bytes)"
+        ));
     }
     Ok(bytes as u64)
 }
@@ -70,6 +74,20 @@ mod tests {
     fn bad_sizes_are_rejected() {
         for bad in ["64X", "-1", "0", "", "M", "1.2.3M", "0.0001k"] {
             assert!(parse_size(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn sizes_beyond_a_signed_64_bit_limit_are_refused() {
+        assert_eq!(parse_size("8388607t"), Ok(8_388_607 << 40));
+        for huge in [
+            "8388608t",
+            "9000000t",
+            "9223372036854775808",
+            "99999999999999999999",
+        ] {
+            let err = parse_size(huge).unwrap_err();
+            assert!(err.contains("too large"), "{huge}: {err}");
         }
     }
 
