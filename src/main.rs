@@ -15,6 +15,7 @@ mod rootfs;
 mod security;
 mod spec;
 mod trace;
+mod units;
 
 fn main() {
     std::process::exit(cli::main());

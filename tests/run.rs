@@ -418,6 +418,11 @@ fn bad_flag_values_give_one_line_naming_the_flag_and_create_nothing() {
     ]);
     assert_error(&out, 125, "--mem-soft");
     env.assert_clean();
+    // A size past the kernel's signed limits is refused, not wrapped to a negative limit.
+    let out = env.poc(&["run", "--mem", "9000000t", "busybox", "true"]);
+    assert_error(&out, 125, "too large");
+    assert!(stderr(&out).contains("--mem"), "{}", stderr(&out));
+    env.assert_clean();
 }
 
 #[test]

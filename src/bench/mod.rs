@@ -470,7 +470,7 @@ pub fn run(
     against: Option<&[Peer]>,
     runs: Option<usize>,
 ) -> Result<Report> {
-    let started_ns = crate::container::logs::now_ns();
+    let started_ns = crate::units::now_ns();
     let clock = std::time::Instant::now();
     let mut bench = Bench::new(paths, opts)?;
     let mut peers = peers::Peers::new();
@@ -512,7 +512,7 @@ pub fn run(
     Ok(Report {
         schema: report::SCHEMA.into(),
         poc_version: env!("CARGO_PKG_VERSION").into(),
-        started: crate::container::logs::rfc3339(started_ns),
+        started: crate::units::rfc3339(started_ns),
         seconds: clock.elapsed().as_secs_f64(),
         machine,
         peers: infos,

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use super::clients::{Daemon, Podman};
 use super::measure::{self, version_of};
 use super::{fail, Bench, Result};
+use crate::image::ImageDefaults;
 use crate::network::NetworkMode;
-use crate::spec::{ImageDefaults, RunRequest, Security, Volume};
+use crate::spec::{RunRequest, Security, Volume};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Peer {

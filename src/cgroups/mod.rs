@@ -18,6 +18,10 @@ pub use events::MemoryWatch;
 pub use fs::CgroupError;
 pub use stats::{Psi, Sample};
 
+/// The CFS period a CPU quota is measured over when none is given, in microseconds (the kernel's
+/// default, as Docker and runc use).
+pub const DEFAULT_CPU_PERIOD: u64 = 100_000;
+
 /// The cgroup hierarchies mounted on this host, read from /proc/self/mountinfo.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Hierarchies {

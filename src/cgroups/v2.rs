@@ -99,7 +99,7 @@ impl V2Manager {
         }
         if let Some(cpu) = resources.cpu() {
             if let Some(quota) = cpu.quota() {
-                let period = cpu.period().unwrap_or(crate::spec::DEFAULT_CPU_PERIOD);
+                let period = cpu.period().unwrap_or(super::DEFAULT_CPU_PERIOD);
                 plan.push(super::Write::new(
                     leaf,
                     "cpu.max",

@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     time: Option<u64>,
     /// fileio's total file size, e.g. 1G (overrides the defaults and --quick).
-    #[arg(long, value_parser = crate::spec::parse_size)]
+    #[arg(long, value_parser = crate::units::parse_size)]
     file_size: Option<u64>,
     /// The image with sysbench and iperf3 (built as `poc init debian --with sysbench,iperf3 --name
     /// sysbench` when it is missing).
@@ -55,7 +55,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         return Err(anyhow::anyhow!("--time must be at least 1 second").into());
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        let stamp = crate::container::logs::rfc3339(crate::container::logs::now_ns());
+        let stamp = crate::units::rfc3339(crate::units::now_ns());
         let stamp: String = stamp
             .chars()
             .take(19)

@@ -4,7 +4,7 @@
 
 use crate::config::Paths;
 use crate::container::events::{self, Event};
-use crate::container::logs::{now_ns, parse_time, rfc3339};
+use crate::units::{now_ns, parse_time, rfc3339};
 
 #[derive(clap::Args)]
 pub struct Args {

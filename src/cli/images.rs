@@ -30,8 +30,8 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
             image.name,
             image.source,
             image.version,
-            super::format::human_size(image.size_bytes),
-            super::format::ago(image.created),
+            crate::units::human_size(image.size_bytes),
+            crate::units::ago(image.created),
             digest
         );
     }

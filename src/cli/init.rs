@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     with: Vec<String>,
     /// Most bytes an archive may unpack to (a guard against tar and gzip bombs).
-    #[arg(long, env = "POC_MAX_IMAGE_SIZE", default_value = "16G", value_parser = crate::spec::parse_size)]
+    #[arg(long, env = "POC_MAX_IMAGE_SIZE", default_value = "16G", value_parser = crate::units::parse_size)]
     max_size: u64,
 }
 

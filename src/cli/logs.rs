@@ -85,7 +85,7 @@ impl Printer {
         } else {
             for piece in data.split_inclusive(|&b| b == b'\n') {
                 if *start {
-                    let _ = write!(out, "{} ", logs::rfc3339(time_ns));
+                    let _ = write!(out, "{} ", crate::units::rfc3339(time_ns));
                 }
                 let _ = out.write_all(piece);
                 *start = piece.ends_with(b"\n");

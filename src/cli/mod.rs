@@ -4,7 +4,6 @@
 mod bench;
 mod events;
 mod exec;
-pub mod format;
 mod images;
 mod init;
 mod logs;
@@ -93,7 +92,7 @@ fn log_error(message: &str) {
     let Some((path, format)) = LOG.get() else {
         return;
     };
-    let time = crate::container::logs::rfc3339(crate::container::logs::now_ns());
+    let time = crate::units::rfc3339(crate::units::now_ns());
     let line = match format {
         LogFormat::Json => format!(
             "{}\n",

@@ -208,7 +208,7 @@ fn inspect(paths: &Paths, name: Option<&str>) -> anyhow::Result<()> {
         "Id": id,
         "Name": name,
         "Driver": "bridge",
-        "Created": created.map(|c| crate::container::logs::rfc3339(c * 1_000_000_000)),
+        "Created": created.map(|c| crate::units::rfc3339(c * 1_000_000_000)),
         "Bridge": bridge.name,
         "Subnet": bridge.subnet.to_string(),
         "Gateway": bridge.gateway(),

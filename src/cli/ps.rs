@@ -1,11 +1,10 @@
 //! `poc ps [-a] [-q] [--format json]`: containers as a table, ids, or JSON.
 
 use crate::config::Paths;
+use crate::container::observed_name;
 use crate::container::state::{self, Observed, State};
-use crate::container::{logs, observed_name};
 use crate::spec::Limits;
-
-use super::format::{ago, duration, human_size};
+use crate::units::{ago, duration, human_size, now_secs, rfc3339};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -98,7 +97,7 @@ fn command(args: &[String]) -> String {
 
 /// "Up 3 seconds", "Exited (0) 5 seconds ago", "Dead", "Created".
 fn status(s: &State, observed: Observed) -> String {
-    let now = crate::image::now_secs();
+    let now = now_secs();
     match observed {
         Observed::Running => format!(
             "Up {}",
@@ -145,7 +144,7 @@ fn json_row(s: &State, observed: Observed) -> serde_json::Value {
         "name": s.name,
         "image": s.image,
         "command": s.command,
-        "created": logs::rfc3339(s.created * 1_000_000_000),
+        "created": rfc3339(s.created * 1_000_000_000),
         "state": observed_name(observed),
         "status": status(s, observed),
         "exit_code": s.exit_code,

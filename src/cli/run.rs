@@ -6,10 +6,10 @@ use crate::config::Paths;
 use crate::network::NetworkMode;
 use oci_spec::runtime::PosixRlimit;
 
+use crate::cgroups::DEFAULT_CPU_PERIOD;
 use crate::spec::security::{self, SecurityOpt};
 use crate::spec::{
     self, CapName, CpuQuota, DeviceRequest, Limits, RunRequest, Security, Tmpfs, Volume,
-    DEFAULT_CPU_PERIOD,
 };
 
 /// What `run` and `exec` both say about the process they start.

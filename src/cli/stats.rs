@@ -9,7 +9,7 @@ use crate::config::Paths;
 use crate::container::state::{self, Observed, State};
 use crate::container::{usage, Usage};
 
-use super::format::human_size;
+use crate::units::human_size;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,10 +20,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Sample for this long, then exit (30s, 2m...).
-    #[arg(long, value_parser = crate::spec::parse_duration, conflicts_with = "no_stream")]
+    #[arg(long, value_parser = crate::units::parse_duration, conflicts_with = "no_stream")]
     duration: Option<Duration>,
     /// Time between samples.
-    #[arg(long, value_parser = crate::spec::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "1s")]
     interval: Duration,
     /// Write the samples as an SVG time series (CPU, memory, page faults, throttling, pids, PSI).
     #[arg(long, requires = "duration")]

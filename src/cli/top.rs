@@ -11,16 +11,16 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, Cell, Paragraph, Row as TableRow, Sparkline, Table};
 use ratatui::Frame;
 
-use super::format::human_size;
 use super::stats::{choose, host_memory_bytes, Row};
 use crate::config::Paths;
 use crate::container::state::{Observed, State};
 use crate::container::{usage, Usage};
+use crate::units::human_size;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Time between samples.
-    #[arg(long, value_parser = crate::spec::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "1s")]
     interval: Duration,
     /// Containers to watch (default: every running one, including those started later).
     containers: Vec<String>,

@@ -5,10 +5,10 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::format::human_size;
 use crate::config::Paths;
 use crate::container::state;
 use crate::trace::{self, limits, mem, net, sched, Target};
+use crate::units::human_size;
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("mode").required(true).args(["limits", "mem", "sched", "net"]))]
@@ -44,10 +44,10 @@ pub struct Args {
     #[arg(long)]
     count: Option<usize>,
     /// Stop after this long (30s, 2m...).
-    #[arg(long, value_parser = crate::spec::parse_duration)]
+    #[arg(long, value_parser = crate::units::parse_duration)]
     duration: Option<Duration>,
     /// Time between reports of --mem, --sched and --net.
-    #[arg(long, value_parser = crate::spec::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "1s")]
     interval: Duration,
     /// One JSON object per report.
     #[arg(long)]

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use super::logs::now_ns;
 use super::state::State;
 use crate::config::Paths;
+use crate::units::now_ns;
 
 const JOURNAL: &str = "events.jsonl";
 const SHORT_ID: usize = 12;

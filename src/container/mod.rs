@@ -22,7 +22,7 @@ pub use ops::{inspect, kill as kill_container, observed_name, remove, stop, upda
 
 use crate::cgroups::{CgroupError, Hierarchies, Manager, MemoryWatch};
 use crate::config::Paths;
-use crate::image::{now_secs, ImageError, Store};
+use crate::image::{ImageError, Store};
 use crate::network::{self, Attachment, BridgeConfig, NamespacePlan, NetworkError, PortMapping};
 use crate::process::{
     self, Attach, ChildConfig, ChildStdio, ParentIo, ProcessError, Role, Running, Stream,
@@ -31,6 +31,7 @@ use crate::process::{
 use crate::rootfs::RootSource;
 use crate::security::seccomp::Filter;
 use crate::spec::{build_spec, RunRequest, SpecError};
+use crate::units::now_secs;
 use state::{Observed, ProcessRef, State, StateError, Status};
 
 #[derive(Debug, thiserror::Error)]

@@ -23,10 +23,10 @@ use super::state::{self, Observed, State, StateError, Status};
 use super::{destroy, events, io, load_config, ContainerError, Front, Prepared};
 use crate::cgroups::{Hierarchies, Manager};
 use crate::config::Paths;
-use crate::image::now_secs;
 use crate::network::{NamespacePlan, NetworkMode};
 use crate::process::{self, ChildStdio};
 use crate::rootfs::RootSource;
+use crate::units::now_secs;
 
 /// The OCI runtime spec version poc implements.
 pub const OCI_VERSION: &str = "1.0.2";
@@ -618,7 +618,7 @@ pub fn state_of(st: &State) -> serde_json::Value {
         "status": status,
         "bundle": st.bundle,
         "rootfs": st.bundle.as_ref().map(|_| st.container_dir.parent().map(|d| d.join("rootfs"))),
-        "created": super::logs::rfc3339(st.created * 1_000_000_000),
+        "created": crate::units::rfc3339(st.created * 1_000_000_000),
         "owner": "",
         "annotations": st.annotations,
     })

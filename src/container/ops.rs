@@ -91,7 +91,7 @@ pub fn inspect(paths: &Paths, query: &str) -> Result<serde_json::Value, Containe
     let st = state::load(paths, &id)?;
     let spec = load_config(paths, &id).ok();
     let observed = st.observed();
-    let time = |secs: Option<u64>| secs.map(|s| super::logs::rfc3339(s * 1_000_000_000));
+    let time = |secs: Option<u64>| secs.map(|s| crate::units::rfc3339(s * 1_000_000_000));
     let process = spec.as_ref().and_then(|s| s.process().clone());
     let ipv6 = st.network.as_ref().and_then(|a| a.ipv6);
     let mounts: Vec<serde_json::Value> = spec

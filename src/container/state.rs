@@ -147,7 +147,7 @@ impl State {
             status: Status::Creating,
             init: None,
             monitor: None,
-            created: crate::image::now_secs(),
+            created: crate::units::now_secs(),
             started: None,
             finished: None,
             exit_code: None,

@@ -15,8 +15,6 @@ use nix::fcntl::{Flock, FlockArg};
 pub use alpine::AlpineOptions;
 pub use debian::DebianOptions;
 
-use crate::spec::ImageDefaults;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("image {name:?} not found in {store}; create it with `poc init {hint}`")]
@@ -237,7 +235,7 @@ impl Store {
             source: source_name,
             version,
             digest,
-            created: now_secs(),
+            created: crate::units::now_secs(),
             size_bytes: disk_usage(&rootfs),
             defaults: ImageDefaults::default(),
         };
@@ -279,12 +277,6 @@ impl Store {
     }
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Bytes used by the files under `dir` (hard links counted once is not worth the bookkeeping here).
 fn disk_usage(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -304,6 +296,22 @@ fn disk_usage(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// What an image contributes to a container's process.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageDefaults {
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+impl Default for ImageDefaults {
+    fn default() -> Self {
+        ImageDefaults {
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            cmd: vec!["/bin/sh".into()],
+        }
+    }
 }
 
 /// The name of this machine's architecture as Alpine and Debian spell it.

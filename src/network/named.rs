@@ -162,7 +162,7 @@ pub fn create(
         name: req.name,
         subnet,
         subnet6: req.subnet6,
-        created: crate::image::now_secs(),
+        created: crate::units::now_secs(),
     };
     write_record(records, &record)?;
     let bridge = record.bridge_config(records, leases_root);

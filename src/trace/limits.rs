@@ -16,7 +16,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 
 use super::abi::{self, LimitEvent, ThrottleEvent, EVENT_LIMIT_WRITE, EVENT_THROTTLE};
 use super::{percentiles, wall_ns, Probe, Target, TraceError};
-use crate::container::logs::rfc3339;
+use crate::units::rfc3339;
 
 pub const PROGRAMS: [(&str, &str); 5] = [
     ("limits_enter", "sys_enter"),
@@ -228,10 +228,7 @@ fn write_line(w: &LimitWrite) -> String {
         ));
     }
     if let Some(u) = w.usage_after {
-        line.push_str(&format!(
-            "  usage after {}",
-            crate::cli::format::human_size(u)
-        ));
+        line.push_str(&format!("  usage after {}", crate::units::human_size(u)));
     }
     line
 }

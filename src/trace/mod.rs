@@ -290,7 +290,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// Converts a BPF timestamp (monotonic) to wall-clock ns since the epoch.
 pub fn wall_ns(monotonic: u64) -> u64 {
-    let now_wall = crate::container::logs::now_ns();
+    let now_wall = crate::units::now_ns();
     let now_mono = monotonic_ns();
     (now_wall + monotonic).saturating_sub(now_mono)
 }
