@@ -7,6 +7,8 @@ mod cli;
 mod config;
 mod container;
 mod image;
+#[cfg(test)]
+mod layering;
 mod network;
 mod plot;
 mod private;
