@@ -146,14 +146,14 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     let mut rows = measure_starts(bench, peers, &plan, &mut progress)?;
     let plain = PlainNet::make(bench)?;
     let mut extras = Extras::new();
-    let ctx = &mut Pair {
+    let pair = &mut Pair {
         bench,
         peers,
         progress: &mut progress,
         extras: &mut extras,
     };
-    rows.extend(measure_rtt(ctx, &plan, &plain)?);
-    rows.extend(measure_tcp(ctx, &plan, &plain)?);
+    rows.extend(measure_rtt(pair, &plan, &plain)?);
+    rows.extend(measure_tcp(pair, &plan, &plain)?);
     let notes = notes(bench, &plan, &plain, against);
     Ok(report(rows, notes, &extras))
 }
@@ -248,6 +248,8 @@ struct PairTest {
 }
 
 impl Pair<'_> {
+    /// Runs `test`, `command` making each run of a route; the rows of both routes, the plain
+    /// one the baseline.
     fn measure(
         &mut self,
         test: &PairTest,

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::measure::{self, Progress};
 use super::peers::{self, Job, Peer, Peers};
-use super::report::{Extras, Row, SuiteReport};
+use super::report::{Extras, Figures, Row, SuiteReport};
 use super::{fail, Bench, Result};
 
 /// The image the suite runs in, and how `poc bench` builds it when it is missing.
@@ -159,7 +159,7 @@ fn number_after(text: &str, key: &str) -> Option<f64> {
 }
 
 /// The figures of one sysbench run: the reported one first, then secondary ones by name.
-pub fn parse(test: &str, output: &str) -> Option<(f64, BTreeMap<String, f64>)> {
+pub fn parse(test: &str, output: &str) -> Option<Figures> {
     let mut extra = BTreeMap::new();
     let mut put = |name: &str, value: Option<f64>| {
         if let Some(v) = value {
