@@ -7,6 +7,9 @@ mod cli;
 mod config;
 mod container;
 mod image;
+#[cfg(test)]
+mod layering;
+mod names;
 mod network;
 mod plot;
 mod private;

@@ -26,6 +26,46 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
+/// One colour per name, in the order the names first appear.
+struct Palette<'a> {
+    names: Vec<&'a str>,
+}
+
+impl<'a> Palette<'a> {
+    fn of(names: impl Iterator<Item = &'a str>) -> Self {
+        let mut unique: Vec<&str> = Vec::new();
+        for name in names {
+            if !unique.contains(&name) {
+                unique.push(name);
+            }
+        }
+        Palette { names: unique }
+    }
+
+    fn color(&self, name: &str) -> &'static str {
+        COLORS[self.names.iter().position(|n| *n == name).unwrap_or(0) % COLORS.len()]
+    }
+}
+
+/// Where a time-series panel's values go: its top edge and the ranges its axes cover.
+struct Frame {
+    top: f64,
+    x_min: f64,
+    x_max: f64,
+    y_max: f64,
+}
+
+impl Frame {
+    fn x(&self, x: f64) -> f64 {
+        let plot_w = WIDTH - LEFT - RIGHT;
+        LEFT + (x - self.x_min) / (self.x_max - self.x_min).max(f64::MIN_POSITIVE) * plot_w
+    }
+
+    fn y(&self, y: f64) -> f64 {
+        self.top + PANEL_HEIGHT - y / self.y_max.max(f64::MIN_POSITIVE) * PANEL_HEIGHT
+    }
+}
+
 /// Panels one under another, sharing the x axis (`x_label`); one colour per series name.
 pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
     let height = TOP + panels.len() as f64 * (PANEL_HEIGHT + GAP) + 10.0;
@@ -36,14 +76,12 @@ pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
             .flat_map(|p| &p.series)
             .flat_map(|s| s.points.iter().map(|p| p.0)),
     );
-    let mut names: Vec<&str> = Vec::new();
-    for series in panels.iter().flat_map(|p| &p.series) {
-        if !names.contains(&series.name.as_str()) {
-            names.push(&series.name);
-        }
-    }
-    let color =
-        |name: &str| COLORS[names.iter().position(|n| *n == name).unwrap_or(0) % COLORS.len()];
+    let palette = Palette::of(
+        panels
+            .iter()
+            .flat_map(|p| &p.series)
+            .map(|s| s.name.as_str()),
+    );
     let plot_w = WIDTH - LEFT - RIGHT;
     for (i, panel) in panels.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL_HEIGHT + GAP);
@@ -54,47 +92,13 @@ pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
                 .flat_map(|s| s.points.iter().map(|p| p.1)),
         );
         let y_ticks = ticks(0.0, y_top.max(f64::MIN_POSITIVE));
-        let y_max = *y_ticks.last().unwrap_or(&1.0);
-        let sx = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(f64::MIN_POSITIVE) * plot_w;
-        let sy = |y: f64| top + PANEL_HEIGHT - y / y_max.max(f64::MIN_POSITIVE) * PANEL_HEIGHT;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{LEFT}" y="{}" font-weight="bold">{} ({})</text>"#,
-            top - 8.0,
-            escape(&panel.title),
-            escape(&panel.unit)
-        );
-        y_grid(&mut svg, &y_ticks, sy);
-        for t in ticks(x_min, x_max) {
-            if t < x_min || t > x_max {
-                continue;
-            }
-            let x = sx(t);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
-                top + PANEL_HEIGHT,
-                top + PANEL_HEIGHT + 15.0,
-                label(t)
-            );
-        }
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL_HEIGHT}" fill="none" stroke="#444"/>"##
-        );
-        for series in &panel.series {
-            let points: Vec<String> = series
-                .points
-                .iter()
-                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
-                .collect();
-            let _ = writeln!(
-                svg,
-                r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/>"#,
-                color(&series.name),
-                points.join(" ")
-            );
-        }
+        let frame = Frame {
+            top,
+            x_min,
+            x_max,
+            y_max: *y_ticks.last().unwrap_or(&1.0),
+        };
+        series_panel(&mut svg, panel, &frame, &y_ticks, &palette);
     }
     let x_axis_y = TOP + panels.len() as f64 * (PANEL_HEIGHT + GAP) - GAP + 32.0;
     let _ = writeln!(
@@ -103,20 +107,70 @@ pub fn time_series(title: &str, x_label: &str, panels: &[Panel]) -> String {
         LEFT + plot_w / 2.0,
         escape(x_label)
     );
-    for (i, name) in names.iter().enumerate() {
+    for (i, name) in palette.names.iter().enumerate() {
         let y = TOP + 10.0 + i as f64 * 18.0;
         let x = LEFT + plot_w + 15.0;
         let _ = writeln!(
             svg,
             r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}</text>"#,
             y - 10.0,
-            color(name),
+            palette.color(name),
             x + 18.0,
             escape(name)
         );
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// One time-series panel: title, grid, frame, and a line per series.
+fn series_panel(
+    svg: &mut String,
+    panel: &Panel,
+    frame: &Frame,
+    y_ticks: &[f64],
+    palette: &Palette,
+) {
+    let top = frame.top;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="{}" font-weight="bold">{} ({})</text>"#,
+        top - 8.0,
+        escape(&panel.title),
+        escape(&panel.unit)
+    );
+    y_grid(svg, y_ticks, |y| frame.y(y));
+    for t in ticks(frame.x_min, frame.x_max) {
+        if t < frame.x_min || t > frame.x_max {
+            continue;
+        }
+        let x = frame.x(t);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            top + PANEL_HEIGHT,
+            top + PANEL_HEIGHT + 15.0,
+            label(t)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL_HEIGHT}" fill="none" stroke="#444"/>"##
+    );
+    for series in &panel.series {
+        let points: Vec<String> = series
+            .points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", frame.x(*x), frame.y(*y)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/>"#,
+            palette.color(&series.name),
+            points.join(" ")
+        );
+    }
 }
 
 /// One histogram panel per sample set (title, values), sharing the x unit: 24 bins from the
@@ -191,7 +245,6 @@ pub fn histograms(title: &str, sets: &[(String, Vec<f64>)], x_label: &str) -> St
     svg
 }
 
-/// The document's opening: size, white background, title.
 /// One bar of a [`bars`] chart: a value with its spread (drawn as a whisker from `low` to `high`).
 pub struct Bar {
     pub label: String,
@@ -200,24 +253,18 @@ pub struct Bar {
     pub high: f64,
 }
 
+const BAR_H: f64 = 16.0;
+const GROUP_GAP: f64 = 22.0;
+const LABEL_W: f64 = 190.0;
+
 /// Horizontal grouped bars: one group per (title, bars), one colour per bar label, a dashed line
 /// at `reference` (1.0 for ratios), and each bar's value written beside it.
 pub fn bars(title: &str, x_label: &str, groups: &[(String, Vec<Bar>)], reference: f64) -> String {
-    const BAR_H: f64 = 16.0;
-    const GROUP_GAP: f64 = 22.0;
-    const LABEL_W: f64 = 190.0;
     let rows: usize = groups.iter().map(|(_, b)| b.len()).sum();
     let plot_h = rows as f64 * BAR_H + groups.len() as f64 * GROUP_GAP;
     let height = TOP + plot_h + 60.0;
     let mut svg = open(title, height);
-    let mut names: Vec<&str> = Vec::new();
-    for bar in groups.iter().flat_map(|(_, b)| b) {
-        if !names.contains(&bar.label.as_str()) {
-            names.push(&bar.label);
-        }
-    }
-    let color =
-        |name: &str| COLORS[names.iter().position(|n| *n == name).unwrap_or(0) % COLORS.len()];
+    let palette = Palette::of(groups.iter().flat_map(|(_, b)| b).map(|b| b.label.as_str()));
     let (_, top_value) = bounds(
         groups
             .iter()
@@ -250,33 +297,7 @@ pub fn bars(title: &str, x_label: &str, groups: &[(String, Vec<Bar>)], reference
         );
         y += GROUP_GAP / 2.0 + 4.0;
         for bar in bars {
-            let (x0, x1) = (sx(0.0), sx(bar.value));
-            let _ = writeln!(
-                svg,
-                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
-                y + 1.0,
-                (x1 - x0).max(0.5),
-                BAR_H - 3.0,
-                color(&bar.label)
-            );
-            let mid = y + BAR_H / 2.0;
-            let (lo, hi) = (sx(bar.low), sx(bar.high));
-            let _ = writeln!(
-                svg,
-                r##"<path d="M{lo:.1} {mid:.1}H{hi:.1}M{lo:.1} {:.1}V{:.1}M{hi:.1} {:.1}V{:.1}" stroke="#222" fill="none"/>"##,
-                mid - 4.0,
-                mid + 4.0,
-                mid - 4.0,
-                mid + 4.0
-            );
-            let _ = writeln!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}">{} {}</text>"#,
-                hi.max(x1) + 6.0,
-                mid + 4.0,
-                escape(&bar.label),
-                label(bar.value)
-            );
+            draw_bar(&mut svg, bar, y, &sx, palette.color(&bar.label));
             y += BAR_H;
         }
         y += GROUP_GAP / 2.0 - 4.0;
@@ -298,6 +319,37 @@ pub fn bars(title: &str, x_label: &str, groups: &[(String, Vec<Bar>)], reference
     svg
 }
 
+/// One bar at `y` (its top), its whisker, and its label with its value; `sx` places a value.
+fn draw_bar(svg: &mut String, bar: &Bar, y: f64, sx: &impl Fn(f64) -> f64, color: &str) {
+    let (x0, x1) = (sx(0.0), sx(bar.value));
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"/>"#,
+        y + 1.0,
+        (x1 - x0).max(0.5),
+        BAR_H - 3.0,
+    );
+    let mid = y + BAR_H / 2.0;
+    let (lo, hi) = (sx(bar.low), sx(bar.high));
+    let _ = writeln!(
+        svg,
+        r##"<path d="M{lo:.1} {mid:.1}H{hi:.1}M{lo:.1} {:.1}V{:.1}M{hi:.1} {:.1}V{:.1}" stroke="#222" fill="none"/>"##,
+        mid - 4.0,
+        mid + 4.0,
+        mid - 4.0,
+        mid + 4.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}">{} {}</text>"#,
+        hi.max(x1) + 6.0,
+        mid + 4.0,
+        escape(&bar.label),
+        label(bar.value)
+    );
+}
+
+/// The document's opening: size, white background, title.
 fn open(title: &str, height: f64) -> String {
     let mut svg = String::new();
     let _ = writeln!(

@@ -185,6 +185,13 @@ pub fn time(cmd: &mut Command) -> Result<Duration> {
     Ok(elapsed)
 }
 
+/// The order in which `n` peers take their turns in round `round`: each round starts one further
+/// along, so that none always runs on a machine just warmed up (or just heated) by the same
+/// neighbour.
+pub fn turns(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |k| (k + round) % n)
+}
+
 /// A command line without quoting, split into its words.
 pub fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(String::from).collect()
@@ -279,5 +286,11 @@ mod tests {
         assert_eq!(human_secs(3700.0), "1h01m");
         assert_eq!(quote("a b'c"), r"'a b'\''c'");
         assert_eq!(quote("--time=1"), "--time=1");
+    }
+
+    #[test]
+    fn each_round_starts_one_peer_further() {
+        assert_eq!(turns(0, 3).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(turns(4, 3).collect::<Vec<_>>(), [1, 2, 0]);
     }
 }

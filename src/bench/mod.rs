@@ -13,6 +13,7 @@ mod clients;
 pub mod measure;
 pub mod net;
 pub mod peers;
+mod plain;
 pub mod report;
 pub mod start;
 pub mod sysbench;

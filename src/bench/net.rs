@@ -2,20 +2,21 @@
 //!   start  `poc run --rm busybox true` without a network (the test's baseline), on poc's bridge,
 //!          and `docker run --rm` (the bench's dockerd has no bridge: no network either)
 //!   rtt    ping from a container on the bridge to its gateway, against ping from a plain network
-//!          namespace joined to the host by a veth pair and nothing else (made here)
+//!          namespace joined to the host by a veth pair and nothing else (plain.rs)
 //!   tcp    iperf3 from a container to the host, against iperf3 from that plain namespace
 //! All traffic stays between the host and namespaces the bench makes; the namespace and the veth
 //! pair are removed by `Bench::drop`, also after an error or Ctrl-C.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 use super::measure::{self, Progress};
 use super::peers::{self, Job, Peer, Peers};
-use super::report::{Row, SuiteReport};
-use super::{check_interrupted, fail, Bench, Result};
+use super::plain::{PlainNet, Server};
+use super::report::{Extras, Figures, Row, SuiteReport};
+use super::{fail, Bench, Result};
 
 /// The row name of the baseline of the rtt and tcp tests.
 const PLAIN: &str = "plain netns+veth";
@@ -54,175 +55,82 @@ pub fn parse_iperf3(json: &str) -> Option<(f64, Option<f64>)> {
     Some((bits, retransmits))
 }
 
-/// How /proc/net/tcp writes a local IPv4 address and port.
-fn proc_net_tcp_address(addr: Ipv4Addr, port: u16) -> String {
-    format!("{:08X}:{port:04X}", u32::from_ne_bytes(addr.octets()))
+/// What the suite runs, from the options: how many of each test, and where it sends packets.
+struct Plan {
+    runs: usize,
+    /// The image with iperf3 in it.
+    image: String,
+    /// The static busybox of the busybox image: the plain namespace's ping.
+    busybox: PathBuf,
+    docker: bool,
+    /// The bench bridge's gateway: where containers ping and send to.
+    gateway: Ipv4Addr,
+    pings: usize,
+    rtt_rounds: usize,
+    tcp_rounds: usize,
+    tcp_secs: u64,
+    /// iperf3's port.
+    port: u16,
+    /// The start test's rows: name, peer, on poc's bridge.
+    starts: Vec<(&'static str, Peer, bool)>,
 }
 
-/// Whether a TCP socket of this network namespace listens on `addr:port`.
-fn listening(addr: Ipv4Addr, port: u16) -> bool {
-    let wanted = proc_net_tcp_address(addr, port);
-    std::fs::read_to_string("/proc/net/tcp")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            fields.get(1) == Some(&wanted.as_str()) && fields.get(3) == Some(&"0A")
+impl Plan {
+    fn new(bench: &mut Bench, against: &[Peer]) -> Result<Self> {
+        let runs = bench.opts.runs.max(1);
+        let quick = bench.opts.quick;
+        let busybox = bench
+            .ensure_image("busybox", &["busybox"])?
+            .join("bin/busybox");
+        let image = bench.opts.image.clone();
+        bench.ensure_image(&image, &super::sysbench::IMAGE_INIT)?;
+        let docker = against.contains(&Peer::Docker);
+        let mut starts = vec![
+            ("poc none", Peer::Poc, false),
+            ("poc bridge", Peer::Poc, true),
+        ];
+        if docker {
+            starts.push(("docker", Peer::Docker, false));
+        }
+        Ok(Plan {
+            runs,
+            image,
+            busybox,
+            docker,
+            gateway: Ipv4Addr::from(u32::from(bench.subnet.network()) + 1),
+            pings: (runs * 5).max(50),
+            rtt_rounds: if quick { 3 } else { 5 },
+            tcp_rounds: (runs / 20).clamp(2, 5),
+            tcp_secs: bench.opts.time.unwrap_or(if quick { 2 } else { 5 }),
+            port: 20_000 + (std::process::id() % 20_000) as u16,
+            starts,
         })
-}
-
-/// Whether `path` is a mount point (in this process's mount namespace).
-fn is_mount_point(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|p| Path::new(p) == path)
-}
-
-/// `ip ARGS`, an error (with ip's message) unless it succeeds.
-fn ip(args: &[&str]) -> Result<()> {
-    measure::output(Command::new("ip").args(args)).map(|_| ())
-}
-
-/// The baseline's network: a namespace and a veth pair to the host, addresses on both ends,
-/// nothing else (no bridge, no nftables). Its removal is registered with the bench first.
-struct PlainNet {
-    netns: String,
-    host_addr: Ipv4Addr,
-}
-
-impl PlainNet {
-    fn make(bench: &mut Bench) -> Result<Self> {
-        let pid = std::process::id();
-        let netns = format!("pbns{pid}");
-        let host_if = format!("pbh{}", pid % 100_000);
-        let peer_if = format!("pbp{}", pid % 100_000);
-        // The /24 after the bench's bridge subnet.
-        let base = u32::from(bench.subnet.network()) + 256;
-        let host_addr = Ipv4Addr::from(base + 1);
-        let peer_addr = Ipv4Addr::from(base + 2);
-        // Names of the bench's own: a namespace or link already there is someone else's (its
-        // removal is registered before it is made, so that an interrupted `ip` leaves nothing).
-        if Path::new("/run/netns").join(&netns).exists()
-            || Path::new("/sys/class/net").join(&host_if).exists()
-        {
-            return Err(fail(format!(
-                "the network namespace {netns} or the link {host_if} exists already: left by an earlier bench? (ip netns del {netns}; ip link del {host_if})"
-            )));
-        }
-        // `ip netns add` makes /run/netns a mount point (a bind mount of itself) and leaves it:
-        // undone at the end when it was not one before and no namespace is left in it.
-        let run_dir = PathBuf::from("/run/netns");
-        let (dir_existed, was_mount) = (run_dir.exists(), is_mount_point(&run_dir));
-        {
-            let netns = netns.clone();
-            bench.on_cleanup(move || {
-                let _ = measure::quiet(Command::new("ip").args(["netns", "del", &netns]));
-                let empty = std::fs::read_dir(&run_dir).is_ok_and(|mut d| d.next().is_none());
-                if !was_mount && empty && is_mount_point(&run_dir) {
-                    let _ = nix::mount::umount2(&run_dir, nix::mount::MntFlags::MNT_DETACH);
-                }
-                if !dir_existed && empty {
-                    let _ = std::fs::remove_dir(&run_dir);
-                }
-            });
-        }
-        ip(&["netns", "add", &netns])?;
-        {
-            let host_if = host_if.clone();
-            bench.on_cleanup(move || {
-                let _ = measure::quiet(Command::new("ip").args(["link", "del", &host_if]));
-            });
-        }
-        ip(&[
-            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if, "netns", &netns,
-        ])?;
-        ip(&["addr", "add", &format!("{host_addr}/24"), "dev", &host_if])?;
-        ip(&["link", "set", &host_if, "up"])?;
-        ip(&[
-            "-n",
-            &netns,
-            "addr",
-            "add",
-            &format!("{peer_addr}/24"),
-            "dev",
-            &peer_if,
-        ])?;
-        ip(&["-n", &netns, "link", "set", &peer_if, "up"])?;
-        ip(&["-n", &netns, "link", "set", "lo", "up"])?;
-        Ok(PlainNet { netns, host_addr })
     }
 
-    /// `ARGV` run in the namespace.
-    fn command(&self, argv: &[String]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.netns]).args(argv);
-        cmd
-    }
-}
-
-/// `iperf3 -s -1` on the host, bound to `addr:port`, killed (by its PID) if still running when
-/// dropped.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(addr: Ipv4Addr, port: u16) -> Result<Self> {
-        check_interrupted()?;
-        let child = Command::new("iperf3")
-            .args(["-s", "-1", "-B", &addr.to_string(), "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| fail(format!("cannot run iperf3: {e}")))?;
-        let mut server = Server { child };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !listening(addr, port) {
-            check_interrupted()?;
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(fail(format!(
-                    "iperf3 -s -B {addr} -p {port} ended ({status}) before listening"
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(fail(format!("iperf3 -s did not listen on {addr}:{port}")));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(server)
+    /// Starts per progress step.
+    fn chunk(&self) -> usize {
+        (self.runs / 5).max(1)
     }
 
-    /// Waits for the server to end after its one client (a few seconds at most).
-    fn finish(mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    /// Expected seconds of a round of starts, of a round of pings (both paths), of a tcp round.
+    fn round_secs(&self) -> (f64, f64, f64) {
+        (
+            0.1 * self.starts.len() as f64,
+            2.0 * (self.pings as f64 * 0.0025 + 0.1),
+            2.0 * (self.tcp_secs as f64 + 0.5),
+        )
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn progress(&self) -> Progress {
+        let (start, rtt, tcp) = self.round_secs();
+        Progress::new(
+            "net",
+            1 + self.runs.div_ceil(self.chunk()) + self.rtt_rounds + self.tcp_rounds,
+            start * (self.runs + 1) as f64
+                + rtt * self.rtt_rounds as f64
+                + tcp * self.tcp_rounds as f64,
+        )
     }
-}
-
-fn median_of(suite: &SuiteReport, case: &str, peer: &str) -> Option<f64> {
-    suite
-        .results
-        .iter()
-        .find(|r| r.case == case && r.peer == peer)
-        .map(|r| r.summary.median)
 }
 
 pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<SuiteReport> {
@@ -233,82 +141,61 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             )));
         }
     }
-    let runs = bench.opts.runs.max(1);
-    let quick = bench.opts.quick;
-    let busybox = bench
-        .ensure_image("busybox", &["busybox"])?
-        .join("bin/busybox");
-    let image = bench.opts.image.clone();
-    bench.ensure_image(&image, &super::sysbench::IMAGE_INIT)?;
-    let docker = against.contains(&Peer::Docker);
-    let mut notes = Vec::new();
-    notes.extend(super::unmeasured(against, "only poc and docker are"));
-    let gateway = Ipv4Addr::from(u32::from(bench.subnet.network()) + 1);
-    let pings = (runs * 5).max(50);
-    let rtt_rounds = if quick { 3 } else { 5 };
-    let tcp_rounds = (runs / 20).clamp(2, 5);
-    let tcp_secs = bench.opts.time.unwrap_or(if quick { 2 } else { 5 });
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
-
-    let start_variants: Vec<(&str, Peer, bool)> = {
-        let mut v = vec![
-            ("poc none", Peer::Poc, false),
-            ("poc bridge", Peer::Poc, true),
-        ];
-        if docker {
-            v.push(("docker", Peer::Docker, false));
-        }
-        v
+    let plan = Plan::new(bench, against)?;
+    let mut progress = plan.progress();
+    let mut rows = measure_starts(bench, peers, &plan, &mut progress)?;
+    let plain = PlainNet::make(bench)?;
+    let mut extras = Extras::new();
+    let pair = &mut Pair {
+        bench,
+        peers,
+        progress: &mut progress,
+        extras: &mut extras,
     };
-    let mut rows: Vec<Row> = Vec::new();
-    for (name, _, _) in &start_variants {
-        let mut row = Row::new("start", name, "wall time", "ms", false);
-        row.baseline = *name == "poc none";
-        rows.push(row);
-    }
-    let mut rtt_rows = [
-        Row::new("rtt", "poc bridge", "ping RTT (average)", "ms", false),
-        Row::new("rtt", PLAIN, "ping RTT (average)", "ms", false),
-    ];
-    rtt_rows[1].baseline = true;
-    let mut tcp_rows = [
-        Row::new("tcp", "poc bridge", "throughput", "Gbit/s", true),
-        Row::new("tcp", PLAIN, "throughput", "Gbit/s", true),
-    ];
-    tcp_rows[1].baseline = true;
+    rows.extend(measure_rtt(pair, &plan, &plain)?);
+    rows.extend(measure_tcp(pair, &plan, &plain)?);
+    let notes = notes(bench, &plan, &plain, against);
+    Ok(report(rows, notes, &extras))
+}
 
-    let chunk = (runs / 5).max(1);
-    let start_secs = 0.1 * start_variants.len() as f64;
-    let rtt_secs = pings as f64 * 0.0025 + 0.1;
-    let tcp_secs_f = tcp_secs as f64 + 0.5;
-    let mut progress = Progress::new(
-        "net",
-        1 + runs.div_ceil(chunk) + rtt_rounds + tcp_rounds,
-        start_secs * (runs + 1) as f64
-            + 2.0 * rtt_secs * rtt_rounds as f64
-            + 2.0 * tcp_secs_f * tcp_rounds as f64,
-    );
-
-    // Start times; the warm-up's bridged run makes the bridge and its NAT.
+/// `run --rm busybox true` without a network, on poc's bridge and under docker, interleaved;
+/// the warm-up's bridged run makes the bridge and its NAT.
+fn measure_starts(
+    bench: &mut Bench,
+    peers: &mut Peers,
+    plan: &Plan,
+    progress: &mut Progress,
+) -> Result<Vec<Row>> {
+    let mut rows: Vec<Row> = plan
+        .starts
+        .iter()
+        .map(|(name, _, _)| {
+            let row = Row::new("start", name, "wall time", "ms", false);
+            if *name == "poc none" {
+                row.baseline()
+            } else {
+                row
+            }
+        })
+        .collect();
     let job = |bridge: bool| Job {
         image: "busybox".into(),
         argv: vec!["true".into()],
         bridge,
         ..Job::default()
     };
-    progress.step("start: warm-up (makes the bridge)", start_secs);
+    let (runs, chunk, (round_secs, _, _)) = (plan.runs, plan.chunk(), plan.round_secs());
+    progress.step("start: warm-up (makes the bridge)", round_secs);
     for round in 0..=runs {
         if round > 0 && (round - 1) % chunk == 0 {
             let last = (round - 1 + chunk).min(runs);
             progress.step(
                 &format!("start: rounds {round}-{last} of {runs}"),
-                start_secs * (last + 1 - round) as f64,
+                round_secs * (last + 1 - round) as f64,
             );
         }
-        let n = start_variants.len();
-        for k in 0..n {
-            let i = (k + round) % n;
-            let (_, peer, bridge) = start_variants[i];
+        for i in measure::turns(round, plan.starts.len()) {
+            let (_, peer, bridge) = plan.starts[i];
             let cmd = peers.command(bench, peer, &job(bridge))?;
             if round == 1 {
                 rows[i].command = measure::command_line(&cmd);
@@ -319,114 +206,219 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             }
         }
     }
+    Ok(rows)
+}
 
-    // The baseline's network.
-    let plain = PlainNet::make(bench)?;
+/// What the rtt and tcp tests share while they measure.
+struct Pair<'a> {
+    bench: &'a mut Bench,
+    peers: &'a mut Peers,
+    progress: &'a mut Progress,
+    extras: &'a mut Extras,
+}
 
-    // RTT: `rtt_rounds` pings of `pings` packets each, interleaved.
-    let ping = |target: Ipv4Addr| measure::words(&format!("ping -q -c {pings} -i 0.002 {target}"));
-    let mut extras = std::collections::BTreeMap::new();
-    for round in 0..rtt_rounds {
-        progress.step(
-            &format!("rtt: round {}/{rtt_rounds} ({pings} pings each)", round + 1),
-            2.0 * rtt_secs,
+/// The two routes the rtt and tcp tests compare, in their rows' order.
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    /// From a container on poc's bridge to its gateway.
+    Bridge,
+    /// From the plain namespace to the host's end of its veth pair.
+    Plain,
+}
+
+const ROUTES: [Route; 2] = [Route::Bridge, Route::Plain];
+
+/// One run of a pair test: the command, the peer it runs under, and the iperf3 server it talks
+/// to (waited for after the run).
+type PairRun = (Command, Peer, Option<Server>);
+
+/// A test of both routes: `rounds` rounds, interleaved, each run's output read by `figures` (the
+/// row's sample and secondary figures); `what` names the figure an output may lack.
+struct PairTest {
+    case: &'static str,
+    metric: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    rounds: usize,
+    /// How a round is described, after "CASE: round I/N ", and its expected seconds.
+    detail: String,
+    round_secs: f64,
+    what: &'static str,
+    figures: fn(&str) -> Option<Figures>,
+}
+
+impl Pair<'_> {
+    /// Runs `test`, `command` making each run of a route; the rows of both routes, the plain
+    /// one the baseline.
+    fn measure(
+        &mut self,
+        test: &PairTest,
+        mut command: impl FnMut(&mut Pair, Route) -> Result<PairRun>,
+    ) -> Result<[Row; 2]> {
+        let row = |peer| {
+            Row::new(
+                test.case,
+                peer,
+                test.metric,
+                test.unit,
+                test.higher_is_better,
+            )
+        };
+        let mut rows = [row(ROW_PEERS[0]), row(ROW_PEERS[1]).baseline()];
+        for round in 0..test.rounds {
+            self.progress.step(
+                &format!(
+                    "{}: round {}/{} {}",
+                    test.case,
+                    round + 1,
+                    test.rounds,
+                    test.detail
+                ),
+                test.round_secs,
+            );
+            for i in measure::turns(round, 2) {
+                let (cmd, peer, server) = command(self, ROUTES[i])?;
+                let row = &mut rows[i];
+                if row.command.is_empty() {
+                    row.command = measure::command_line(&cmd);
+                }
+                let (_, out) = peers::run_timed(self.peers, peer, cmd)?;
+                if let Some(server) = server {
+                    server.finish();
+                }
+                let (value, extra) = (test.figures)(&out)
+                    .ok_or_else(|| fail(format!("no {} ({}):\n{out}", test.what, row.peer)))?;
+                row.samples.push(value);
+                self.extras
+                    .entry((test.case.to_string(), row.peer.clone()))
+                    .or_default()
+                    .push(extra);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The rtt and tcp rows' peers, in the order of [`ROUTES`].
+const ROW_PEERS: [&str; 2] = ["poc bridge", PLAIN];
+
+/// Ping's average round trip, with its min, max and loss as secondary figures.
+fn ping_figures(out: &str) -> Option<Figures> {
+    let (min, avg, max) = parse_ping(out)?;
+    let mut extra = BTreeMap::from([
+        ("rtt_min_ms".to_string(), min),
+        ("rtt_max_ms".to_string(), max),
+    ]);
+    if let Some((sent, received)) = parse_ping_counts(out) {
+        extra.insert(
+            "lost_percent".to_string(),
+            (sent - received.min(sent)) as f64 * 100.0 / sent.max(1) as f64,
         );
-        for k in 0..2 {
-            let i = (k + round) % 2;
-            let (cmd, peer) = if i == 0 {
+    }
+    Some((avg, extra))
+}
+
+/// iperf3's throughput in Gbit/s, with the sender's retransmits as a secondary figure.
+fn iperf3_figures(out: &str) -> Option<Figures> {
+    let (bits, retransmits) = parse_iperf3(out)?;
+    let extra = retransmits
+        .map(|r| ("retransmits".to_string(), r))
+        .into_iter()
+        .collect();
+    Some((bits / 1e9, extra))
+}
+
+/// RTT: `rtt_rounds` pings of `pings` packets each, interleaved.
+fn measure_rtt(pair: &mut Pair, plan: &Plan, plain: &PlainNet) -> Result<[Row; 2]> {
+    let pings = plan.pings;
+    let ping = |target: Ipv4Addr| measure::words(&format!("ping -q -c {pings} -i 0.002 {target}"));
+    let test = PairTest {
+        case: "rtt",
+        metric: "ping RTT (average)",
+        unit: "ms",
+        higher_is_better: false,
+        rounds: plan.rtt_rounds,
+        detail: format!("({pings} pings each)"),
+        round_secs: plan.round_secs().1,
+        what: "round-trip times in ping's output",
+        figures: ping_figures,
+    };
+    pair.measure(&test, |pair, route| {
+        Ok(match route {
+            Route::Bridge => {
                 let job = Job {
                     image: "busybox".into(),
-                    argv: ping(gateway),
+                    argv: ping(plan.gateway),
                     bridge: true,
                     ..Job::default()
                 };
-                (peers.command(bench, Peer::Poc, &job)?, Peer::Poc)
-            } else {
-                let mut argv = vec![busybox.to_string_lossy().into_owned()];
+                (
+                    pair.peers.command(pair.bench, Peer::Poc, &job)?,
+                    Peer::Poc,
+                    None,
+                )
+            }
+            Route::Plain => {
+                let mut argv = vec![plan.busybox.to_string_lossy().into_owned()];
                 argv.extend(ping(plain.host_addr));
-                (plain.command(&argv), Peer::Host)
-            };
-            if rtt_rows[i].command.is_empty() {
-                rtt_rows[i].command = measure::command_line(&cmd);
+                (plain.command(&argv), Peer::Host, None)
             }
-            let (_, out) = peers::run_timed(peers, peer, cmd)?;
-            let (min, avg, max) = parse_ping(&out).ok_or_else(|| {
-                fail(format!(
-                    "no round-trip times in ping's output ({}):\n{out}",
-                    rtt_rows[i].peer
-                ))
-            })?;
-            rtt_rows[i].samples.push(avg);
-            let mut extra = std::collections::BTreeMap::new();
-            extra.insert("rtt_min_ms".to_string(), min);
-            extra.insert("rtt_max_ms".to_string(), max);
-            if let Some((sent, received)) = parse_ping_counts(&out) {
-                extra.insert(
-                    "lost_percent".to_string(),
-                    (sent - received.min(sent)) as f64 * 100.0 / sent.max(1) as f64,
-                );
-            }
-            extras
-                .entry(("rtt".to_string(), rtt_rows[i].peer.clone()))
-                .or_insert_with(Vec::new)
-                .push(extra);
-        }
-    }
+        })
+    })
+}
 
-    // TCP: `tcp_rounds` iperf3 runs of `tcp_secs` each, interleaved, each to a fresh server.
-    let iperf = |target: Ipv4Addr| {
-        measure::words(&format!("iperf3 -c {target} -p {port} -t {tcp_secs} -J"))
+/// TCP: `tcp_rounds` iperf3 runs of `tcp_secs` each, interleaved, each to a fresh server.
+fn measure_tcp(pair: &mut Pair, plan: &Plan, plain: &PlainNet) -> Result<[Row; 2]> {
+    let (port, secs) = (plan.port, plan.tcp_secs);
+    let iperf =
+        |target: Ipv4Addr| measure::words(&format!("iperf3 -c {target} -p {port} -t {secs} -J"));
+    let test = PairTest {
+        case: "tcp",
+        metric: "throughput",
+        unit: "Gbit/s",
+        higher_is_better: true,
+        rounds: plan.tcp_rounds,
+        detail: format!("({secs} s each)"),
+        round_secs: plan.round_secs().2,
+        what: "throughput in iperf3's output",
+        figures: iperf3_figures,
     };
-    for round in 0..tcp_rounds {
-        progress.step(
-            &format!("tcp: round {}/{tcp_rounds} ({tcp_secs} s each)", round + 1),
-            2.0 * tcp_secs_f,
-        );
-        for k in 0..2 {
-            let i = (k + round) % 2;
-            let (cmd, peer, server) = if i == 0 {
+    pair.measure(&test, |pair, route| {
+        Ok(match route {
+            Route::Bridge => {
                 let job = Job {
-                    image: image.clone(),
-                    argv: iperf(gateway),
+                    image: plan.image.clone(),
+                    argv: iperf(plan.gateway),
                     bridge: true,
                     ..Job::default()
                 };
-                let server = Server::start(gateway, port)?;
-                (peers.command(bench, Peer::Poc, &job)?, Peer::Poc, server)
-            } else {
+                let server = Server::start(plan.gateway, port)?;
+                let cmd = pair.peers.command(pair.bench, Peer::Poc, &job)?;
+                (cmd, Peer::Poc, Some(server))
+            }
+            Route::Plain => {
                 let server = Server::start(plain.host_addr, port)?;
-                (plain.command(&iperf(plain.host_addr)), Peer::Host, server)
-            };
-            if tcp_rows[i].command.is_empty() {
-                tcp_rows[i].command = measure::command_line(&cmd);
+                (
+                    plain.command(&iperf(plain.host_addr)),
+                    Peer::Host,
+                    Some(server),
+                )
             }
-            let (_, out) = peers::run_timed(peers, peer, cmd)?;
-            server.finish();
-            let (bits, retransmits) = parse_iperf3(&out).ok_or_else(|| {
-                fail(format!(
-                    "no throughput in iperf3's output ({}):\n{out}",
-                    tcp_rows[i].peer
-                ))
-            })?;
-            tcp_rows[i].samples.push(bits / 1e9);
-            let mut extra = std::collections::BTreeMap::new();
-            if let Some(r) = retransmits {
-                extra.insert("retransmits".to_string(), r);
-            }
-            extras
-                .entry(("tcp".to_string(), tcp_rows[i].peer.clone()))
-                .or_insert_with(Vec::new)
-                .push(extra);
-        }
-    }
-    rows.extend(rtt_rows);
-    rows.extend(tcp_rows);
+        })
+    })
+}
 
-    notes.insert(0, format!(
+/// How each test ran, for a reader who wants to run it again.
+fn notes(bench: &Bench, plan: &Plan, plain: &PlainNet, against: &[Peer]) -> Vec<String> {
+    let (runs, gateway, image) = (plan.runs, plan.gateway, &plan.image);
+    let (pings, rtt_rounds, tcp_rounds, tcp_secs) =
+        (plan.pings, plan.rtt_rounds, plan.tcp_rounds, plan.tcp_secs);
+    let mut notes = vec![format!(
         "start: {runs} starts each, interleaved, after one warm-up: `run --rm busybox true`, wall time from spawn to reaped exit; poc none: `--network none` (loopback only; the test's baseline); poc bridge: poc's bridge {} on {} (a veth pair, an address lease, nftables NAT)",
         bench.bridge, bench.subnet
-    ));
-    if docker {
+    )];
+    notes.extend(super::unmeasured(against, "only poc and docker are"));
+    if plan.docker {
         notes.push("docker: `docker run --rm --network none`: the bench's dockerd runs with --bridge=none and no iptables, so docker's start has no network (a lower bound of its bridged start)".into());
         notes.push("docker not measured for rtt and tcp: its dockerd has no bridge".into());
     }
@@ -438,6 +430,11 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
         "tcp: {tcp_rounds} rounds of `iperf3 -c -t {tcp_secs}` to `iperf3 -s -1` on the host, interleaved, Gbit/s received: poc bridge from a container of the image {image} to the gateway; {PLAIN} (the test's baseline): the host's iperf3 in that namespace to the veth's host end"
     ));
     notes.push("ratio: the row's median over its test's baseline (start, rtt: below 1 is faster; tcp: above 1 is faster)".into());
+    notes
+}
+
+/// The suite's report, with what the bridge adds to a start.
+fn report(rows: Vec<Row>, notes: Vec<String>, extras: &Extras) -> SuiteReport {
     let mut suite = SuiteReport {
         name: "net".into(),
         title: "net: poc's bridge network".into(),
@@ -445,23 +442,22 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
         notes,
         results: rows,
     };
-    suite.finish(&extras);
-    if let (Some(none), Some(bridge)) = (
-        median_of(&suite, "start", "poc none"),
-        median_of(&suite, "start", "poc bridge"),
-    ) {
+    suite.finish(extras);
+    let median = |peer: &str| suite.median("start", peer);
+    if let (Some(none), Some(bridge)) = (median("poc none"), median("poc bridge")) {
+        let docker = median("docker");
         suite.notes.push(format!(
             "the bridge adds {:.2} ms to a start",
             bridge - none
         ));
-        if let Some(docker) = median_of(&suite, "start", "docker") {
+        if let Some(docker) = docker {
             suite.notes.push(format!(
                 "poc bridge / docker = {:.3} (the issue's target: at most 0.1)",
                 bridge / docker
             ));
         }
     }
-    Ok(suite)
+    suite
 }
 
 #[cfg(test)]
@@ -491,19 +487,5 @@ mod tests {
         let failed = r#"{"start": {}, "intervals": [], "end": {}, "error": "unable to connect to server: Connection refused"}"#;
         assert_eq!(parse_iperf3(failed), None);
         assert_eq!(parse_iperf3("iperf3: error"), None);
-    }
-
-    #[test]
-    fn proc_net_tcp_addresses() {
-        // Little-endian hosts print the address's bytes reversed; the port is big-endian hex.
-        let expected = if cfg!(target_endian = "little") {
-            "0100960A:1451"
-        } else {
-            "0A960001:1451"
-        };
-        assert_eq!(
-            proc_net_tcp_address(Ipv4Addr::new(10, 150, 0, 1), 5201),
-            expected
-        );
     }
 }

@@ -5,7 +5,7 @@
 //! Owns: the peers' bundles, roots and daemons, all under the bench's work directory.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -423,39 +423,13 @@ fn in_place<R: Send + 'static>(
 /// An OCI bundle for `job`: the rootfs an overlay of the image, config.json the Spec poc builds
 /// for the same request, with the bench's cgroup parent.
 fn make_bundle(bench: &Bench, name: &str, job: &Job, ns: Option<&NsThread>) -> Result<PathBuf> {
-    use nix::mount::{mount, MsFlags};
     let bundle = bench.dir(name)?;
     let image = crate::image::Store::new(bench.paths.images_dir())
         .get(&job.image)
         .map_err(|e| fail(e.to_string()))?;
-    let (rootfs, upper, work, etc) = (
-        bundle.join("rootfs"),
-        bundle.join("upper"),
-        bundle.join("work"),
-        bundle.join("etc"),
-    );
-    for dir in [&rootfs, &upper, &work, &etc] {
-        std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-    }
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        image.rootfs.display(),
-        upper.display(),
-        work.display()
-    );
-    // Mounted where the runtime runs: a mount made in the host's namespace would not show in a
-    // private one unless / is shared.
-    let target = rootfs.clone();
-    in_place(ns, move || {
-        mount(
-            Some("overlay"),
-            &target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        )
-    })
-    .map_err(|e| fail(format!("overlay for the {name} bundle: {e}")))?;
+    let (rootfs, etc) = (bundle.join("rootfs"), bundle.join("etc"));
+    mount_overlay(&bundle, name, &image.rootfs, ns)?;
+    std::fs::create_dir_all(&etc).map_err(|e| fail(format!("{}: {e}", etc.display())))?;
     for (file, text) in [
         ("hostname", "bench\n"),
         ("hosts", "127.0.0.1 localhost bench\n"),
@@ -463,7 +437,56 @@ fn make_bundle(bench: &Bench, name: &str, job: &Job, ns: Option<&NsThread>) -> R
     ] {
         std::fs::write(etc.join(file), text).map_err(|e| fail(format!("{file}: {e}")))?;
     }
-    let request = RunRequest {
+    let defaults: &ImageDefaults = &image.meta.defaults;
+    let cgroups_path = format!("{}/{name}", bench.cgroup_parent);
+    let id = format!("{name:0<12}");
+    let request = bundle_request(job);
+    let mut spec = crate::spec::build_spec(&request, defaults, &id, &rootfs, &etc, &cgroups_path)
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(root) = spec.root_mut() {
+        root.set_path(PathBuf::from("rootfs"));
+        root.set_readonly(Some(false));
+    }
+    let json = serde_json::to_string_pretty(&spec).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(bundle.join("config.json"), json)
+        .map_err(|e| fail(format!("config.json: {e}")))?;
+    Ok(bundle)
+}
+
+/// The bundle's rootfs: an overlay of `lower` with its upper and work directories beside it,
+/// mounted where the runtime runs (a mount made in the host's namespace would not show in a
+/// private one unless / is shared).
+fn mount_overlay(bundle: &Path, name: &str, lower: &Path, ns: Option<&NsThread>) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let (rootfs, upper, work) = (
+        bundle.join("rootfs"),
+        bundle.join("upper"),
+        bundle.join("work"),
+    );
+    for dir in [&rootfs, &upper, &work] {
+        std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    in_place(ns, move || {
+        mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+    })
+    .map_err(|e| fail(format!("overlay for the {name} bundle: {e}")))
+}
+
+/// The request `poc run --rm --network none` would make for `job`.
+fn bundle_request(job: &Job) -> RunRequest {
+    RunRequest {
         name: None,
         detach: false,
         remove: true,
@@ -490,20 +513,7 @@ fn make_bundle(bench: &Bench, name: &str, job: &Job, ns: Option<&NsThread>) -> R
         security: Security::default(),
         image: job.image.clone(),
         command: job.argv.clone(),
-    };
-    let defaults: &ImageDefaults = &image.meta.defaults;
-    let cgroups_path = format!("{}/{name}", bench.cgroup_parent);
-    let id = format!("{name:0<12}");
-    let mut spec = crate::spec::build_spec(&request, defaults, &id, &rootfs, &etc, &cgroups_path)
-        .map_err(|e| fail(e.to_string()))?;
-    if let Some(root) = spec.root_mut() {
-        root.set_path(PathBuf::from("rootfs"));
-        root.set_readonly(Some(false));
     }
-    let json = serde_json::to_string_pretty(&spec).map_err(|e| fail(e.to_string()))?;
-    std::fs::write(bundle.join("config.json"), json)
-        .map_err(|e| fail(format!("config.json: {e}")))?;
-    Ok(bundle)
 }
 
 /// A thread in a mount namespace of its own (a slave of the host's, so later mounts still

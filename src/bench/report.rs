@@ -56,7 +56,9 @@ pub struct Row {
     pub unit: String,
     pub higher_is_better: bool,
     pub samples: Vec<f64>,
-    pub summary: Summary,
+    /// Median and spread of the samples, once the suite is finished (None before, or without
+    /// samples).
+    pub summary: Option<Summary>,
     /// This row's median over the baseline's median for the same case.
     pub ratio: Option<f64>,
     /// The command line of one run, as a reader would type it.
@@ -79,22 +81,36 @@ impl Row {
             unit: unit.into(),
             higher_is_better,
             samples: Vec::new(),
-            summary: Summary::of(&[0.0]).expect("one sample"),
+            summary: None,
             ratio: None,
             command: String::new(),
             extra: BTreeMap::new(),
             baseline: false,
         }
     }
+
+    /// Marks the row as its case's baseline.
+    pub fn baseline(mut self) -> Self {
+        self.baseline = true;
+        self
+    }
+
+    pub fn median(&self) -> Option<f64> {
+        self.summary.map(|s| s.median)
+    }
 }
+
+/// What one run measured: the row's sample, and secondary figures by name.
+pub type Figures = (f64, BTreeMap<String, f64>);
+
+/// Secondary figures of each run, by (case, peer): one map of figures per run.
+pub type Extras = BTreeMap<(String, String), Vec<BTreeMap<String, f64>>>;
 
 impl SuiteReport {
     /// Summaries and ratios, once every sample is in. `extras` are per-sample secondary figures.
-    pub fn finish(&mut self, extras: &BTreeMap<(String, String), Vec<BTreeMap<String, f64>>>) {
+    pub fn finish(&mut self, extras: &Extras) {
         for row in &mut self.results {
-            if let Some(s) = Summary::of(&row.samples) {
-                row.summary = s;
-            }
+            row.summary = Summary::of(&row.samples);
             if let Some(samples) = extras.get(&(row.case.clone(), row.peer.clone())) {
                 let mut names: Vec<&String> = samples.iter().flat_map(|m| m.keys()).collect();
                 names.sort();
@@ -115,13 +131,23 @@ impl SuiteReport {
             .results
             .iter()
             .filter(|r| r.peer == self.baseline || r.baseline)
-            .map(|r| (r.case.clone(), r.summary.median))
+            .filter_map(|r| Some((r.case.clone(), r.median()?)))
             .collect();
         for row in &mut self.results {
             let case = row.case.split(':').next().unwrap_or(&row.case).to_string();
             let b = base.get(&row.case).or_else(|| base.get(&case));
-            row.ratio = b.filter(|b| **b != 0.0).map(|b| row.summary.median / b);
+            row.ratio = b
+                .filter(|b| **b != 0.0)
+                .and_then(|b| Some(row.median()? / b));
         }
+    }
+
+    /// The median of `peer`'s row in `case`, once finished.
+    pub fn median(&self, case: &str, peer: &str) -> Option<f64> {
+        self.results
+            .iter()
+            .find(|r| r.case == case && r.peer == peer)
+            .and_then(Row::median)
     }
 
     /// The baseline's median for `row`'s case.
@@ -132,7 +158,7 @@ impl SuiteReport {
             .find(|r| {
                 (r.peer == self.baseline || r.baseline) && (r.case == row.case || r.case == case)
             })
-            .map(|r| r.summary.median)
+            .and_then(Row::median)
     }
 
     pub fn markdown(&self, out: &mut String) {
@@ -147,11 +173,20 @@ impl SuiteReport {
         );
         let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|");
         for row in &self.results {
-            let s = &row.summary;
             let ratio = row.ratio.map_or("-".to_string(), |r| format!("{r:.3}"));
+            let figures = match &row.summary {
+                Some(s) => format!(
+                    "{} | {} - {} | {}",
+                    figure(s.median),
+                    figure(s.p10),
+                    figure(s.p90),
+                    s.n
+                ),
+                None => "- | - | 0".to_string(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} ({}{}) | {} | {} - {} | {} | {} |",
+                "| {} | {} | {} ({}{}) | {figures} | {ratio} |",
                 row.case,
                 row.peer,
                 row.metric,
@@ -161,11 +196,6 @@ impl SuiteReport {
                 } else {
                     ""
                 },
-                figure(s.median),
-                figure(s.p10),
-                figure(s.p90),
-                s.n,
-                ratio
             );
         }
         let with_extra: Vec<&Row> = self
@@ -196,14 +226,16 @@ impl SuiteReport {
     pub fn svg(&self) -> String {
         let mut groups: Vec<(String, Vec<crate::plot::Bar>)> = Vec::new();
         for row in &self.results {
-            let (Some(ratio), Some(base)) = (row.ratio, self.baseline_of(row)) else {
+            let (Some(ratio), Some(base), Some(s)) =
+                (row.ratio, self.baseline_of(row), row.summary)
+            else {
                 continue;
             };
             let bar = crate::plot::Bar {
                 label: row.peer.clone(),
                 value: ratio,
-                low: row.summary.p10 / base,
-                high: row.summary.p90 / base,
+                low: s.p10 / base,
+                high: s.p90 / base,
             };
             let title = format!("{} ({})", row.case, row.metric);
             match groups.iter_mut().find(|(t, _)| *t == title) {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::measure::Progress;
+use super::measure::{self, Progress};
 use super::peers::{self, Job, Peer, Peers};
 use super::report::{Row, SuiteReport};
 use super::{fail, Bench, Result};
@@ -45,9 +45,26 @@ enum Variant {
     },
 }
 
+impl Variant {
+    fn name(&self) -> &'static str {
+        match self {
+            Variant::Peer(p) => p.name(),
+            Variant::Floor { name, .. } => name,
+        }
+    }
+}
+
 pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<SuiteReport> {
     let runs = bench.opts.runs.max(1);
     let rootfs = bench.ensure_image("busybox", &["busybox"])?;
+    let (variants, notes) = plan(bench, against, runs);
+    let rows = measure(bench, peers, &variants, &rootfs, runs)?;
+    Ok(report(rows, notes, against))
+}
+
+/// The variants to start (the peers, then the floor with and without a memory cgroup when it
+/// builds), and the notes that say how.
+fn plan(bench: &mut Bench, against: &[Peer], runs: usize) -> (Vec<Variant>, Vec<String>) {
     let mut variants: Vec<Variant> = against
         .iter()
         .filter(|p| **p != Peer::Host)
@@ -79,6 +96,18 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     if against.contains(&Peer::Crun) && !bench.hierarchies.v1.is_empty() {
         notes.push("crun runs in a mount namespace of its own without the cgroup2 mount (crun 1.8 refuses hybrid hosts)".into());
     }
+    (variants, notes)
+}
+
+/// `runs` rounds of one start per variant, interleaved, after one warm-up start each (page
+/// cache, dockerd's first container, the seccomp cache).
+fn measure(
+    bench: &mut Bench,
+    peers: &mut Peers,
+    variants: &[Variant],
+    rootfs: &Path,
+    runs: usize,
+) -> Result<Vec<Row>> {
     let job = Job {
         image: "busybox".into(),
         argv: vec!["true".into()],
@@ -86,36 +115,21 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     };
     let mut rows: Vec<Row> = variants
         .iter()
-        .map(|v| {
-            let name = match v {
-                Variant::Peer(p) => p.name(),
-                Variant::Floor { name, .. } => name,
-            };
-            Row::new("start", name, "wall time", "ms", false)
-        })
+        .map(|v| Row::new("start", v.name(), "wall time", "ms", false))
         .collect();
-    // One warm-up start each (page cache, dockerd's first container, the seccomp cache).
-    let mut progress = Progress::new(
-        "start",
-        runs + 1,
-        (runs + 1) as f64 * 0.05 * variants.len() as f64,
-    );
+    let round_secs = 0.05 * variants.len() as f64;
+    let mut progress = Progress::new("start", runs + 1, (runs + 1) as f64 * round_secs);
     for round in 0..=runs {
-        progress.step(
-            &if round == 0 {
-                "warm-up".to_string()
-            } else {
-                format!("round {round}/{runs}")
-            },
-            0.05 * variants.len() as f64,
-        );
-        let n = variants.len();
-        for k in 0..n {
-            let i = (k + round) % n;
+        let step = match round {
+            0 => "warm-up".to_string(),
+            _ => format!("round {round}/{runs}"),
+        };
+        progress.step(&step, round_secs);
+        for i in measure::turns(round, variants.len()) {
             let (cmd, peer) = match &variants[i] {
                 Variant::Peer(p) => (peers.command(bench, *p, &job)?, *p),
                 Variant::Floor { cgroup, .. } => {
-                    (floor_command(bench, &rootfs, round, cgroup)?, Peer::Host)
+                    (floor_command(bench, rootfs, round, cgroup)?, Peer::Host)
                 }
             };
             if round == 1 {
@@ -127,6 +141,11 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             }
         }
     }
+    Ok(rows)
+}
+
+/// The suite's report against crun (else the floor, else poc), with poc's time over the floor's.
+fn report(rows: Vec<Row>, mut notes: Vec<String>, against: &[Peer]) -> SuiteReport {
     let baseline = if against.contains(&Peer::Crun) {
         "crun"
     } else if rows.iter().any(|r| r.peer == "floor") {
@@ -145,14 +164,13 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
         results: rows,
     };
     suite.finish(&Default::default());
-    if let (Some(poc), Some(floor)) = (
-        suite.results.iter().find(|r| r.peer == "poc"),
-        suite.results.iter().find(|r| r.peer == "floor"),
-    ) {
-        let ratio = poc.summary.median / floor.summary.median;
-        suite.notes.push(format!("poc / floor = {ratio:.2}"));
+    if let (Some(poc), Some(floor)) = (suite.median("start", "poc"), suite.median("start", "floor"))
+    {
+        suite
+            .notes
+            .push(format!("poc / floor = {:.2}", poc / floor));
     }
-    Ok(suite)
+    suite
 }
 
 fn floor_command(

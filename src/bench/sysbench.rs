@@ -8,10 +8,11 @@
 //!                 filesystem, on the same device (the bench works inside poc's store)
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::measure::{self, Progress};
 use super::peers::{self, Job, Peer, Peers};
-use super::report::{Row, SuiteReport};
+use super::report::{Extras, Figures, Row, SuiteReport};
 use super::{fail, Bench, Result};
 
 /// The image the suite runs in, and how `poc bench` builds it when it is missing.
@@ -158,7 +159,7 @@ fn number_after(text: &str, key: &str) -> Option<f64> {
 }
 
 /// The figures of one sysbench run: the reported one first, then secondary ones by name.
-pub fn parse(test: &str, output: &str) -> Option<(f64, BTreeMap<String, f64>)> {
+pub fn parse(test: &str, output: &str) -> Option<Figures> {
     let mut extra = BTreeMap::new();
     let mut put = |name: &str, value: Option<f64>| {
         if let Some(v) = value {
@@ -229,34 +230,60 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
         opts.tests.iter().map(String::as_str).collect()
     };
     let tests: Vec<Test> = names.iter().map(|n| test(n, &scale)).collect();
+    prepare(bench, &tests, &scale)?;
+    let mut peer_list = vec![Peer::Host];
+    peer_list.extend(against.iter().copied().filter(|p| *p != Peer::Host));
+    let cells = cells(&tests, &peer_list);
+    let host_dir = bench.dir("host-fileio")?;
+    let mut runner = Runner {
+        bench,
+        peers,
+        tests: &tests,
+        host_dir: &host_dir,
+        rows: Vec::new(),
+        extras: Extras::new(),
+    };
+    runner.measure(&cells)?;
+    let Runner { rows, extras, .. } = runner;
+    let notes = notes(bench, &scale, &host_dir, against);
+    let mut suite = SuiteReport {
+        name: "sysbench".into(),
+        title: "sysbench: host against containers".into(),
+        baseline: "host".into(),
+        notes,
+        results: rows,
+    };
+    suite.finish(&extras);
+    Ok(suite)
+}
+
+/// Refuses to start without sysbench on the host, room for fileio, or the image (built when it
+/// is the suite's own).
+fn prepare(bench: &Bench, tests: &[Test], scale: &Scale) -> Result<()> {
     if peers::find_program("sysbench").is_none() {
         return Err(fail(
             "sysbench is not installed on the host (the baseline): apt-get install sysbench",
         ));
     }
-    if names.contains(&"fileio") {
+    if tests.iter().any(|t| t.name == "fileio") {
         check_space(bench, scale.file_bytes)?;
     }
-    let image = opts.image.clone();
+    let image = &bench.opts.image;
     if image == "sysbench" {
-        bench.ensure_image(&image, &IMAGE_INIT)?;
-    } else if !bench
-        .paths
-        .images_dir()
-        .join(&image)
-        .join("rootfs")
-        .is_dir()
-    {
+        bench.ensure_image(image, &IMAGE_INIT)?;
+    } else if !bench.paths.images_dir().join(image).join("rootfs").is_dir() {
         return Err(fail(format!(
             "no image {image}: build one with sysbench in it"
         )));
     }
-    let mut peer_list = vec![Peer::Host];
-    peer_list.extend(against.iter().copied().filter(|p| *p != Peer::Host));
+    Ok(())
+}
 
+/// Every test under every peer, fileio in a container also on a volume.
+fn cells(tests: &[Test], peers: &[Peer]) -> Vec<Cell> {
     let mut cells = Vec::new();
     for (i, t) in tests.iter().enumerate() {
-        for &peer in &peer_list {
+        for &peer in peers {
             cells.push(Cell {
                 test: i,
                 peer,
@@ -271,77 +298,103 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             }
         }
     }
-    let repeat = opts.repeat.max(1);
-    let expected: f64 = cells
-        .iter()
-        .map(|c| tests[c.test].expected + 0.5)
-        .sum::<f64>()
-        * repeat as f64;
-    let mut progress = Progress::new("sysbench-suite", cells.len() * repeat, expected);
-    let mut rows: Vec<Row> = Vec::new();
-    let mut extras: BTreeMap<(String, String), Vec<BTreeMap<String, f64>>> = BTreeMap::new();
-    let host_dir = bench.dir("host-fileio")?;
-    for round in 0..repeat {
-        // Peers take turns going first, so that none always runs on a machine just warmed up
-        // (or just heated) by the same neighbour.
-        for group in cells.chunk_by(|a, b| a.test == b.test) {
-            let n = group.len();
-            for k in 0..n {
-                let cell = &group[(k + round) % n];
-                let t = &tests[cell.test];
-                let case = cell.case(&tests);
-                progress.step(
-                    &format!(
-                        "{case} on {} (round {}/{repeat})",
-                        cell.peer.name(),
-                        round + 1
-                    ),
-                    t.expected + 0.5,
-                );
-                let volume = if cell.volume {
-                    Some(bench.dir(&format!("volume-{}", cell.peer.name()))?)
-                } else {
-                    None
-                };
-                let job = Job {
-                    image: image.clone(),
-                    argv: t.argv.clone(),
-                    workdir: Some(if cell.volume {
-                        peers::VOLUME_TARGET.to_string()
-                    } else {
-                        "/var/tmp".to_string()
-                    }),
-                    volume,
-                    host_dir: Some(host_dir.clone()),
-                    bridge: false,
-                };
-                let cmd = peers.command(bench, cell.peer, &job)?;
-                let command = peers::command_line(cell.peer, &cmd, &job);
-                let (_, out) = peers::run_timed(peers, cell.peer, cmd)?;
-                let (value, extra) = parse(t.name, &out).ok_or_else(|| {
-                    fail(format!(
-                        "sysbench {case} on {}: no figures in its output:\n{out}",
-                        cell.peer.name()
-                    ))
-                })?;
-                let peer = cell.peer.name();
-                let i = match rows.iter().position(|r| r.case == case && r.peer == peer) {
-                    Some(i) => i,
-                    None => {
-                        let mut row = Row::new(&case, peer, t.metric, t.unit, true);
-                        row.command = command;
-                        rows.push(row);
-                        rows.len() - 1
-                    }
-                };
-                rows[i].samples.push(value);
-                extras
-                    .entry((case, peer.to_string()))
-                    .or_default()
-                    .push(extra);
+    cells
+}
+
+/// Runs the cells and keeps their figures, a row per (case, peer).
+struct Runner<'a> {
+    bench: &'a mut Bench,
+    peers: &'a mut Peers,
+    tests: &'a [Test],
+    /// Where the host's fileio runs.
+    host_dir: &'a Path,
+    rows: Vec<Row>,
+    extras: Extras,
+}
+
+impl Runner<'_> {
+    /// `--repeat` rounds of every cell; within a test, the peers take turns going first.
+    fn measure(&mut self, cells: &[Cell]) -> Result<()> {
+        let repeat = self.bench.opts.repeat.max(1);
+        let expected: f64 = cells
+            .iter()
+            .map(|c| self.tests[c.test].expected + 0.5)
+            .sum::<f64>()
+            * repeat as f64;
+        let mut progress = Progress::new("sysbench-suite", cells.len() * repeat, expected);
+        for round in 0..repeat {
+            for group in cells.chunk_by(|a, b| a.test == b.test) {
+                for i in measure::turns(round, group.len()) {
+                    let cell = &group[i];
+                    progress.step(
+                        &format!(
+                            "{} on {} (round {}/{repeat})",
+                            cell.case(self.tests),
+                            cell.peer.name(),
+                            round + 1
+                        ),
+                        self.tests[cell.test].expected + 0.5,
+                    );
+                    self.run_cell(cell)?;
+                }
             }
         }
+        Ok(())
     }
+
+    /// One run of `cell`'s test, its figures added to its row.
+    fn run_cell(&mut self, cell: &Cell) -> Result<()> {
+        let t = &self.tests[cell.test];
+        let case = cell.case(self.tests);
+        let peer = cell.peer.name();
+        let volume = match cell.volume {
+            true => Some(self.bench.dir(&format!("volume-{peer}"))?),
+            false => None,
+        };
+        let job = Job {
+            image: self.bench.opts.image.clone(),
+            argv: t.argv.clone(),
+            workdir: Some(match cell.volume {
+                true => peers::VOLUME_TARGET.to_string(),
+                false => "/var/tmp".to_string(),
+            }),
+            volume,
+            host_dir: Some(self.host_dir.to_path_buf()),
+            bridge: false,
+        };
+        let cmd = self.peers.command(self.bench, cell.peer, &job)?;
+        let command = peers::command_line(cell.peer, &cmd, &job);
+        let (_, out) = peers::run_timed(self.peers, cell.peer, cmd)?;
+        let (value, extra) = parse(t.name, &out).ok_or_else(|| {
+            fail(format!(
+                "sysbench {case} on {peer}: no figures in its output:\n{out}"
+            ))
+        })?;
+        let i = match self
+            .rows
+            .iter()
+            .position(|r| r.case == case && r.peer == peer)
+        {
+            Some(i) => i,
+            None => {
+                let mut row = Row::new(&case, peer, t.metric, t.unit, true);
+                row.command = command;
+                self.rows.push(row);
+                self.rows.len() - 1
+            }
+        };
+        self.rows[i].samples.push(value);
+        self.extras
+            .entry((case, peer.to_string()))
+            .or_default()
+            .push(extra);
+        Ok(())
+    }
+}
+
+/// How the suite was scaled and where it ran.
+fn notes(bench: &Bench, scale: &Scale, host_dir: &Path, against: &[Peer]) -> Vec<String> {
+    let opts = &bench.opts;
     let scaled = if opts.time.is_some() || opts.file_size.is_some() {
         "scaled by --time/--file-size"
     } else if opts.quick {
@@ -349,6 +402,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     } else {
         "full scale"
     };
+    let repeat = opts.repeat.max(1);
     let host_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let host_cgroup = host_cgroup
         .lines()
@@ -366,7 +420,8 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             scale.fileio_secs
         ),
         format!(
-            "image {image}; containers without a network; the host's fileio runs in {}, on the filesystem of the containers' writable layers; fileio:volume is a bind mount of a directory beside it",
+            "image {}; containers without a network; the host's fileio runs in {}, on the filesystem of the containers' writable layers; fileio:volume is a bind mount of a directory beside it",
+            opts.image,
             host_dir.display()
         ),
         format!("the host's runs are children of poc bench, in its (memory) cgroup {host_cgroup}; each container has a leaf of its own"),
@@ -378,15 +433,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     if against.contains(&Peer::Crun) && !bench.hierarchies.v1.is_empty() {
         notes.push("crun runs in a mount namespace of its own without the cgroup2 mount (crun 1.8 refuses hybrid hosts)".into());
     }
-    let mut suite = SuiteReport {
-        name: "sysbench".into(),
-        title: "sysbench: host against containers".into(),
-        baseline: "host".into(),
-        notes,
-        results: rows,
-    };
-    suite.finish(&extras);
-    Ok(suite)
+    notes
 }
 
 /// Refuses a fileio size the store's filesystem cannot hold (with a margin).

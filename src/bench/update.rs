@@ -72,124 +72,202 @@ fn docker_round(round: usize, rounds: usize, wanted: usize) -> bool {
     round * wanted / rounds != (round + 1) * wanted / rounds
 }
 
-pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<SuiteReport> {
-    let runs = bench.opts.runs.max(1);
-    bench.ensure_image("busybox", &["busybox"])?;
-    let mut notes = Vec::new();
-    let mut variants = vec![Variant::Poc];
-    let raw = match bench.compile_c("rawwrite", RAW_C) {
-        Ok(binary) => {
-            variants.push(Variant::Raw);
-            Some(binary)
-        }
-        Err(why) => {
-            notes.push(format!("the raw write was not measured: {why}"));
-            None
-        }
-    };
-    let docker = against.contains(&Peer::Docker);
-    if docker {
-        variants.push(Variant::Docker);
-    }
-    notes.extend(super::unmeasured(
-        against,
-        "it has no update command of its own here",
-    ));
-    let docker_runs = (runs / 3).max(10).min(runs);
+/// The variants measured, and what the raw write and docker need.
+struct Plan {
+    variants: Vec<Variant>,
+    /// The raw write's binary, when it built.
+    raw: Option<PathBuf>,
+    docker: bool,
+    runs: usize,
+    /// docker's updates, spread over the rounds (it takes ~30 ms an update).
+    docker_runs: usize,
+    notes: Vec<String>,
+}
 
-    // poc's container, and the file its update writes (the raw write writes the same one).
-    let out = measure::output(&mut bench.poc([
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--mem",
-        "128M",
-        "busybox",
-        "sleep",
-        "100000",
-    ]))?;
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if id.is_empty() {
-        return Err(fail("poc run -d printed no container id"));
+impl Plan {
+    fn new(bench: &mut Bench, against: &[Peer]) -> Self {
+        let runs = bench.opts.runs.max(1);
+        let mut notes = Vec::new();
+        let mut variants = vec![Variant::Poc];
+        let raw = match bench.compile_c("rawwrite", RAW_C) {
+            Ok(binary) => {
+                variants.push(Variant::Raw);
+                Some(binary)
+            }
+            Err(why) => {
+                notes.push(format!("the raw write was not measured: {why}"));
+                None
+            }
+        };
+        let docker = against.contains(&Peer::Docker);
+        if docker {
+            variants.push(Variant::Docker);
+        }
+        notes.extend(super::unmeasured(
+            against,
+            "it has no update command of its own here",
+        ));
+        Plan {
+            variants,
+            raw,
+            docker,
+            runs,
+            docker_runs: (runs / 3).max(10).min(runs),
+            notes,
+        }
     }
-    let file = limit_file(bench, &id)?;
-    // docker's container, with the same limit.
-    let docker_name = format!("pocbench-update-{}", std::process::id());
-    if docker {
-        let (mut cmd, image) = peers.docker_client(bench, "busybox")?;
-        cmd.args(["run", "-d", "--name", &docker_name])
-            .args([
-                "--network",
-                "none",
-                "--memory",
-                "128m",
-                "--memory-swap",
-                "-1",
-            ])
-            .args([image.as_str(), "sleep", "100000"]);
-        measure::output(&mut cmd)?;
+}
+
+/// The containers updated, and whose turn it is to write which limit: poc and the raw write
+/// share poc's container's file, so each write changes it; docker's container has its own.
+struct Targets {
+    /// poc's container, and the file its update writes (the raw write writes the same one).
+    id: String,
+    file: PathBuf,
+    raw: Option<PathBuf>,
+    docker_name: Option<String>,
+    next_file: usize,
+    next_docker: usize,
+}
+
+impl Targets {
+    /// A `sleep` container under poc and under docker (when measured), both with 128M.
+    fn start(bench: &mut Bench, peers: &mut Peers, plan: &Plan) -> Result<Self> {
+        let out = measure::output(&mut bench.poc([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--mem",
+            "128M",
+            "busybox",
+            "sleep",
+            "100000",
+        ]))?;
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if id.is_empty() {
+            return Err(fail("poc run -d printed no container id"));
+        }
+        let file = limit_file(bench, &id)?;
+        let docker_name = plan
+            .docker
+            .then(|| format!("pocbench-update-{}", std::process::id()));
+        if let Some(name) = &docker_name {
+            let (mut cmd, image) = peers.docker_client(bench, "busybox")?;
+            cmd.args(["run", "-d", "--name", name])
+                .args([
+                    "--network",
+                    "none",
+                    "--memory",
+                    "128m",
+                    "--memory-swap",
+                    "-1",
+                ])
+                .args([image.as_str(), "sleep", "100000"]);
+            measure::output(&mut cmd)?;
+        }
+        Ok(Targets {
+            id,
+            file,
+            raw: plan.raw.clone(),
+            docker_name,
+            next_file: 0,
+            next_docker: 0,
+        })
     }
 
-    // Whose turn it is to write which limit: poc and the raw write share the file, so each write
-    // changes it; docker's container has its own.
-    let next_file = std::cell::Cell::new(0usize);
-    let mut next_docker = 0usize;
-    let mut command = |bench: &mut Bench, peers: &mut Peers, v: Variant| -> Result<Command> {
-        Ok(match v {
+    /// The next update of variant `v`: the other limit than its container's last one.
+    fn command(&mut self, bench: &mut Bench, peers: &mut Peers, v: Variant) -> Result<Command> {
+        let unmeasured = || fail(format!("{} is not measured", v.name()));
+        let (poc_mem, _, bytes) = LIMITS[self.next_file % 2];
+        match v {
             Variant::Poc => {
-                let (mem, _, _) = LIMITS[next_file.get() % 2];
-                next_file.set(next_file.get() + 1);
-                bench.poc(["update", &id, "--mem", mem])
+                self.next_file += 1;
+                Ok(bench.poc(["update", &self.id, "--mem", poc_mem]))
             }
             Variant::Raw => {
-                let (_, _, bytes) = LIMITS[next_file.get() % 2];
-                next_file.set(next_file.get() + 1);
-                let mut cmd = Command::new(raw.as_ref().expect("built"));
-                cmd.arg(&file).arg(bytes.to_string());
-                cmd
+                let mut cmd = Command::new(self.raw.as_ref().ok_or_else(unmeasured)?);
+                self.next_file += 1;
+                cmd.arg(&self.file).arg(bytes.to_string());
+                Ok(cmd)
             }
             Variant::Docker => {
-                let (_, mem, _) = LIMITS[next_docker % 2];
-                next_docker += 1;
+                let name = self.docker_name.as_ref().ok_or_else(unmeasured)?;
+                let (_, docker_mem, _) = LIMITS[self.next_docker % 2];
+                self.next_docker += 1;
                 let (mut cmd, _) = peers.docker_client(bench, "busybox")?;
                 cmd.args([
                     "update",
                     "--memory",
-                    mem,
+                    docker_mem,
                     "--memory-swap",
                     "-1",
-                    &docker_name,
+                    name,
                 ]);
-                cmd
+                Ok(cmd)
             }
-        })
-    };
+        }
+    }
 
+    /// poc update really writes the file: one update, read back.
+    fn check_poc_writes(&mut self, bench: &mut Bench, peers: &mut Peers) -> Result<()> {
+        let expected = LIMITS[self.next_file % 2].2;
+        measure::time(&mut self.command(bench, peers, Variant::Poc)?)?;
+        if read_limit(&self.file) != Some(expected) {
+            return Err(fail(format!(
+                "after poc update, {} holds {:?}, not {expected}",
+                self.file.display(),
+                std::fs::read_to_string(&self.file)
+                    .unwrap_or_default()
+                    .trim()
+            )));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, bench: &mut Bench, peers: &mut Peers) -> Result<()> {
+        let _ = measure::output(&mut bench.poc(["rm", "-f", &self.id]));
+        if let Some(name) = &self.docker_name {
+            let (mut cmd, _) = peers.docker_client(bench, "busybox")?;
+            let _ = measure::output(cmd.args(["rm", "-f", name]));
+        }
+        Ok(())
+    }
+}
+
+pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<SuiteReport> {
+    bench.ensure_image("busybox", &["busybox"])?;
+    let plan = Plan::new(bench, against);
+    let mut targets = Targets::start(bench, peers, &plan)?;
+    let rows = measure(bench, peers, &plan, &mut targets)?;
+    targets.remove(bench, peers)?;
+    Ok(report(plan, &targets.file, rows))
+}
+
+/// `WARM_UP` unmeasured updates per variant, the check that poc's update writes the file, then
+/// `runs` rounds of one update per variant, interleaved (docker's spread over the rounds).
+fn measure(
+    bench: &mut Bench,
+    peers: &mut Peers,
+    plan: &Plan,
+    targets: &mut Targets,
+) -> Result<Vec<Row>> {
+    let (runs, variants) = (plan.runs, &plan.variants);
     let mut rows: Vec<Row> = variants
         .iter()
         .map(|v| Row::new("update", v.name(), "wall time", "ms", false))
         .collect();
     let chunk = (runs / 10).max(1);
     let steps = runs.div_ceil(chunk) + 1;
-    let per_round = 0.004 * variants.len() as f64 + if docker { 0.04 / 3.0 } else { 0.0 };
+    let per_round = 0.004 * variants.len() as f64 + if plan.docker { 0.04 / 3.0 } else { 0.0 };
     let mut progress = Progress::new("update", steps, per_round * (runs + WARM_UP) as f64);
     progress.step("warm-up", per_round * WARM_UP as f64);
     for _ in 0..WARM_UP {
-        for &v in &variants {
-            measure::time(&mut command(bench, peers, v)?)?;
+        for &v in variants {
+            measure::time(&mut targets.command(bench, peers, v)?)?;
         }
     }
-    // poc update really writes the file: one update, read back.
-    let expected = LIMITS[next_file.get() % 2].2;
-    measure::time(&mut command(bench, peers, Variant::Poc)?)?;
-    if read_limit(&file) != Some(expected) {
-        return Err(fail(format!(
-            "after poc update, {} holds {:?}, not {expected}",
-            file.display(),
-            std::fs::read_to_string(&file).unwrap_or_default().trim()
-        )));
-    }
+    targets.check_poc_writes(bench, peers)?;
     for round in 0..runs {
         if round % chunk == 0 {
             let last = (round + chunk).min(runs);
@@ -198,14 +276,12 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
                 per_round * (last - round) as f64,
             );
         }
-        let n = variants.len();
-        for k in 0..n {
-            let i = (k + round) % n;
+        for i in measure::turns(round, variants.len()) {
             let v = variants[i];
-            if v == Variant::Docker && !docker_round(round, runs, docker_runs) {
+            if v == Variant::Docker && !docker_round(round, runs, plan.docker_runs) {
                 continue;
             }
-            let mut cmd = command(bench, peers, v)?;
+            let mut cmd = targets.command(bench, peers, v)?;
             if rows[i].command.is_empty() {
                 rows[i].command = measure::command_line(&cmd);
             }
@@ -213,12 +289,14 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             rows[i].samples.push(elapsed.as_secs_f64() * 1e3);
         }
     }
-    let _ = measure::output(&mut bench.poc(["rm", "-f", &id]));
-    if docker {
-        let (mut cmd, _) = peers.docker_client(bench, "busybox")?;
-        let _ = measure::output(cmd.args(["rm", "-f", &docker_name]));
-    }
+    Ok(rows)
+}
 
+/// The suite's report against the raw write (else poc), with the ratios the issue set targets
+/// for.
+fn report(plan: Plan, file: &Path, rows: Vec<Row>) -> SuiteReport {
+    let (runs, docker_runs, docker) = (plan.runs, plan.docker_runs, plan.docker);
+    let mut notes = plan.notes;
     notes.insert(
         0,
         format!(
@@ -226,7 +304,7 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
             if docker { format!(" ({docker_runs} for docker, spread over the same rounds)") } else { String::new() }
         ),
     );
-    if raw.is_some() {
+    if plan.raw.is_some() {
         notes.push(format!(
             "raw write: a static C program (rawwrite.c) that opens, writes and closes poc's container's limit file, {}; poc update and it write the same file, each write changing the value",
             file.display()
@@ -235,7 +313,11 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
     if docker {
         notes.push("docker: `docker update --memory M --memory-swap -1` on a container of the bench's own dockerd (cgroupfs driver): client, daemon, containerd and runc update".into());
     }
-    let baseline = if raw.is_some() { "raw write" } else { "poc" };
+    let baseline = if plan.raw.is_some() {
+        "raw write"
+    } else {
+        "poc"
+    };
     notes.push(format!(
         "ratio: the peer's median time over {baseline}'s (below 1 is faster)"
     ));
@@ -247,26 +329,21 @@ pub fn run(bench: &mut Bench, peers: &mut Peers, against: &[Peer]) -> Result<Sui
         results: rows,
     };
     suite.finish(&Default::default());
-    let median = |name: &str| {
-        suite
-            .results
-            .iter()
-            .find(|r| r.peer == name)
-            .map(|r| r.summary.median)
-    };
-    if let (Some(poc), Some(raw)) = (median("poc"), median("raw write")) {
+    let median = |peer: &str| suite.median("update", peer);
+    let (poc, raw, docker) = (median("poc"), median("raw write"), median("docker"));
+    if let (Some(poc), Some(raw)) = (poc, raw) {
         suite.notes.push(format!(
             "poc update / raw write = {:.2} (the issue's target: at most 1.5)",
             poc / raw
         ));
     }
-    if let (Some(poc), Some(docker)) = (median("poc"), median("docker")) {
+    if let (Some(poc), Some(docker)) = (poc, docker) {
         suite.notes.push(format!(
             "docker update / poc update = {:.1} (the issue's target: at least 25)",
             docker / poc
         ));
     }
-    Ok(suite)
+    suite
 }
 
 #[cfg(test)]

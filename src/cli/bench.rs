@@ -36,7 +36,7 @@ pub struct Args {
     file_size: Option<u64>,
     /// The image with sysbench and iperf3 (built as `poc init debian --with sysbench,iperf3 --name
     /// sysbench` when it is missing).
-    #[arg(long, default_value = "sysbench", value_parser = crate::spec::parse_name)]
+    #[arg(long, default_value = "sysbench", value_parser = crate::names::parse_name)]
     image: String,
     /// Where report.md, report.json and the charts go (default: ./poc-bench-DATE-TIME).
     #[arg(long, value_name = "DIR")]

@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long, value_name = "TARBALL")]
     from: Option<PathBuf>,
     /// Store the image under another name.
-    #[arg(long, value_parser = crate::spec::parse_name)]
+    #[arg(long, value_parser = crate::names::parse_name)]
     name: Option<String>,
     /// Rebuild even if the image exists.
     #[arg(long)]
@@ -72,7 +72,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         }
     };
     let name = args.name.clone().unwrap_or(name);
-    crate::spec::parse_name(&name).map_err(anyhow::Error::msg)?;
+    crate::names::parse_name(&name).map_err(anyhow::Error::msg)?;
     let store = Store::new(paths.images_dir());
     match store.install(&name, &source, args.force)? {
         Installed::AlreadyPresent => {

@@ -139,7 +139,7 @@ impl SecurityFlags {
 #[command(trailing_var_arg = true)]
 pub struct Args {
     /// Give the container a name.
-    #[arg(long, value_parser = spec::parse_name)]
+    #[arg(long, value_parser = crate::names::parse_name)]
     name: Option<String>,
     /// Run in the background: print the container's id and return; a monitor stays with it.
     #[arg(short, long)]

@@ -132,7 +132,7 @@ impl Store {
 
     pub fn get(&self, name: &str) -> Result<Image> {
         // A name is one directory of the store, never a path out of it.
-        crate::spec::parse_name(name).map_err(|_| ImageError::BadName(name.to_string()))?;
+        crate::names::parse_name(name).map_err(|_| ImageError::BadName(name.to_string()))?;
         let dir = self.images.join(name);
         let meta_path = dir.join(META_FILE);
         let text = match std::fs::read_to_string(&meta_path) {

@@ -310,7 +310,7 @@ fn apply_rlimits(sys: &dyn Syscall, process: &Process) -> Result<(), InitError> 
             rlim_max: limit.hard(),
         };
         if let Err(e) = sys.set_rlimit(resource, &value) {
-            let name = crate::spec::security::rlimit_name(limit.typ());
+            let name = crate::security::rlimit_name(limit.typ());
             return Err(setup_err(&format!("--ulimit {name}"))(&e));
         }
     }

@@ -79,6 +79,41 @@ fn to_caps(list: &Option<Capabilities>) -> Result<CapsHashSet, SecurityError> {
         .collect()
 }
 
+/// Docker's names for the rlimits.
+const RLIMIT_NAMES: [(&str, PosixRlimitType); 16] = [
+    ("core", PosixRlimitType::RlimitCore),
+    ("cpu", PosixRlimitType::RlimitCpu),
+    ("data", PosixRlimitType::RlimitData),
+    ("fsize", PosixRlimitType::RlimitFsize),
+    ("locks", PosixRlimitType::RlimitLocks),
+    ("memlock", PosixRlimitType::RlimitMemlock),
+    ("msgqueue", PosixRlimitType::RlimitMsgqueue),
+    ("nice", PosixRlimitType::RlimitNice),
+    ("nofile", PosixRlimitType::RlimitNofile),
+    ("nproc", PosixRlimitType::RlimitNproc),
+    ("rss", PosixRlimitType::RlimitRss),
+    ("rtprio", PosixRlimitType::RlimitRtprio),
+    ("rttime", PosixRlimitType::RlimitRttime),
+    ("sigpending", PosixRlimitType::RlimitSigpending),
+    ("stack", PosixRlimitType::RlimitStack),
+    ("as", PosixRlimitType::RlimitAs),
+];
+
+pub fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    RLIMIT_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+}
+
+/// `nofile` for RLIMIT_NOFILE, as `--ulimit` spells it.
+pub fn rlimit_name(typ: PosixRlimitType) -> &'static str {
+    RLIMIT_NAMES
+        .iter()
+        .find(|(_, t)| *t == typ)
+        .map_or("?", |(n, _)| n)
+}
+
 /// setrlimit's resource number for an OCI rlimit type.
 pub fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
     use PosixRlimitType::*;
@@ -139,7 +174,7 @@ pub fn check_grantable(process: &oci_spec::runtime::Process) -> Result<(), Secur
             };
             return Err(SecurityError::NotGrantable(format!(
                 "--ulimit {}: a hard limit of {} is above poc's own ({}), and raising it needs CAP_SYS_RESOURCE, which this host does not give poc",
-                crate::spec::security::rlimit_name(limit.typ()),
+                rlimit_name(limit.typ()),
                 show(limit.hard()),
                 show(current.rlim_max)
             )));

@@ -18,8 +18,8 @@ pub use defaults::DEFAULT_CAPABILITIES;
 pub use defaults::{build_spec, default_devices, resources, set_env, set_process_user};
 pub use parse::{
     container_path, parse_cpu_period, parse_cpu_quota, parse_cpu_shares, parse_cpu_weight,
-    parse_cpus, parse_cpuset, parse_env, parse_hostname, parse_memory, parse_name, parse_nice,
-    parse_pids, parse_volume, parse_workdir,
+    parse_cpus, parse_cpuset, parse_env, parse_hostname, parse_memory, parse_nice, parse_pids,
+    parse_volume, parse_workdir,
 };
 pub use security::{CapName, DeviceRequest, SeccompChoice, Tmpfs};
 

@@ -161,24 +161,6 @@ pub fn parse_env(text: &str) -> Result<String, String> {
     }
 }
 
-/// `--name web`: Docker's rule, so names are safe as file names and in `ps` columns.
-pub fn parse_name(text: &str) -> Result<String, String> {
-    let valid = text.len() <= 128
-        && text
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid {
-        return Err(format!(
-            "'{text}' is not a valid name: use letters, digits, '_', '.', '-', starting with a letter or digit"
-        ));
-    }
-    Ok(text.to_string())
-}
-
 /// `--hostname h`: a valid host name (RFC 1123 labels, at most 64 bytes as the kernel allows).
 pub fn parse_hostname(text: &str) -> Result<String, String> {
     let valid = !text.is_empty()
@@ -310,9 +292,6 @@ mod tests {
 
     #[test]
     fn names_hostnames_volumes_env() {
-        assert!(parse_name("web-1.a_b").is_ok());
-        assert!(parse_name("-web").is_err());
-        assert!(parse_name("a/b").is_err());
         assert!(parse_hostname("box.local").is_ok());
         assert!(parse_hostname("bad_host").is_err());
         assert!(parse_hostname("-x").is_err());

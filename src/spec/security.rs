@@ -6,9 +6,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use oci_spec::runtime::{
-    Capability, LinuxDeviceType, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
-};
+use oci_spec::runtime::{Capability, LinuxDeviceType, PosixRlimit, PosixRlimitBuilder};
 
 /// A capability named on the command line (`NET_ADMIN`, `cap_net_admin`), or `ALL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +211,7 @@ pub fn parse_tmpfs(text: &str) -> Result<Tmpfs, String> {
 pub fn parse_ulimit(text: &str) -> Result<PosixRlimit, String> {
     let bad = || format!("'{text}' is not NAME=SOFT[:HARD] (example: nofile=1024:2048)");
     let (name, values) = text.split_once('=').ok_or_else(bad)?;
-    let typ = rlimit_type(name).ok_or_else(|| {
+    let typ = crate::security::rlimit_type(name).ok_or_else(|| {
         format!("unknown ulimit {name:?} (core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack, as)")
     })?;
     let value = |v: &str| match v {
@@ -233,41 +231,6 @@ pub fn parse_ulimit(text: &str) -> Result<PosixRlimit, String> {
         .hard(hard)
         .build()
         .map_err(|e| e.to_string())
-}
-
-/// Docker's names for the rlimits.
-const RLIMIT_NAMES: [(&str, PosixRlimitType); 16] = [
-    ("core", PosixRlimitType::RlimitCore),
-    ("cpu", PosixRlimitType::RlimitCpu),
-    ("data", PosixRlimitType::RlimitData),
-    ("fsize", PosixRlimitType::RlimitFsize),
-    ("locks", PosixRlimitType::RlimitLocks),
-    ("memlock", PosixRlimitType::RlimitMemlock),
-    ("msgqueue", PosixRlimitType::RlimitMsgqueue),
-    ("nice", PosixRlimitType::RlimitNice),
-    ("nofile", PosixRlimitType::RlimitNofile),
-    ("nproc", PosixRlimitType::RlimitNproc),
-    ("rss", PosixRlimitType::RlimitRss),
-    ("rtprio", PosixRlimitType::RlimitRtprio),
-    ("rttime", PosixRlimitType::RlimitRttime),
-    ("sigpending", PosixRlimitType::RlimitSigpending),
-    ("stack", PosixRlimitType::RlimitStack),
-    ("as", PosixRlimitType::RlimitAs),
-];
-
-fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
-    RLIMIT_NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| *t)
-}
-
-/// `nofile` for RLIMIT_NOFILE, as `--ulimit` spells it.
-pub fn rlimit_name(typ: PosixRlimitType) -> &'static str {
-    RLIMIT_NAMES
-        .iter()
-        .find(|(_, t)| *t == typ)
-        .map_or("?", |(n, _)| n)
 }
 
 #[cfg(test)]

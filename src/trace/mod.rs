@@ -1,7 +1,8 @@
 //! `poc trace`: what the kernel does for one container, measured with eBPF. The programs
 //! (bpf/trace.bpf.c) attach to tracepoints only and filter in the kernel by the container's cgroup;
-//! this module loads the ones a mode needs, decodes what they report and turns it into reports.
-//! It reads the container's state and cgroup files; only `--experiment` writes its limits.
+//! this module loads the ones a mode needs and decodes what they report into samples and records.
+//! It reads the container's cgroup files (the CLI hands it what poc's state says of the container)
+//! and hands samples and records back; only `--experiment` writes its limits. Prints no reports.
 
 pub mod abi;
 pub mod limits;
@@ -17,7 +18,7 @@ use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::cgroups::Manager;
-use crate::container::state::{Observed, State};
+use crate::network::{Attachment, NetworkMode};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trace.bpf.o"));
 
@@ -59,27 +60,42 @@ pub fn write_file(path: &Path, text: String) -> Result<(), TraceError> {
     std::fs::write(path, text).map_err(io("write", path))
 }
 
+/// The container to trace, as the CLI found it in poc's state: trace sits below `container` and
+/// reads no container state itself.
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub cgroup: Manager,
+    /// Its init process (None when it has none).
+    pub init_pid: Option<i32>,
+    pub network_mode: NetworkMode,
+    pub network: Option<Attachment>,
+    /// Whether it still runs; asked again while it is traced.
+    pub running: Box<dyn Fn() -> bool>,
+}
+
 /// The container being traced, as the kernel knows it.
 pub struct Target {
     pub id: String,
     pub name: String,
-    pub state: State,
+    pub init_pid: Option<i32>,
+    pub network_mode: NetworkMode,
+    pub network: Option<Attachment>,
     /// Its cgroup2 id: the inode number of its cgroup2 directory.
     pub cgroup_id: u64,
     /// Inode numbers of all its cgroup directories (one per hierarchy on v1).
     pub dirs: Vec<u64>,
+    cgroup: Manager,
+    running: Box<dyn Fn() -> bool>,
 }
 
 impl Target {
-    pub fn of(state: State) -> Result<Self, TraceError> {
-        let name = state
-            .name
-            .clone()
-            .unwrap_or_else(|| state.short_id().to_string());
-        if state.observed() != Observed::Running {
+    pub fn of(container: Container) -> Result<Self, TraceError> {
+        let name = container.name;
+        if !(container.running)() {
             return Err(TraceError::NotRunning(name));
         }
-        let unified = state
+        let unified = container
             .cgroup
             .unified_dir()
             .ok_or_else(|| TraceError::NoCgroup2(name.clone()))?;
@@ -90,27 +106,31 @@ impl Target {
         };
         let cgroup_id = ino(&unified).map_err(|_| TraceError::NoCgroup2(name.clone()))?;
         let mut dirs = vec![cgroup_id];
-        for dir in state.cgroup.leaf_dirs() {
+        for dir in container.cgroup.leaf_dirs() {
             let i = ino(&dir)?;
             if !dirs.contains(&i) {
                 dirs.push(i);
             }
         }
         Ok(Target {
-            id: state.id.clone(),
+            id: container.id,
             name,
+            init_pid: container.init_pid,
+            network_mode: container.network_mode,
+            network: container.network,
             cgroup_id,
             dirs,
-            state,
+            cgroup: container.cgroup,
+            running: container.running,
         })
     }
 
     pub fn cgroup(&self) -> &Manager {
-        &self.state.cgroup
+        &self.cgroup
     }
 
     pub fn alive(&self) -> bool {
-        self.state.observed() == Observed::Running
+        (self.running)()
     }
 }
 

@@ -39,8 +39,7 @@ pub struct Devices {
 impl Devices {
     /// The devices of a container on a bridge network; one clear refusal for any other.
     pub fn of(target: &Target) -> Result<Self, TraceError> {
-        let state = &target.state;
-        let attachment = match (&state.network_mode, &state.network) {
+        let attachment = match (&target.network_mode, &target.network) {
             (mode, Some(a)) if mode.joins_bridge() => a,
             (mode, _) => {
                 let mode = match mode {
@@ -54,11 +53,10 @@ impl Devices {
                 )));
             }
         };
-        let init = state
-            .init
-            .as_ref()
+        let init_pid = target
+            .init_pid
             .ok_or_else(|| TraceError::NotRunning(target.name.clone()))?;
-        let container_ns = netns_inode(&format!("/proc/{}/ns/net", init.pid))?;
+        let container_ns = netns_inode(&format!("/proc/{init_pid}/ns/net"))?;
         let host_ns = netns_inode("/proc/self/ns/net")?;
         let sys = |dev: &str, file: &str| sys_net_number(dev, file);
         Ok(Devices {
