@@ -6,6 +6,7 @@ mod cgroups;
 mod cli;
 mod config;
 mod container;
+mod error;
 mod image;
 mod network;
 mod plot;

@@ -47,12 +47,8 @@ pub enum ContainerError {
     Process(#[from] ProcessError),
     #[error("network: {0}")]
     Network(#[from] NetworkError),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathError),
     #[error("{0}")]
     Refused(String),
     #[error("{cause} (and cleaning up failed too: {cleanup})")]
@@ -83,13 +79,7 @@ impl ContainerError {
     }
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
-    move |source| ContainerError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
+pub(crate) use crate::error::io;
 
 const CONFIG_FILE: &str = "config.json";
 /// The overlay's mount point, in the container's state directory.
@@ -602,14 +592,14 @@ fn record_exit(paths: &Paths, state: &State, code: i32) -> Result<(), ContainerE
 fn write_config(paths: &Paths, spec: &Spec, state: &State) -> Result<(), ContainerError> {
     let path = paths.container_state_dir(&state.id).join(CONFIG_FILE);
     let text = serde_json::to_vec(spec).map_err(|e| io("write", &path)(e.into()))?;
-    crate::private::write(&path, &text).map_err(io("write", &path))
+    Ok(crate::private::write(&path, &text).map_err(io("write", &path))?)
 }
 
 /// The Spec a container was created with.
 pub fn load_config(paths: &Paths, id: &str) -> Result<Spec, ContainerError> {
     let path = paths.container_state_dir(id).join(CONFIG_FILE);
     let text = std::fs::read(&path).map_err(io("read", &path))?;
-    serde_json::from_slice(&text).map_err(|e| io("read", &path)(e.into()))
+    Ok(serde_json::from_slice(&text).map_err(|e| io("read", &path)(e.into()))?)
 }
 
 /// hostname, hosts and resolv.conf, bound read-write into the container from its state directory.
@@ -730,7 +720,7 @@ pub fn destroy(paths: &Paths, state: &State) -> Result<(), ContainerError> {
     leave_bridge(paths, state)?;
     match remove_layer(&state.container_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(io("remove", &state.container_dir)(e))
+            return Err(io("remove", &state.container_dir)(e).into())
         }
         _ => {}
     }

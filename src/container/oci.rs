@@ -476,12 +476,12 @@ pub fn open_start_fifo(paths: &Paths, id: &str) -> Result<OwnedFd, ContainerErro
     let path = paths.container_state_dir(id).join(START_FIFO);
     nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(|e| io("create", &path)(e.into()))?;
-    nix::fcntl::open(
+    Ok(nix::fcntl::open(
         &path,
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| io("open", &path)(e.into()))
+    .map_err(|e| io("open", &path)(e.into()))?)
 }
 
 /// Hands the pty master to the caller's console socket (SCM_RIGHTS), sized as the Spec asks.
@@ -524,7 +524,7 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
     std::fs::write(&tmp, pid.to_string()).map_err(io("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        io("write", path)(e)
+        io("write", path)(e).into()
     })
 }
 
@@ -555,7 +555,7 @@ pub fn start(paths: &Paths, id: &str) -> Result<(), ContainerError> {
         nix::Error::ENXIO => {
             ContainerError::Refused(format!("cannot start container {id}: its init is gone"))
         }
-        e => io("open", &fifo)(e.into()),
+        e => io("open", &fifo)(e.into()).into(),
     })?;
     nix::unistd::write(&gate, b"S").map_err(|e| io("write", &fifo)(e.into()))?;
     wait_until_unread(&gate).map_err(|e| io("wait on", &fifo)(e.into()))?;
@@ -883,7 +883,7 @@ pub fn exec(paths: &Paths, req: ExecRequest) -> Result<i32, ContainerError> {
                 return Ok(128 + signal as i32)
             }
             Ok(_) | Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(io("wait for", Path::new("the exec'd process"))(e.into())),
+            Err(e) => return Err(io("wait for", Path::new("the exec'd process"))(e.into()).into()),
         }
     }
 }

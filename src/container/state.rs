@@ -2,7 +2,7 @@
 //! atomically (write + rename), and a name index whose entries are claimed with O_EXCL.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cgroups::Manager;
 use crate::config::Paths;
@@ -19,12 +19,8 @@ pub enum StateError {
     NoSuchContainer(String),
     #[error("{0:?} matches several containers: {1}; give more of the id")]
     Ambiguous(String, String),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathError),
     #[error("state file {path} is unreadable: {source}")]
     Corrupt {
         path: PathBuf,
@@ -32,13 +28,7 @@ pub enum StateError {
     },
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
+use crate::error::io;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -227,11 +217,11 @@ fn claim_name(paths: &Paths, name: &str, id: &str) -> Result<(), StateError> {
         .create_new(true)
         .open(&path)
     {
-        Ok(mut file) => file.write_all(id.as_bytes()).map_err(io("write", &path)),
+        Ok(mut file) => Ok(file.write_all(id.as_bytes()).map_err(io("write", &path))?),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(StateError::NameInUse(name.to_string()))
         }
-        Err(e) => Err(io("create", &path)(e)),
+        Err(e) => Err(io("create", &path)(e).into()),
     }
 }
 
@@ -244,7 +234,7 @@ pub fn save(paths: &Paths, state: &State) -> Result<(), StateError> {
         source,
     })?;
     crate::private::write(&tmp, &text).map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+    Ok(std::fs::rename(&tmp, &path).map_err(io("rename", &path))?)
 }
 
 /// A container removed between being resolved and being read (racing `rm`) is reported as missing.
@@ -252,7 +242,7 @@ pub fn load(paths: &Paths, id: &str) -> Result<State, StateError> {
     let path = paths.container_state_dir(id).join(STATE_FILE);
     let text = std::fs::read(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => StateError::NoSuchContainer(id.to_string()),
-        _ => io("read", &path)(e),
+        _ => io("read", &path)(e).into(),
     })?;
     serde_json::from_slice(&text).map_err(|source| StateError::Corrupt { path, source })
 }
@@ -267,7 +257,7 @@ pub fn lock(paths: &Paths, id: &str) -> Result<Lock, StateError> {
     let dir = paths.container_state_dir(id);
     let file = std::fs::File::open(&dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => StateError::NoSuchContainer(id.to_string()),
-        _ => io("open", &dir)(e),
+        _ => io("open", &dir)(e).into(),
     })?;
     let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| io("lock", &dir)(e.into()))?;
@@ -337,7 +327,7 @@ pub fn remove(paths: &Paths, id: &str, name: Option<&str>) -> Result<(), StateEr
     }
     let dir = paths.container_state_dir(id);
     match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e).into()),
         _ => Ok(()),
     }
 }
@@ -346,6 +336,7 @@ pub fn remove(paths: &Paths, id: &str, name: Option<&str>) -> Result<(), StateEr
 mod tests {
     use super::*;
     use crate::cgroups::Hierarchies;
+    use std::path::Path;
 
     fn paths(root: &Path) -> Paths {
         Paths {

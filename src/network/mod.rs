@@ -29,21 +29,11 @@ pub enum NetworkError {
     Nft(#[from] nft::NftError),
     #[error("{0}")]
     Refused(String),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathError),
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NetworkError + 'a {
-    move |source| NetworkError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
+pub(crate) use crate::error::io;
 
 /// `--network`: `bridge` (default) joins poc's default bridge with NAT; `none` gives a namespace
 /// with loopback only; `host` shares the host's stack; any other name joins that network made by
@@ -573,7 +563,7 @@ fn nat_marker(bridge: &BridgeConfig) -> &'static str {
 /// Docker does for its bridges. Only this bridge's setting; the host's loopback is untouched.
 fn allow_loopback_sources_out(bridge: &str) -> Result<(), NetworkError> {
     let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"));
-    std::fs::write(&path, b"1").map_err(io("write", &path))
+    Ok(std::fs::write(&path, b"1").map_err(io("write", &path))?)
 }
 
 fn apply_nat(bridge: &BridgeConfig, published: &[Published]) -> Result<(), NetworkError> {
@@ -607,7 +597,7 @@ fn switch_on(sysctl: &Path) -> Result<(), NetworkError> {
     if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "1") {
         return Ok(());
     }
-    std::fs::write(sysctl, b"1").map_err(io("write", sysctl))
+    Ok(std::fs::write(sysctl, b"1").map_err(io("write", sysctl))?)
 }
 
 /// Runs in the parent once the init exists: the source checks for its address, then the veth
@@ -702,7 +692,7 @@ pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
     drop(lock);
     match std::fs::remove_dir_all(&bridge.state_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(io("remove", &bridge.state_dir)(e))
+            Err(io("remove", &bridge.state_dir)(e).into())
         }
         _ => Ok(()),
     }
@@ -770,7 +760,7 @@ fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
     // net sysctls act on the network namespace of whoever opens them: the container's, here.
     let path = PathBuf::from(format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"));
     match std::fs::write(&path, b"1") {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("write", &path)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("write", &path)(e).into()),
         _ => Ok(()),
     }
 }
