@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod container;
 mod error;
+mod id;
 mod image;
 mod network;
 mod plot;

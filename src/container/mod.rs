@@ -17,11 +17,15 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
+/// Network ids are made the same way (network/named.rs).
+pub(crate) use crate::id::new_hex_id as new_id;
 pub use exec::{exec, ExecRequest};
 pub use ops::{inspect, kill as kill_container, observed_name, remove, stop, update, usage, Usage};
 
 use crate::cgroups::{CgroupError, Hierarchies, Manager, MemoryWatch};
 use crate::config::Paths;
+use crate::error::io;
+use crate::id::ContainerId;
 use crate::image::{now_secs, ImageError, Store};
 use crate::network::{self, Attachment, BridgeConfig, NamespacePlan, NetworkError, PortMapping};
 use crate::process::{
@@ -78,8 +82,6 @@ impl ContainerError {
         }
     }
 }
-
-pub(crate) use crate::error::io;
 
 const CONFIG_FILE: &str = "config.json";
 /// The overlay's mount point, in the container's state directory.
@@ -148,7 +150,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
         crate::private::ensure_dir(&dir).map_err(io("create", &dir))?;
     }
     let hierarchies = Hierarchies::detect()?;
-    let id = new_id();
+    let id = ContainerId::generate();
     let container_dir = paths.container_dir(&id);
     let etc_dir = paths.container_state_dir(&id).join("etc");
     // The overlay's mount point is only a name for the container's root while the init builds it
@@ -795,20 +797,4 @@ fn kill_and_wait(init: ProcessRef) {
         let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-}
-
-/// 64 hex digits from the kernel's random pool.
-pub(crate) fn new_id() -> String {
-    let mut bytes = [0u8; 32];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        // SAFETY: getrandom writes at most the remaining length into our buffer.
-        let n = unsafe {
-            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
-        };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

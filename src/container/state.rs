@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use crate::cgroups::Manager;
 use crate::config::Paths;
+use crate::error::io;
+use crate::id::ContainerId;
 use crate::network::{Attachment, NetworkMode};
 use crate::spec::Limits;
 
@@ -27,8 +29,6 @@ pub enum StateError {
         source: serde_json::Error,
     },
 }
-
-use crate::error::io;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,7 +72,7 @@ fn stat(pid: i32) -> Option<(String, u64)> {
 /// Everything poc records about a container.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct State {
-    pub id: String,
+    pub id: ContainerId,
     pub name: Option<String>,
     pub image: String,
     pub command: Vec<String>,
@@ -124,7 +124,7 @@ impl State {
     /// The record of a container about to be created: its id, cgroup and directory named, nothing
     /// made or started yet. Each front door sets what it knows besides.
     pub fn creating(
-        id: String,
+        id: ContainerId,
         cgroup: Manager,
         cgroup_path: String,
         container_dir: PathBuf,
@@ -152,11 +152,6 @@ impl State {
             bundle: None,
             annotations: Default::default(),
         }
-    }
-
-    /// The first 12 characters of the id (all of a shorter OCI id).
-    pub fn short_id(&self) -> &str {
-        self.id.get(..12).unwrap_or(&self.id)
     }
 
     pub fn observed(&self) -> Observed {
@@ -293,7 +288,7 @@ pub fn resolve(paths: &Paths, query: &str) -> Result<String, StateError> {
         many => Err(StateError::Ambiguous(
             query.to_string(),
             many.iter()
-                .map(|id| id.get(..12).unwrap_or(id))
+                .map(|id| crate::id::short(id))
                 .collect::<Vec<_>>()
                 .join(", "),
         )),
@@ -352,7 +347,7 @@ mod tests {
     fn state(id: &str, name: Option<&str>) -> State {
         let h = Hierarchies::parse_mountinfo("1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
         State {
-            id: id.into(),
+            id: ContainerId::parse(id).unwrap(),
             name: name.map(String::from),
             image: "busybox".into(),
             command: vec!["sh".into()],

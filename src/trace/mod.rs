@@ -64,7 +64,7 @@ impl Target {
         let name = state
             .name
             .clone()
-            .unwrap_or_else(|| state.short_id().to_string());
+            .unwrap_or_else(|| state.id.short().to_string());
         if state.observed() != Observed::Running {
             return Err(TraceError::NotRunning(name));
         }
@@ -86,7 +86,7 @@ impl Target {
             }
         }
         Ok(Target {
-            id: state.id.clone(),
+            id: state.id.to_string(),
             name,
             cgroup_id,
             dirs,
