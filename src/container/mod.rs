@@ -280,8 +280,10 @@ fn run_detached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
                     0
                 }
                 Err(e) => {
-                    let message = format!("{}{e}", e.exit_code() as u8 as char);
-                    let _ = nix::unistd::write(&report_w, message.as_bytes());
+                    // The exit code (125-127) as one byte, then the message.
+                    let mut report = vec![e.exit_code() as u8];
+                    report.extend_from_slice(e.to_string().as_bytes());
+                    let _ = nix::unistd::write(&report_w, &report);
                     1
                 }
             };
@@ -299,7 +301,7 @@ fn run_detached(paths: &Paths, mut p: Prepared) -> Result<i32, ContainerError> {
                     Ok(0)
                 }
                 [code, message @ ..] => Err(ContainerError::Process(ProcessError::Init {
-                    code: *code as i32,
+                    code: i32::from(*code),
                     message: String::from_utf8_lossy(message).into_owned(),
                 })),
                 [] => Err(ContainerError::Refused(

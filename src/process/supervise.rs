@@ -182,7 +182,15 @@ impl Drop for Supervisor {
 fn reap(pid: Pid) -> Result<Option<i32>, ProcessError> {
     match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
         Ok(status) => Ok(exit_code(status)),
-        Err(nix::Error::ECHILD) => Ok(Some(125)),
+        // Not (or no longer) our child: its status went to whoever reaped it (the kernel itself when
+        // poc was started with SIGCHLD ignored). It has ended, how is unknown: poc's own 125.
+        Err(nix::Error::ECHILD) => {
+            eprintln!(
+                "poc: process {pid} was reaped elsewhere (it is not poc's child; was poc started \
+                 with SIGCHLD ignored?): its exit status is lost, reporting 125"
+            );
+            Ok(Some(125))
+        }
         Err(source) => Err(ProcessError::Terminal {
             op: "waitpid",
             source,
