@@ -83,12 +83,6 @@ impl std::ops::Deref for ContainerId {
     }
 }
 
-impl AsRef<std::path::Path> for ContainerId {
-    fn as_ref(&self) -> &std::path::Path {
-        self.0.as_ref()
-    }
-}
-
 impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -106,24 +100,6 @@ impl TryFrom<String> for ContainerId {
 impl From<ContainerId> for String {
     fn from(id: ContainerId) -> String {
         id.0
-    }
-}
-
-impl PartialEq<str> for ContainerId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for ContainerId {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl PartialEq<String> for ContainerId {
-    fn eq(&self, other: &String) -> bool {
-        &self.0 == other
     }
 }
 
