@@ -6,6 +6,8 @@ mod cgroups;
 mod cli;
 mod config;
 mod container;
+mod error;
+mod id;
 mod image;
 #[cfg(test)]
 mod layering;

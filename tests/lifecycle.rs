@@ -133,6 +133,43 @@ fn rm_containers_remove_themselves_detached_or_not() {
 }
 
 #[test]
+fn a_caller_that_ignores_sigchld_still_gets_the_containers_exit_code() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::with_busybox();
+    for args in [&["run", "--rm"][..], &["run", "-d", "--rm"][..]] {
+        let mut cmd = env.command(&[args, &["busybox", "sh", "-c", "exit 3"]].concat());
+        // SAFETY: one signal(2) between fork and exec; SIG_IGN is kept across exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigIgn)
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut poc = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
+        // The kernel reaps an ignored child without a signal: poc used to wait for it forever.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = poc.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = poc.kill();
+                panic!("poc {args:?} with SIGCHLD ignored did not return");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let expected = if args.contains(&"-d") { 0 } else { 3 };
+        assert_eq!(status.code(), Some(expected), "{args:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ps(&env).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.assert_clean();
+}
+
+#[test]
 fn a_foreground_container_is_kept_as_exited_with_its_logs_until_rm() {
     let env = Env::with_busybox();
     let out = env.poc(&[

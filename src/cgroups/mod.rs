@@ -5,17 +5,20 @@
 pub mod devices;
 mod events;
 mod fs;
+mod plan;
 mod stats;
+#[cfg(test)]
+mod tests;
 mod v1;
 mod v2;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
-
 pub use events::MemoryWatch;
 pub use fs::CgroupError;
+pub use plan::Change;
+use plan::Write;
 pub use stats::{Psi, Sample};
 
 /// The CFS period a CPU quota is measured over when none is given, in microseconds (the kernel's
@@ -117,66 +120,6 @@ impl Manager {
             Manager::V1(m) => m.create(),
             Manager::V2(m) => m.create(),
         }
-    }
-
-    /// Writes the limits in `resources` to the leaf, and its device rules if it has any (over an
-    /// implicit deny-all: `Some` of an empty list denies every device). Call it before the
-    /// container's process runs; on v2 the rules stay in force after poc exits.
-    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        self.plan(resources)?.iter().try_for_each(Write::perform)?;
-        match resources.devices() {
-            Some(rules) => self.apply_devices(rules),
-            None => Ok(()),
-        }
-    }
-
-    /// Device rules are set once, when the container is created: they are not in `plan`, which
-    /// `update` shares, so an update can never reset them.
-    fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
-        match self {
-            Manager::V1(m) => m.apply_devices(rules),
-            Manager::V2(m) => Ok(devices::attach_program(m.leaf(), rules)?),
-        }
-    }
-
-    fn plan(&self, resources: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
-        refuse_unsupported(resources, self.is_v2())?;
-        match self {
-            Manager::V1(m) => m.plan(resources),
-            Manager::V2(m) => m.plan(resources),
-        }
-    }
-
-    /// Changes the limits of a running container, all or nothing: each file's previous value is
-    /// read first, and if a write is refused the ones before it are put back. Returns what changed
-    /// and how long each write took in the kernel (as seen from here).
-    pub fn update(&self, resources: &LinuxResources) -> Result<Vec<Change>, CgroupError> {
-        let mut done: Vec<Change> = Vec::new();
-        for write in self.plan(resources)? {
-            // Reading the previous value can fail too (a missing file): either way, undo.
-            let attempt = fs::read(&write.dir, &write.file).and_then(|previous| {
-                let started = std::time::Instant::now();
-                write.perform()?;
-                Ok((previous, started.elapsed().as_secs_f64() * 1e6))
-            });
-            let (previous, micros) = match attempt {
-                Ok(result) => result,
-                Err(e) => {
-                    for change in done.iter().rev() {
-                        let _ = fs::write(&change.dir, &change.file, &change.previous);
-                    }
-                    return Err(e);
-                }
-            };
-            done.push(Change {
-                dir: write.dir,
-                file: write.file,
-                value: write.value,
-                previous,
-                micros,
-            });
-        }
-        Ok(done)
     }
 
     /// The container's resource use now, from its cgroup's files.
@@ -371,89 +314,6 @@ impl Manager {
     }
 }
 
-/// Resources poc cannot set on this cgroup version are refused, never ignored: kernel memory
-/// limits (gone from current kernels), RDMA, and on v2 what has no v2 file (swappiness, the OOM
-/// killer switch, net_cls/net_prio, real-time CPU time, leaf weights); on v1 the raw `unified` map.
-fn refuse_unsupported(resources: &LinuxResources, v2: bool) -> Result<(), CgroupError> {
-    let refuse = |what: &str| Err(CgroupError::Unsupported(what.to_string()));
-    let version = if v2 { "cgroup v2" } else { "cgroup v1" };
-    if let Some(m) = resources.memory() {
-        if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return refuse("memory.kernel and memory.kernelTCP (kernel memory limits)");
-        }
-        if m.use_hierarchy() == Some(false) {
-            return refuse("memory.useHierarchy false (the kernel always accounts hierarchically)");
-        }
-        if v2 && m.swappiness().is_some() {
-            return refuse("memory.swappiness on cgroup v2");
-        }
-        if v2 && m.disable_oom_killer() == Some(true) {
-            return refuse("memory.disableOOMKiller on cgroup v2");
-        }
-    }
-    if let Some(c) = resources.cpu() {
-        if v2 && (c.realtime_runtime().is_some() || c.realtime_period().is_some()) {
-            return refuse("cpu.realtimeRuntime and realtimePeriod on cgroup v2");
-        }
-        if !v2 && c.idle().is_some() {
-            return refuse("cpu.idle on cgroup v1");
-        }
-    }
-    if let Some(b) = resources.block_io() {
-        let leaf_weights = b.leaf_weight().is_some()
-            || b.weight_device()
-                .iter()
-                .flatten()
-                .any(|d| d.leaf_weight().is_some());
-        if leaf_weights {
-            return refuse("blockIO leafWeight");
-        }
-    }
-    if v2 && resources.network().is_some() {
-        return refuse("network (net_cls, net_prio) on cgroup v2");
-    }
-    if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
-        return refuse("rdma");
-    }
-    if !v2 && resources.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-        return refuse(&format!("unified (raw cgroup v2 files) on {version}"));
-    }
-    Ok(())
-}
-
-/// One write of a limit: `value` into `dir/file`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Write {
-    pub dir: PathBuf,
-    pub file: String,
-    pub value: String,
-}
-
-impl Write {
-    fn new(dir: &Path, file: impl Into<String>, value: &str) -> Self {
-        Write {
-            dir: dir.to_path_buf(),
-            file: file.into(),
-            value: value.to_string(),
-        }
-    }
-
-    fn perform(&self) -> Result<(), CgroupError> {
-        fs::write(&self.dir, &self.file, &self.value)
-    }
-}
-
-/// A limit `update` changed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Change {
-    pub dir: PathBuf,
-    pub file: String,
-    pub value: String,
-    pub previous: String,
-    /// The write(2) as timed from user space, in microseconds.
-    pub micros: f64,
-}
-
 /// `name N` from a flat keyed file such as memory.events or memory.oom_control.
 fn counter(text: &str, name: &str) -> u64 {
     text.lines()
@@ -490,130 +350,4 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 /// the trip through shares exactly (v2 hosts write the weight back out).
 pub fn weight_to_shares(weight: u64) -> u64 {
     2 + ((weight.clamp(1, 10_000) - 1) * 262_142).div_ceil(9999)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID: &str = "\
-25 30 0:23 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755
-26 25 0:24 / /sys/fs/cgroup/cpu rw,relatime shared:2 - cgroup cgroup rw,cpu
-27 25 0:25 / /sys/fs/cgroup/memory rw,relatime shared:3 - cgroup cgroup rw,memory
-28 25 0:26 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
-29 25 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-30 25 0:28 /nested /mnt/other rw,relatime - cgroup cgroup rw,pids
-";
-
-    #[test]
-    fn mountinfo_finds_v1_controllers_and_unified() {
-        let h = Hierarchies::parse_mountinfo(HYBRID);
-        assert_eq!(
-            h.v1,
-            vec![
-                (PathBuf::from("/sys/fs/cgroup/cpu"), vec!["cpu".to_string()]),
-                (
-                    PathBuf::from("/sys/fs/cgroup/memory"),
-                    vec!["memory".to_string()]
-                ),
-                (
-                    PathBuf::from("/sys/fs/cgroup/systemd"),
-                    vec!["name=systemd".to_string()]
-                ),
-            ]
-        );
-        assert_eq!(h.unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        let m = Manager::for_path(&h, "/poc/abc").unwrap();
-        assert!(matches!(m, Manager::V1(_)));
-        assert!(m
-            .leaf_dirs()
-            .contains(&PathBuf::from("/sys/fs/cgroup/unified/poc/abc")));
-    }
-
-    #[test]
-    fn pure_v2_is_detected() {
-        let h = Hierarchies::parse_mountinfo(
-            "29 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n",
-        );
-        let m = Manager::for_path(&h, "/poc/abc").unwrap();
-        assert_eq!(m.leaf_dirs(), vec![PathBuf::from("/sys/fs/cgroup/poc/abc")]);
-    }
-
-    #[test]
-    fn cgroup_paths_cannot_escape() {
-        for bad in ["poc/x", "/", "/poc/../x", "/poc//x", ""] {
-            assert!(relative_path(bad).is_err(), "{bad}");
-        }
-        assert_eq!(relative_path("/poc/x").unwrap(), PathBuf::from("poc/x"));
-    }
-
-    /// A v2 manager for `/poc/x` over a temporary directory, and the leaf's directory.
-    fn fake_v2_leaf() -> (tempfile::TempDir, Manager, PathBuf) {
-        let tmp = tempfile::tempdir().unwrap();
-        let h = Hierarchies::parse_mountinfo(&format!(
-            "1 0 0:1 / {} rw - cgroup2 cgroup2 rw\n",
-            tmp.path().display()
-        ));
-        let m = Manager::for_path(&h, "/poc/x").unwrap();
-        let leaf = tmp.path().join("poc/x");
-        std::fs::create_dir_all(&leaf).unwrap();
-        (tmp, m, leaf)
-    }
-
-    #[test]
-    fn an_update_refused_midway_puts_the_earlier_values_back() {
-        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
-        let (_tmp, m, leaf) = fake_v2_leaf();
-        std::fs::write(leaf.join("memory.max"), "max").unwrap();
-        // pids.max is missing: its write fails after memory.max was written.
-        let resources = LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(64i64 << 20)
-                    .build()
-                    .unwrap(),
-            )
-            .pids(LinuxPidsBuilder::default().limit(9i64).build().unwrap())
-            .build()
-            .unwrap();
-        let err = m.update(&resources).unwrap_err().to_string();
-        assert!(err.contains("pids.max"), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(leaf.join("memory.max")).unwrap(),
-            "max"
-        );
-        std::fs::write(leaf.join("pids.max"), "max").unwrap();
-        let changes = m.update(&resources).unwrap();
-        assert_eq!(changes.len(), 2);
-        assert_eq!(changes[0].previous, "max");
-        assert_eq!(std::fs::read_to_string(leaf.join("pids.max")).unwrap(), "9");
-        assert_eq!(counter("low 0\nhigh 2\noom_kill 3\n", "oom_kill"), 3);
-    }
-
-    #[test]
-    fn device_rules_are_applied_at_creation_and_never_by_an_update() {
-        use oci_spec::runtime::LinuxResourcesBuilder;
-        let (_tmp, m, leaf) = fake_v2_leaf();
-        let resources = LinuxResourcesBuilder::default()
-            .devices(devices::default_rules())
-            .build()
-            .unwrap();
-        assert_eq!(m.update(&resources).unwrap(), Vec::new());
-        // A temp dir is no cgroup: the program cannot be attached, and the error says where.
-        let err = m.apply(&resources).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("device rules for {}: ", leaf.display())),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn shares_map_to_weight() {
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(262_144), 10_000);
-        assert_eq!(shares_to_weight(1024), 39);
-        for weight in 1..=10_000 {
-            assert_eq!(shares_to_weight(weight_to_shares(weight)), weight);
-        }
-    }
 }

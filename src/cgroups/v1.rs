@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNetwork, LinuxResources,
+};
 
 use super::devices;
 use super::fs::{self, CgroupError};
-use super::Hierarchies;
+use super::{Hierarchies, Write};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct V1Manager {
@@ -92,121 +94,17 @@ impl V1Manager {
     }
 
     /// The file writes that set `resources`, in the order the kernel needs them.
-    pub fn plan(&self, resources: &LinuxResources) -> Result<Vec<super::Write>, CgroupError> {
+    pub fn plan(&self, resources: &LinuxResources) -> Result<Vec<Write>, CgroupError> {
         let mut plan = Vec::new();
         if let Some(memory) = resources.memory() {
-            let mut limit_writes = Vec::new();
-            if let Some(limit) = memory.limit() {
-                let dir = self.require("memory", "memory")?;
-                limit_writes.push(super::Write::new(
-                    dir,
-                    "memory.limit_in_bytes",
-                    &limit.to_string(),
-                ));
-            }
-            if let Some(swap) = memory.swap() {
-                let dir = self.require("memory", "memory and swap")?;
-                let memsw =
-                    super::Write::new(dir, "memory.memsw.limit_in_bytes", &swap.to_string());
-                // The kernel keeps memsw >= limit at every step: raising both, memsw goes first.
-                let current = fs::read(dir, "memory.memsw.limit_in_bytes")
-                    .ok()
-                    .and_then(|v| v.trim().parse::<i64>().ok())
-                    .unwrap_or(i64::MAX);
-                let raising = memory.limit().is_some_and(|l| l < 0 || l > current);
-                if raising {
-                    limit_writes.insert(0, memsw);
-                } else {
-                    limit_writes.push(memsw);
-                }
-            }
-            plan.extend(limit_writes);
-            if let Some(soft) = memory.reservation() {
-                let dir = self.require("memory", "memory")?;
-                plan.push(super::Write::new(
-                    dir,
-                    "memory.soft_limit_in_bytes",
-                    &soft.to_string(),
-                ));
-            }
-            if let Some(swappiness) = memory.swappiness() {
-                let dir = self.require("memory", "swappiness")?;
-                plan.push(super::Write::new(
-                    dir,
-                    "memory.swappiness",
-                    &swappiness.to_string(),
-                ));
-            }
-            if let Some(disable) = memory.disable_oom_killer() {
-                let dir = self.require("memory", "the OOM killer")?;
-                let value = if disable { "1" } else { "0" };
-                plan.push(super::Write::new(dir, "memory.oom_control", value));
-            }
+            self.plan_memory(memory, &mut plan)?;
         }
         if let Some(cpu) = resources.cpu() {
-            if let Some(quota) = cpu.quota() {
-                let dir = self.require("cpu", "CPU time")?;
-                // The period first: the kernel checks the quota against the period already set.
-                if let Some(period) = cpu.period() {
-                    plan.push(super::Write::new(
-                        dir,
-                        "cpu.cfs_period_us",
-                        &period.to_string(),
-                    ));
-                }
-                plan.push(super::Write::new(
-                    dir,
-                    "cpu.cfs_quota_us",
-                    &quota.to_string(),
-                ));
-            }
-            if let Some(shares) = cpu.shares() {
-                plan.push(super::Write::new(
-                    self.require("cpu", "CPU shares")?,
-                    "cpu.shares",
-                    &shares.to_string(),
-                ));
-            }
-            if let Some(cpus) = cpu.cpus() {
-                plan.push(super::Write::new(
-                    self.require("cpuset", "CPUs")?,
-                    "cpuset.cpus",
-                    cpus,
-                ));
-            }
-            if let Some(mems) = cpu.mems() {
-                plan.push(super::Write::new(
-                    self.require("cpuset", "memory nodes")?,
-                    "cpuset.mems",
-                    mems,
-                ));
-            }
-            if let Some(burst) = cpu.burst() {
-                plan.push(super::Write::new(
-                    self.require("cpu", "CPU burst")?,
-                    "cpu.cfs_burst_us",
-                    &burst.to_string(),
-                ));
-            }
-            // The period before the runtime, as for the CFS quota.
-            if let Some(period) = cpu.realtime_period() {
-                plan.push(super::Write::new(
-                    self.require("cpu", "real-time CPU time")?,
-                    "cpu.rt_period_us",
-                    &period.to_string(),
-                ));
-            }
-            if let Some(runtime) = cpu.realtime_runtime() {
-                plan.push(super::Write::new(
-                    self.require("cpu", "real-time CPU time")?,
-                    "cpu.rt_runtime_us",
-                    &runtime.to_string(),
-                ));
-            }
+            self.plan_cpu(cpu, &mut plan)?;
         }
         if let Some(pids) = resources.pids() {
             let limit = pids.limit();
-            plan.push(super::Write::new(
+            plan.push(Write::new(
                 self.require("pids", "processes")?,
                 "pids.max",
                 &if limit < 0 {
@@ -217,66 +115,181 @@ impl V1Manager {
             ));
         }
         if let Some(io) = resources.block_io() {
-            if let Some(weight) = io.weight() {
-                let dir = self.require("blkio", "block I/O weight")?;
-                plan.push(super::Write::new(dir, "blkio.weight", &weight.to_string()));
-            }
-            for d in io.weight_device().iter().flatten() {
-                if let Some(weight) = d.weight() {
-                    let dir = self.require("blkio", "block I/O weight")?;
-                    let value = format!("{}:{} {weight}", d.major(), d.minor());
-                    plan.push(super::Write::new(dir, "blkio.weight_device", &value));
-                }
-            }
-            for (devices, file) in [
-                (
-                    io.throttle_read_bps_device(),
-                    "blkio.throttle.read_bps_device",
-                ),
-                (
-                    io.throttle_write_bps_device(),
-                    "blkio.throttle.write_bps_device",
-                ),
-                (
-                    io.throttle_read_iops_device(),
-                    "blkio.throttle.read_iops_device",
-                ),
-                (
-                    io.throttle_write_iops_device(),
-                    "blkio.throttle.write_iops_device",
-                ),
-            ] {
-                for d in devices.iter().flatten() {
-                    let dir = self.require("blkio", "block I/O bandwidth")?;
-                    let value = format!("{}:{} {}", d.major(), d.minor(), d.rate());
-                    plan.push(super::Write::new(dir, file, &value));
-                }
-            }
+            self.plan_block_io(io, &mut plan)?;
         }
         for limit in resources.hugepage_limits().iter().flatten() {
-            plan.push(super::Write::new(
+            plan.push(Write::new(
                 self.require("hugetlb", "huge pages")?,
                 format!("hugetlb.{}.limit_in_bytes", limit.page_size()),
                 &limit.limit().to_string(),
             ));
         }
         if let Some(network) = resources.network() {
-            if let Some(class_id) = network.class_id() {
-                plan.push(super::Write::new(
-                    self.require("net_cls", "the network class id")?,
-                    "net_cls.classid",
-                    &class_id.to_string(),
-                ));
-            }
-            for p in network.priorities().iter().flatten() {
-                plan.push(super::Write::new(
-                    self.require("net_prio", "network priorities")?,
-                    "net_prio.ifpriomap",
-                    &format!("{} {}", p.name(), p.priority()),
-                ));
-            }
+            self.plan_network(network, &mut plan)?;
         }
         Ok(plan)
+    }
+
+    fn plan_memory(&self, memory: &LinuxMemory, plan: &mut Vec<Write>) -> Result<(), CgroupError> {
+        let mut limit_writes = Vec::new();
+        if let Some(limit) = memory.limit() {
+            let dir = self.require("memory", "memory")?;
+            limit_writes.push(Write::new(dir, "memory.limit_in_bytes", &limit.to_string()));
+        }
+        if let Some(swap) = memory.swap() {
+            let dir = self.require("memory", "memory and swap")?;
+            let memsw = Write::new(dir, "memory.memsw.limit_in_bytes", &swap.to_string());
+            // The kernel keeps memsw >= limit at every step: raising both, memsw goes first.
+            let current = fs::read(dir, "memory.memsw.limit_in_bytes")
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(i64::MAX);
+            let raising = memory.limit().is_some_and(|l| l < 0 || l > current);
+            if raising {
+                limit_writes.insert(0, memsw);
+            } else {
+                limit_writes.push(memsw);
+            }
+        }
+        plan.extend(limit_writes);
+        if let Some(soft) = memory.reservation() {
+            let dir = self.require("memory", "memory")?;
+            plan.push(Write::new(
+                dir,
+                "memory.soft_limit_in_bytes",
+                &soft.to_string(),
+            ));
+        }
+        if let Some(swappiness) = memory.swappiness() {
+            let dir = self.require("memory", "swappiness")?;
+            plan.push(Write::new(
+                dir,
+                "memory.swappiness",
+                &swappiness.to_string(),
+            ));
+        }
+        if let Some(disable) = memory.disable_oom_killer() {
+            let dir = self.require("memory", "the OOM killer")?;
+            let value = if disable { "1" } else { "0" };
+            plan.push(Write::new(dir, "memory.oom_control", value));
+        }
+        Ok(())
+    }
+
+    fn plan_cpu(&self, cpu: &LinuxCpu, plan: &mut Vec<Write>) -> Result<(), CgroupError> {
+        if let Some(quota) = cpu.quota() {
+            let dir = self.require("cpu", "CPU time")?;
+            // The period first: the kernel checks the quota against the period already set.
+            if let Some(period) = cpu.period() {
+                plan.push(Write::new(dir, "cpu.cfs_period_us", &period.to_string()));
+            }
+            plan.push(Write::new(dir, "cpu.cfs_quota_us", &quota.to_string()));
+        }
+        if let Some(shares) = cpu.shares() {
+            plan.push(Write::new(
+                self.require("cpu", "CPU shares")?,
+                "cpu.shares",
+                &shares.to_string(),
+            ));
+        }
+        if let Some(cpus) = cpu.cpus() {
+            plan.push(Write::new(
+                self.require("cpuset", "CPUs")?,
+                "cpuset.cpus",
+                cpus,
+            ));
+        }
+        if let Some(mems) = cpu.mems() {
+            plan.push(Write::new(
+                self.require("cpuset", "memory nodes")?,
+                "cpuset.mems",
+                mems,
+            ));
+        }
+        if let Some(burst) = cpu.burst() {
+            plan.push(Write::new(
+                self.require("cpu", "CPU burst")?,
+                "cpu.cfs_burst_us",
+                &burst.to_string(),
+            ));
+        }
+        // The period before the runtime, as for the CFS quota.
+        if let Some(period) = cpu.realtime_period() {
+            plan.push(Write::new(
+                self.require("cpu", "real-time CPU time")?,
+                "cpu.rt_period_us",
+                &period.to_string(),
+            ));
+        }
+        if let Some(runtime) = cpu.realtime_runtime() {
+            plan.push(Write::new(
+                self.require("cpu", "real-time CPU time")?,
+                "cpu.rt_runtime_us",
+                &runtime.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn plan_block_io(&self, io: &LinuxBlockIo, plan: &mut Vec<Write>) -> Result<(), CgroupError> {
+        if let Some(weight) = io.weight() {
+            let dir = self.require("blkio", "block I/O weight")?;
+            plan.push(Write::new(dir, "blkio.weight", &weight.to_string()));
+        }
+        for d in io.weight_device().iter().flatten() {
+            if let Some(weight) = d.weight() {
+                let dir = self.require("blkio", "block I/O weight")?;
+                let value = format!("{}:{} {weight}", d.major(), d.minor());
+                plan.push(Write::new(dir, "blkio.weight_device", &value));
+            }
+        }
+        for (devices, file) in [
+            (
+                io.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+            ),
+            (
+                io.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+            ),
+            (
+                io.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+            ),
+            (
+                io.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+            ),
+        ] {
+            for d in devices.iter().flatten() {
+                let dir = self.require("blkio", "block I/O bandwidth")?;
+                let value = format!("{}:{} {}", d.major(), d.minor(), d.rate());
+                plan.push(Write::new(dir, file, &value));
+            }
+        }
+        Ok(())
+    }
+
+    fn plan_network(
+        &self,
+        network: &LinuxNetwork,
+        plan: &mut Vec<Write>,
+    ) -> Result<(), CgroupError> {
+        if let Some(class_id) = network.class_id() {
+            plan.push(Write::new(
+                self.require("net_cls", "the network class id")?,
+                "net_cls.classid",
+                &class_id.to_string(),
+            ));
+        }
+        for p in network.priorities().iter().flatten() {
+            plan.push(Write::new(
+                self.require("net_prio", "network priorities")?,
+                "net_prio.ifpriomap",
+                &format!("{} {}", p.name(), p.priority()),
+            ));
+        }
+        Ok(())
     }
 
     /// The devices controller enforces the rules; without it (not mounted) the cgroup v2 program

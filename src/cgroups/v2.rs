@@ -74,28 +74,7 @@ impl V2Manager {
         let mut plan = Vec::new();
         let leaf = &self.leaf;
         if let Some(memory) = resources.memory() {
-            if let Some(limit) = memory.limit() {
-                plan.push(super::Write::new(leaf, "memory.max", &max_or(limit)));
-            }
-            if let Some(soft) = memory.reservation() {
-                plan.push(super::Write::new(leaf, "memory.high", &max_or(soft)));
-            }
-            if let Some(swap) = memory.swap() {
-                // OCI's swap is memory + swap; v2 limits the swap alone.
-                let value = match (swap, memory.limit()) {
-                    (-1, _) => "max".to_string(),
-                    (swap, Some(limit)) if limit >= 0 && swap >= limit => {
-                        (swap - limit).to_string()
-                    }
-                    _ => {
-                        return Err(CgroupError::Unsupported(
-                            "memory.swap without a memory.limit at most as large, on cgroup v2"
-                                .into(),
-                        ))
-                    }
-                };
-                plan.push(super::Write::new(leaf, "memory.swap.max", &value));
-            }
+            plan.extend(memory_writes(leaf, memory)?);
         }
         if let Some(cpu) = resources.cpu() {
             if let Some(quota) = cpu.quota() {
@@ -130,31 +109,7 @@ impl V2Manager {
             plan.push(super::Write::new(leaf, "pids.max", &max_or(pids.limit())));
         }
         if let Some(io) = resources.block_io() {
-            if let Some(weight) = io.weight() {
-                plan.push(super::Write::new(
-                    leaf,
-                    "io.weight",
-                    &format!("default {}", blkio_to_io_weight(weight)),
-                ));
-            }
-            for d in io.weight_device().iter().flatten() {
-                if let Some(weight) = d.weight() {
-                    let value =
-                        format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(weight));
-                    plan.push(super::Write::new(leaf, "io.weight", &value));
-                }
-            }
-            for (devices, key) in [
-                (io.throttle_read_bps_device(), "rbps"),
-                (io.throttle_write_bps_device(), "wbps"),
-                (io.throttle_read_iops_device(), "riops"),
-                (io.throttle_write_iops_device(), "wiops"),
-            ] {
-                for d in devices.iter().flatten() {
-                    let value = format!("{}:{} {key}={}", d.major(), d.minor(), d.rate());
-                    plan.push(super::Write::new(leaf, "io.max", &value));
-                }
-            }
+            plan.extend(block_io_writes(leaf, io));
         }
         for limit in resources.hugepage_limits().iter().flatten() {
             plan.push(super::Write::new(
@@ -164,14 +119,77 @@ impl V2Manager {
             ));
         }
         for (file, value) in resources.unified().iter().flatten() {
-            // One file of this leaf: a plain name, never a path, never the cgroup.* core files.
-            if file.contains('/') || file.starts_with("cgroup.") || file.starts_with('.') {
-                return Err(CgroupError::Unsupported(format!("unified key {file:?}")));
-            }
-            plan.push(super::Write::new(leaf, file.clone(), value));
+            plan.push(unified_write(leaf, file, value)?);
         }
         Ok(plan)
     }
+}
+
+/// memory.max, memory.high and memory.swap.max.
+fn memory_writes(
+    leaf: &Path,
+    memory: &oci_spec::runtime::LinuxMemory,
+) -> Result<Vec<super::Write>, CgroupError> {
+    let mut plan = Vec::new();
+    if let Some(limit) = memory.limit() {
+        plan.push(super::Write::new(leaf, "memory.max", &max_or(limit)));
+    }
+    if let Some(soft) = memory.reservation() {
+        plan.push(super::Write::new(leaf, "memory.high", &max_or(soft)));
+    }
+    if let Some(swap) = memory.swap() {
+        // OCI's swap is memory + swap; v2 limits the swap alone.
+        let value = match (swap, memory.limit()) {
+            (-1, _) => "max".to_string(),
+            (swap, Some(limit)) if limit >= 0 && swap >= limit => (swap - limit).to_string(),
+            _ => {
+                return Err(CgroupError::Unsupported(
+                    "memory.swap without a memory.limit at most as large, on cgroup v2".into(),
+                ))
+            }
+        };
+        plan.push(super::Write::new(leaf, "memory.swap.max", &value));
+    }
+    Ok(plan)
+}
+
+/// io.weight (default and per device) and io.max.
+fn block_io_writes(leaf: &Path, io: &oci_spec::runtime::LinuxBlockIo) -> Vec<super::Write> {
+    let mut plan = Vec::new();
+    if let Some(weight) = io.weight() {
+        plan.push(super::Write::new(
+            leaf,
+            "io.weight",
+            &format!("default {}", blkio_to_io_weight(weight)),
+        ));
+    }
+    for d in io.weight_device().iter().flatten() {
+        if let Some(weight) = d.weight() {
+            let value = format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(weight));
+            plan.push(super::Write::new(leaf, "io.weight", &value));
+        }
+    }
+    for (devices, key) in [
+        (io.throttle_read_bps_device(), "rbps"),
+        (io.throttle_write_bps_device(), "wbps"),
+        (io.throttle_read_iops_device(), "riops"),
+        (io.throttle_write_iops_device(), "wiops"),
+    ] {
+        for d in devices.iter().flatten() {
+            let value = format!("{}:{} {key}={}", d.major(), d.minor(), d.rate());
+            plan.push(super::Write::new(leaf, "io.max", &value));
+        }
+    }
+    plan
+}
+
+/// A raw `unified` entry: one file of this leaf, a plain name, never a path, never the cgroup.*
+/// core files.
+fn unified_write(leaf: &Path, file: &str, value: &str) -> Result<super::Write, CgroupError> {
+    if file.contains('/') || file.starts_with("cgroup.") || file.starts_with('.') {
+        return Err(CgroupError::Unsupported(format!("unified key {file:?}")));
+    }
+    Ok(super::Write::new(leaf, file, value))
 }
 
 /// A limit, or "max" for OCI's -1 (unlimited).

@@ -24,7 +24,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         let digest = image
             .digest
             .strip_prefix("sha256:")
-            .map_or("-".to_string(), |d| d[..12].to_string());
+            .map_or("-", crate::id::short);
         println!(
             "{:<20} {:<10} {:<12} {:<10} {:<20} {}",
             image.name,

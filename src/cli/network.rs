@@ -166,7 +166,7 @@ fn list(paths: &Paths, format: Format) -> anyhow::Result<()> {
                 "NETWORK ID", "NAME", "DRIVER"
             );
             for row in &rows {
-                let id = row["Id"].as_str().map_or("-", |id| &id[..12]);
+                let id = row["Id"].as_str().map_or("-", crate::id::short);
                 let subnets: Vec<&str> = [&row["Subnet"], &row["Subnet6"]]
                     .into_iter()
                     .filter_map(|s| s.as_str())

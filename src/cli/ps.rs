@@ -48,7 +48,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     containers.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
     if args.quiet {
         for (s, _) in &containers {
-            println!("{}", s.short_id());
+            println!("{}", s.id.short());
         }
         return Ok(0);
     }
@@ -70,7 +70,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
                     .map_or(String::new(), |i| i.pid.to_string());
                 println!(
                     "{:<12}   {:<16} {:<10} {:<22} {:<16} {:<26} {:<8} {}",
-                    s.short_id(),
+                    s.id.short(),
                     s.name.as_deref().unwrap_or(""),
                     s.image,
                     command(&s.command),

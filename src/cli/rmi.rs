@@ -19,7 +19,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         if let Some(user) = containers.iter().find(|c| &c.image == name) {
             return Err(anyhow::anyhow!(
                 "image {name:?} is used by container {}; remove the container first",
-                &user.id[..12]
+                user.id.short()
             )
             .into());
         }

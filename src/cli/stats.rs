@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::Paths;
 use crate::container::state::{self, Observed, State};
 use crate::container::{usage, Usage};
+use crate::id::ContainerId;
 
 use crate::units::human_size;
 
@@ -154,7 +155,7 @@ fn panels(history: &[(f64, Vec<Row>)]) -> Vec<crate::plot::Panel> {
                 .iter()
                 .enumerate()
                 .map(|(i, r)| crate::plot::Series {
-                    name: r.name.clone().unwrap_or_else(|| r.id[..12].to_string()),
+                    name: r.name.clone().unwrap_or_else(|| r.id.short().to_string()),
                     points: history
                         .iter()
                         .filter_map(|(t, rows)| Some((*t, measure(rows.get(i)?)?)))
@@ -168,7 +169,7 @@ fn panels(history: &[(f64, Vec<Row>)]) -> Vec<crate::plot::Panel> {
 /// One container's numbers over one interval.
 #[derive(serde::Serialize)]
 pub(super) struct Row {
-    pub id: String,
+    pub id: ContainerId,
     pub name: Option<String>,
     pub cpu_percent: f64,
     pub memory_bytes: u64,
@@ -244,7 +245,7 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         println!(
             "{:<12}   {:<16} {:>6.2}%   {:<21} {:>6.2}%   {:<19} {:<19} {:>5}   {} / {:.2}s",
-            &r.id[..12],
+            r.id.short(),
             r.name.as_deref().unwrap_or(""),
             r.cpu_percent,
             format!(

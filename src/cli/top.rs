@@ -107,9 +107,9 @@ fn refresh(
     queries: &[String],
     watched: &mut Vec<Watched>,
 ) -> Result<(), super::Exit> {
-    let known: HashSet<String> = watched.iter().map(|w| w.state.id.clone()).collect();
+    let known: HashSet<String> = watched.iter().map(|w| w.state.id.to_string()).collect();
     for st in choose(paths, queries)? {
-        if !known.contains(&st.id) {
+        if !known.contains(st.id.as_str()) {
             watched.push(Watched {
                 before: usage(&st),
                 state: st,
@@ -150,7 +150,7 @@ fn name(w: &Watched) -> String {
     w.state
         .name
         .clone()
-        .unwrap_or_else(|| w.state.short_id().to_string())
+        .unwrap_or_else(|| w.state.id.short().to_string())
 }
 
 fn table(watched: &[Watched], selected: usize) -> Table<'static> {

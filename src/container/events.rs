@@ -13,10 +13,10 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::state::State;
 use crate::config::Paths;
+use crate::id::{ContainerId, SHORT_LEN};
 use crate::units::now_ns;
 
 const JOURNAL: &str = "events.jsonl";
-const SHORT_ID: usize = 12;
 const ROTATED: &str = "events.1.jsonl";
 /// The journal is moved aside (one generation kept) once it is this big.
 const ROTATE_AT: u64 = 4 << 20;
@@ -27,7 +27,7 @@ pub struct Event {
     pub time: u64,
     #[serde(rename = "type")]
     pub kind: String,
-    pub id: String,
+    pub id: ContainerId,
     pub name: Option<String>,
     pub image: String,
     pub attributes: BTreeMap<String, String>,
@@ -53,7 +53,7 @@ impl Event {
     /// could not be told from a name: "a" would also match every id starting with a.)
     pub fn is_about(&self, query: &str) -> bool {
         self.name.as_deref() == Some(query)
-            || (query.len() >= SHORT_ID && self.id.starts_with(query))
+            || (query.len() >= SHORT_LEN && self.id.starts_with(query))
     }
 }
 
@@ -217,7 +217,7 @@ mod tests {
         Event {
             time: n,
             kind: "start".into(),
-            id: format!("{n:064}"),
+            id: ContainerId::parse(&format!("{n:064}")).unwrap(),
             name: Some(format!("c{n}")),
             image: "busybox".into(),
             attributes: BTreeMap::new(),

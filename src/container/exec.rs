@@ -143,10 +143,10 @@ fn open_namespace(pid: i32, kind: &str) -> Result<Option<OwnedFd>, ContainerErro
     let theirs = PathBuf::from(format!("/proc/{pid}/ns/{kind}"));
     let ours = PathBuf::from(format!("/proc/self/ns/{kind}"));
     let inode = |p: &PathBuf| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
-    let their_inode = inode(&theirs).map_err(super::io("open", &theirs))?;
+    let their_inode = inode(&theirs).map_err(crate::error::io("open", &theirs))?;
     if inode(&ours).ok() == Some(their_inode) {
         return Ok(None);
     }
-    let file = std::fs::File::open(&theirs).map_err(super::io("open", &theirs))?;
+    let file = std::fs::File::open(&theirs).map_err(crate::error::io("open", &theirs))?;
     Ok(Some(file.into()))
 }

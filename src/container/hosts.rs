@@ -27,7 +27,7 @@ pub fn refresh(paths: &Paths, bridge: &BridgeConfig) -> Result<(), ContainerErro
         match network::hosts::set_peers(&member.hosts, &named.name, &others) {
             // Not written yet (the member writes its own, then refreshes) or removed meanwhile.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            other => other.map_err(super::io("rewrite", &member.hosts))?,
+            other => other.map_err(crate::error::io("rewrite", &member.hosts))?,
         }
     }
     Ok(())
@@ -72,7 +72,7 @@ fn member(paths: &Paths, s: &State) -> Option<Member> {
             [
                 s.name.clone().unwrap_or_default(),
                 hostname,
-                s.short_id().to_string(),
+                s.id.short().to_string(),
             ],
         ),
     })

@@ -2,10 +2,12 @@
 //! atomically (write + rename), and a name index whose entries are claimed with O_EXCL.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cgroups::Manager;
 use crate::config::Paths;
+use crate::error::io;
+use crate::id::ContainerId;
 use crate::network::{Attachment, NetworkMode};
 use crate::spec::Limits;
 
@@ -19,25 +21,13 @@ pub enum StateError {
     NoSuchContainer(String),
     #[error("{0:?} matches several containers: {1}; give more of the id")]
     Ambiguous(String, String),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathError),
     #[error("state file {path} is unreadable: {source}")]
     Corrupt {
         path: PathBuf,
         source: serde_json::Error,
     },
-}
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,7 +72,7 @@ fn stat(pid: i32) -> Option<(String, u64)> {
 /// Everything poc records about a container.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct State {
-    pub id: String,
+    pub id: ContainerId,
     pub name: Option<String>,
     pub image: String,
     pub command: Vec<String>,
@@ -134,7 +124,7 @@ impl State {
     /// The record of a container about to be created: its id, cgroup and directory named, nothing
     /// made or started yet. Each front door sets what it knows besides.
     pub fn creating(
-        id: String,
+        id: ContainerId,
         cgroup: Manager,
         cgroup_path: String,
         container_dir: PathBuf,
@@ -162,11 +152,6 @@ impl State {
             bundle: None,
             annotations: Default::default(),
         }
-    }
-
-    /// The first 12 characters of the id (all of a shorter OCI id).
-    pub fn short_id(&self) -> &str {
-        self.id.get(..12).unwrap_or(&self.id)
     }
 
     pub fn observed(&self) -> Observed {
@@ -227,11 +212,11 @@ fn claim_name(paths: &Paths, name: &str, id: &str) -> Result<(), StateError> {
         .create_new(true)
         .open(&path)
     {
-        Ok(mut file) => file.write_all(id.as_bytes()).map_err(io("write", &path)),
+        Ok(mut file) => Ok(file.write_all(id.as_bytes()).map_err(io("write", &path))?),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(StateError::NameInUse(name.to_string()))
         }
-        Err(e) => Err(io("create", &path)(e)),
+        Err(e) => Err(io("create", &path)(e).into()),
     }
 }
 
@@ -244,7 +229,7 @@ pub fn save(paths: &Paths, state: &State) -> Result<(), StateError> {
         source,
     })?;
     crate::private::write(&tmp, &text).map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+    Ok(std::fs::rename(&tmp, &path).map_err(io("rename", &path))?)
 }
 
 /// A container removed between being resolved and being read (racing `rm`) is reported as missing.
@@ -252,7 +237,7 @@ pub fn load(paths: &Paths, id: &str) -> Result<State, StateError> {
     let path = paths.container_state_dir(id).join(STATE_FILE);
     let text = std::fs::read(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => StateError::NoSuchContainer(id.to_string()),
-        _ => io("read", &path)(e),
+        _ => io("read", &path)(e).into(),
     })?;
     serde_json::from_slice(&text).map_err(|source| StateError::Corrupt { path, source })
 }
@@ -267,7 +252,7 @@ pub fn lock(paths: &Paths, id: &str) -> Result<Lock, StateError> {
     let dir = paths.container_state_dir(id);
     let file = std::fs::File::open(&dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => StateError::NoSuchContainer(id.to_string()),
-        _ => io("open", &dir)(e),
+        _ => io("open", &dir)(e).into(),
     })?;
     let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| io("lock", &dir)(e.into()))?;
@@ -303,7 +288,7 @@ pub fn resolve(paths: &Paths, query: &str) -> Result<String, StateError> {
         many => Err(StateError::Ambiguous(
             query.to_string(),
             many.iter()
-                .map(|id| id.get(..12).unwrap_or(id))
+                .map(|id| crate::id::short(id))
                 .collect::<Vec<_>>()
                 .join(", "),
         )),
@@ -337,7 +322,7 @@ pub fn remove(paths: &Paths, id: &str, name: Option<&str>) -> Result<(), StateEr
     }
     let dir = paths.container_state_dir(id);
     match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e).into()),
         _ => Ok(()),
     }
 }
@@ -346,6 +331,7 @@ pub fn remove(paths: &Paths, id: &str, name: Option<&str>) -> Result<(), StateEr
 mod tests {
     use super::*;
     use crate::cgroups::Hierarchies;
+    use std::path::Path;
 
     fn paths(root: &Path) -> Paths {
         Paths {
@@ -361,7 +347,7 @@ mod tests {
     fn state(id: &str, name: Option<&str>) -> State {
         let h = Hierarchies::parse_mountinfo("1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
         State {
-            id: id.into(),
+            id: ContainerId::parse(id).unwrap(),
             name: name.map(String::from),
             image: "busybox".into(),
             command: vec!["sh".into()],

@@ -23,12 +23,8 @@ pub enum ImageError {
         store: PathBuf,
         hint: String,
     },
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathError),
     #[error("metadata of image {name:?} is unreadable ({path}): {source}")]
     Metadata {
         name: String,
@@ -60,16 +56,7 @@ pub enum ImageError {
 
 pub type Result<T> = std::result::Result<T, ImageError>;
 
-pub(crate) fn io_err<'a>(
-    op: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> ImageError + 'a {
-    move |source| ImageError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
+pub(crate) use crate::error::io as io_err;
 
 /// What `image.json` records about an image.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -152,7 +139,7 @@ impl Store {
                     hint,
                 });
             }
-            Err(e) => return Err(io_err("read", &meta_path)(e)),
+            Err(e) => return Err(io_err("read", &meta_path)(e).into()),
         };
         let meta = serde_json::from_str(&text).map_err(|source| ImageError::Metadata {
             name: name.to_string(),
@@ -169,7 +156,7 @@ impl Store {
         let entries = match std::fs::read_dir(&self.images) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", &self.images)(e)),
+            Err(e) => return Err(io_err("list", &self.images)(e).into()),
         };
         let mut images = Vec::new();
         for entry in entries.flatten() {
@@ -191,7 +178,7 @@ impl Store {
             .join(format!(".rm-{name}-{}", std::process::id()));
         // Rename first: a half-deleted image is never visible under its name.
         std::fs::rename(&dir, &doomed).map_err(io_err("remove", &dir))?;
-        std::fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))
+        Ok(std::fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))?)
     }
 
     /// Builds `name` from `source` unless it is already installed (or `force`). The image appears
@@ -245,7 +232,7 @@ impl Store {
             path: meta_path.clone(),
             source,
         })?;
-        std::fs::write(&meta_path, text).map_err(io_err("write", &meta_path))
+        Ok(std::fs::write(&meta_path, text).map_err(io_err("write", &meta_path))?)
     }
 
     /// Builds interrupted by a crash leave hidden directories; under the lock nobody else is building.
@@ -272,8 +259,8 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err("open", &path))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| io_err("lock", &path)(std::io::Error::from(e)))
+        Ok(Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_err("lock", &path)(std::io::Error::from(e)))?)
     }
 }
 

@@ -27,7 +27,7 @@ pub fn prepare(
         address,
         prefix: bridge.subnet.prefix(),
         gateway: bridge.gateway(),
-        host_veth: format!("poc{}", &id[..12]),
+        host_veth: format!("poc{}", crate::id::short(id)),
         ports: Vec::with_capacity(ports.len()),
         ipv6: None,
         network: bridge.named.as_ref().map(|n| n.name.clone()),

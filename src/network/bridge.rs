@@ -72,7 +72,7 @@ fn nat_marker(bridge: &BridgeConfig) -> &'static str {
 /// Docker does for its bridges. Only this bridge's setting; the host's loopback is untouched.
 fn allow_loopback_sources_out(bridge: &str) -> Result<(), NetworkError> {
     let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"));
-    std::fs::write(&path, b"1").map_err(io("write", &path))
+    Ok(std::fs::write(&path, b"1").map_err(io("write", &path))?)
 }
 
 fn apply_nat(bridge: &BridgeConfig, published: &[Published]) -> Result<(), NetworkError> {
@@ -106,7 +106,7 @@ fn switch_on(sysctl: &Path) -> Result<(), NetworkError> {
     if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "1") {
         return Ok(());
     }
-    std::fs::write(sysctl, b"1").map_err(io("write", sysctl))
+    Ok(std::fs::write(sysctl, b"1").map_err(io("write", sysctl))?)
 }
 
 /// The network lock of `bridge`: held while its bridge, its tables or its members' /etc/hosts
@@ -153,7 +153,7 @@ pub fn remove(bridge: &BridgeConfig) -> Result<(), NetworkError> {
     drop(lock);
     match std::fs::remove_dir_all(&bridge.state_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(io("remove", &bridge.state_dir)(e))
+            Err(io("remove", &bridge.state_dir)(e).into())
         }
         _ => Ok(()),
     }

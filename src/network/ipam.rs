@@ -36,7 +36,7 @@ pub fn lock_file(path: &Path) -> Result<Flock<File>, NetworkError> {
         .write(true)
         .open(path)
         .map_err(io("open", path))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", path)(e.into()))
+    Ok(Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", path)(e.into()))?)
 }
 
 impl Leases {
@@ -133,7 +133,7 @@ impl Leases {
         let entries = match std::fs::read_dir(&self.addresses) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("list", &self.addresses)(e)),
+            Err(e) => return Err(io("list", &self.addresses)(e).into()),
         };
         Ok(entries
             .flatten()
@@ -163,7 +163,7 @@ fn claim(path: &Path, id: &str, is_live: &dyn Fn(&str) -> bool) -> Result<bool, 
                 }
                 release(path, &holder)?;
             }
-            Err(e) => return Err(io("create", path)(e)),
+            Err(e) => return Err(io("create", path)(e).into()),
         }
     }
     Ok(false)
@@ -174,7 +174,7 @@ fn release(path: &Path, id: &str) -> Result<(), NetworkError> {
     if std::fs::read_to_string(path).is_ok_and(|holder| holder == id) {
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("remove", path)(e))
+                return Err(io("remove", path)(e).into())
             }
             _ => {}
         }

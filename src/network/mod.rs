@@ -21,7 +21,7 @@ mod ports;
 mod rtnl;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
@@ -42,21 +42,11 @@ pub enum NetworkError {
     Nft(#[from] nft::NftError),
     #[error("{0}")]
     Refused(String),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathError),
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NetworkError + 'a {
-    move |source| NetworkError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
+pub(crate) use crate::error::io;
 
 /// `--network`: `bridge` (default) joins poc's default bridge with NAT; `none` gives a namespace
 /// with loopback only; `host` shares the host's stack; any other name joins that network made by

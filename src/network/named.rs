@@ -94,7 +94,7 @@ pub fn get(records: &Path, name: &str) -> Result<NetworkRecord, NetworkError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(name)),
         other => other.map_err(io("read", &path))?,
     };
-    serde_json::from_slice(&text).map_err(|e| io("read", &path)(e.into()))
+    Ok(serde_json::from_slice(&text).map_err(|e| io("read", &path)(e.into()))?)
 }
 
 /// Every named network, by name.
@@ -155,7 +155,7 @@ pub fn create(
     if let Some(subnet6) = req.subnet6 {
         check_overlap6(subnet6, &others)?;
     }
-    let id = crate::container::new_id();
+    let id = crate::id::new_hex_id();
     let record = NetworkRecord {
         bridge: format!("pocb{}", &id[..10]),
         id,
@@ -196,14 +196,14 @@ fn write_record(records: &Path, record: &NetworkRecord) -> Result<(), NetworkErr
         .and_then(|()| std::fs::rename(&temporary, &path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&temporary);
-            io("write", &path)(e)
+            io("write", &path)(e).into()
         })
 }
 
 /// Removes a record; one already gone is fine.
 pub(super) fn remove_record(path: &Path) -> Result<(), NetworkError> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e).into()),
         _ => Ok(()),
     }
 }

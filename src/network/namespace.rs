@@ -92,7 +92,7 @@ fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
     // net sysctls act on the network namespace of whoever opens them: the container's, here.
     let path = PathBuf::from(format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"));
     match std::fs::write(&path, b"1") {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("write", &path)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("write", &path)(e).into()),
         _ => Ok(()),
     }
 }

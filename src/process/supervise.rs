@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -57,6 +57,7 @@ pub trait Watch {
 pub struct Supervisor {
     signals: SignalFd,
     old_mask: SigSet,
+    old_sigchld: SigAction,
 }
 
 impl Supervisor {
@@ -76,7 +77,20 @@ impl Supervisor {
             op: "signalfd",
             source,
         })?;
-        Ok(Supervisor { signals, old_mask })
+        // SIGCHLD ignored (a disposition exec keeps, so a caller may hand it down) makes the kernel
+        // reap the process and send no signal at all: poc would wait for its end forever.
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: the default disposition installs no handler.
+        let old_sigchld = unsafe { nix::sys::signal::sigaction(Signal::SIGCHLD, &default) }
+            .map_err(|source| ProcessError::Terminal {
+                op: "reset SIGCHLD",
+                source,
+            })?;
+        Ok(Supervisor {
+            signals,
+            old_mask,
+            old_sigchld,
+        })
     }
 
     /// Runs until the process has exited and its output is drained; returns its exit code.
@@ -175,6 +189,8 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
+        // SAFETY: puts back the disposition poc was started with.
+        let _ = unsafe { nix::sys::signal::sigaction(Signal::SIGCHLD, &self.old_sigchld) };
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
     }
 }
@@ -182,7 +198,15 @@ impl Drop for Supervisor {
 fn reap(pid: Pid) -> Result<Option<i32>, ProcessError> {
     match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
         Ok(status) => Ok(exit_code(status)),
-        Err(nix::Error::ECHILD) => Ok(Some(125)),
+        // Not (or no longer) our child: its status went to whoever reaped it. It has ended, how is
+        // unknown: poc's own 125, said rather than passed off as the process's code.
+        Err(nix::Error::ECHILD) => {
+            eprintln!(
+                "poc: process {pid} is not poc's child or was reaped by another process: its exit \
+                 status is lost, reporting 125"
+            );
+            Ok(Some(125))
+        }
         Err(source) => Err(ProcessError::Terminal {
             op: "waitpid",
             source,

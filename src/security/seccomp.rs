@@ -36,12 +36,8 @@ pub enum SeccompError {
         op: &'static str,
         source: std::io::Error,
     },
-    #[error("seccomp cache: {op} {}: {source}", path.display())]
-    Cache {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("seccomp cache: {0}")]
+    Cache(#[from] crate::error::PathError),
     #[error("seccomp cache {} is writable by other users (mode {mode:o}); it must be 0700 and owned by the user poc runs as", path.display())]
     UnsafeCache { path: PathBuf, mode: u32 },
 }

@@ -69,7 +69,10 @@ pub fn build_spec(
     etc_dir: &Path,
     cgroups_path: &str,
 ) -> Result<Spec, SpecError> {
-    let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let hostname = req
+        .hostname
+        .clone()
+        .unwrap_or_else(|| crate::id::short(id).to_string());
     let sec = &req.security;
     let kept = container_capabilities(sec);
     let seccomp = seccomp_profile(sec, &kept)?;

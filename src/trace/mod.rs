@@ -36,28 +36,17 @@ pub enum TraceError {
     NoCgroup2(String),
     #[error("loading the BPF programs: {0}")]
     Load(String),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathError),
     #[error("{0}")]
     Refused(String),
 }
 
-/// Maps an I/O error on `path` to a TraceError naming the operation.
-pub fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TraceError + 'a {
-    move |source| TraceError::Io {
-        op,
-        path: path.display().to_string(),
-        source,
-    }
-}
+pub(crate) use crate::error::io;
 
 /// Writes a report file (an SVG).
 pub fn write_file(path: &Path, text: String) -> Result<(), TraceError> {
-    std::fs::write(path, text).map_err(io("write", path))
+    Ok(std::fs::write(path, text).map_err(io("write", path))?)
 }
 
 /// The container to trace, as the CLI found it in poc's state: trace sits below `container` and

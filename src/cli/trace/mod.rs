@@ -134,11 +134,11 @@ fn target(paths: &Paths, name_or_id: &str) -> Result<Target, super::Exit> {
     let id = state::resolve(paths, name_or_id)?;
     let state = state::load(paths, &id)?;
     let container = trace::Container {
-        id: state.id.clone(),
+        id: state.id.to_string(),
         name: state
             .name
             .clone()
-            .unwrap_or_else(|| state.short_id().to_string()),
+            .unwrap_or_else(|| state.id.short().to_string()),
         cgroup: state.cgroup.clone(),
         init_pid: state.init.map(|p| p.pid),
         network_mode: state.network_mode.clone(),

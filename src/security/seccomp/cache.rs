@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use oci_spec::runtime::LinuxSeccomp;
 
 use super::{Filter, SeccompError, BPF_MAXINSNS};
+use crate::error::io;
 
 const MAGIC: &[u8; 8] = b"POCBPF02";
 const HEADER: usize = 8 + 4 + 4 + 16;
@@ -35,11 +36,8 @@ pub(super) fn path(
     key.extend_from_slice(libseccomp_version().as_bytes());
     key.extend_from_slice(std::env::consts::ARCH.as_bytes());
     key.push(kernel_runs_x32 as u8);
-    serde_json::to_writer(&mut key, profile).map_err(|e| SeccompError::Cache {
-        op: "hashing the profile for",
-        path: cache_dir.to_path_buf(),
-        source: e.into(),
-    })?;
+    serde_json::to_writer(&mut key, profile)
+        .map_err(|e| io("hashing the profile for", cache_dir)(e.into()))?;
     Ok(cache_dir.join(format!("{}.bpf", hex(&digest(&key)))))
 }
 
@@ -66,13 +64,6 @@ fn libseccomp_version() -> String {
 }
 
 fn ensure_private_dir(dir: &Path) -> Result<(), SeccompError> {
-    let err = |op| {
-        move |source| SeccompError::Cache {
-            op,
-            path: dir.to_path_buf(),
-            source,
-        }
-    };
     // Usually there: one stat, no mkdir, on the start path.
     let meta = match std::fs::metadata(dir) {
         Ok(meta) => meta,
@@ -84,11 +75,11 @@ fn ensure_private_dir(dir: &Path) -> Result<(), SeccompError> {
             {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(err("creating")(e)),
+                Err(e) => return Err(io("creating", dir)(e).into()),
             }
-            std::fs::metadata(dir).map_err(err("reading"))?
+            std::fs::metadata(dir).map_err(io("reading", dir))?
         }
-        Err(e) => return Err(err("reading")(e)),
+        Err(e) => return Err(io("reading", dir)(e).into()),
     };
     // Whoever can write here chooses the filter a container gets.
     if meta.mode() & 0o022 != 0 || meta.uid() != nix::unistd::geteuid().as_raw() {
@@ -111,22 +102,12 @@ pub(super) fn load(path: &Path, flags: libc::c_ulong) -> Result<Option<Filter>, 
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         // A symlink where a file should be: replaced like a damaged file.
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
-        Err(source) => {
-            return Err(SeccompError::Cache {
-                op: "opening",
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(e) => return Err(io("opening", path)(e).into()),
     };
     let mut bytes = Vec::with_capacity(HEADER + 4096);
     file.take((HEADER + BPF_MAXINSNS * 8 + 1) as u64)
         .read_to_end(&mut bytes)
-        .map_err(|source| SeccompError::Cache {
-            op: "reading",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(io("reading", path))?;
     Ok(decode(&bytes, flags))
 }
 
@@ -157,14 +138,6 @@ pub(super) fn store(path: &Path, filter: &Filter) -> Result<(), SeccompError> {
     static STORES: AtomicU64 = AtomicU64::new(0);
     let n = STORES.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
-    let err = |op, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SeccompError::Cache {
-            op,
-            path: p,
-            source,
-        }
-    };
     // A leftover of a crashed poc that had the same pid.
     let _ = std::fs::remove_file(&tmp);
     let written = std::fs::OpenOptions::new()
@@ -174,13 +147,12 @@ pub(super) fn store(path: &Path, filter: &Filter) -> Result<(), SeccompError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)
         .and_then(|mut f| f.write_all(&encode(filter)))
-        .map_err(err("writing", &tmp));
-    let renamed =
-        written.and_then(|()| std::fs::rename(&tmp, path).map_err(err("replacing", path)));
+        .map_err(io("writing", &tmp));
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path).map_err(io("replacing", path)));
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    renamed
+    Ok(renamed?)
 }
 
 fn hex(bytes: &[u8]) -> String {

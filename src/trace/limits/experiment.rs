@@ -212,7 +212,7 @@ impl Limits {
         let cpu = std::fs::write(&self.cpu_file, &self.cpu_original)
             .map_err(io("restore", &self.cpu_file));
         match mem.and(cpu) {
-            Err(e) if target.alive() => Err(e),
+            Err(e) if target.alive() => Err(e.into()),
             _ => Ok(()),
         }
     }
