@@ -1,7 +1,6 @@
-//! Builds the BPF programs in bpf/: `poc trace`'s tracepoints and the device rules of cgroup v2
-//! containers. C, compiled by clang for the bpf target with BTF (CO-RE), against a vmlinux.h dumped
-//! from the build machine's kernel BTF. The objects are embedded in the binary; CO-RE relocations
-//! fit them to the running kernel at load time.
+//! Builds `poc trace`'s BPF program in bpf/: C, compiled by clang for the bpf target with BTF
+//! (CO-RE), against a vmlinux.h dumped from the build machine's kernel BTF. The object is embedded
+//! in the binary; CO-RE relocations fit it to the running kernel at load time.
 //! Needs clang, llvm-strip, bpftool and libbpf's headers: `scripts/setup.sh --deps` installs them.
 //! Also builds the exec stub (src/process/exec-stub.c), a tiny static program without libc that
 //! container processes exec from a sealed memfd right before their command.
@@ -10,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Each program and the header it shares with Rust.
-const PROGRAMS: [(&str, &str); 2] = [("trace", "trace.h"), ("devices", "devices.h")];
+const PROGRAMS: [(&str, &str); 1] = [("trace", "trace.h")];
 
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

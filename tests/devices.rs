@@ -28,7 +28,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 enum Backend {
     /// Lines written to devices.allow / devices.deny of a v1 devices leaf.
     V1,
-    /// bpf/devices.bpf.c attached to a cgroup2 leaf.
+    /// The device program compiled from the rules, attached to a cgroup2 leaf.
     V2,
 }
 
