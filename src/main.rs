@@ -14,6 +14,7 @@ mod process;
 mod rootfs;
 mod security;
 mod spec;
+#[cfg(feature = "trace")]
 mod trace;
 
 fn main() {
