@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test, as root: formatting, lints, unit tests and the integration tests, which start real
+# Runs every test, as root: formatting, lints (also of a build without `poc trace` and the BPF
+# toolchain: cargo build --no-default-features), unit tests and the integration tests, which start real
 # containers (namespaces, cgroups, overlay mounts) under their own state root, store and cgroup parent,
 # and drive poc through real OCI clients (podman, containerd's ctr, dockerd) started with private
 # roots; then OCI runtime-tools' validation suite against poc; then the integration tests again inside
@@ -19,6 +20,24 @@ stage "cargo fmt --check"
 cargo fmt --all -- --check
 stage "cargo clippy"
 cargo clippy --all-targets -- -D warnings
+stage "a build without the trace feature, on a PATH without clang, llvm-strip and bpftool"
+# What `cargo build --no-default-features` promises: a Rust toolchain and cc are enough. A PATH of
+# just those (so a build step that reached for the BPF toolchain would fail), its own target dir.
+bare_path=$(mktemp -d /var/tmp/poc-test-path-XXXXXX)
+for tool in cargo rustc rustup cargo-clippy clippy-driver cc gcc ld as ar; do
+  if found=$(command -v "$tool"); then ln -s "$found" "$bare_path/$tool"; fi
+done
+bare() { env -u POC_VMLINUX_BTF PATH="$bare_path" CARGO_TARGET_DIR=target/no-bpf "$@"; }
+bare cargo build --no-default-features
+bare cargo clippy --no-default-features --bins -- -D warnings
+rm -rf "$bare_path"
+# `poc trace` is still a command, which says in one line why it cannot run.
+trace_status=0
+trace_error=$(target/no-bpf/debug/poc trace anything --mem 2>&1 >/dev/null) || trace_status=$?
+if [ "$trace_status" != 125 ] || [[ "$trace_error" != *"built without the \`trace\` feature"* ]]; then
+  echo "poc trace without the trace feature: exit $trace_status, said: $trace_error" >&2
+  false
+fi
 stage "unit and integration tests on this host"
 # What the OCI clients make outside the private roots the tests give them (containerd's shim socket
 # directory, dockerd's plugin directory, podman's network and blob-cache directories): removed

@@ -19,6 +19,7 @@ mod process;
 mod rootfs;
 mod security;
 mod spec;
+#[cfg(feature = "trace")]
 mod trace;
 mod units;
 

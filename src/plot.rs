@@ -175,6 +175,7 @@ fn series_panel(
 
 /// One histogram panel per sample set (title, values), sharing the x unit: 24 bins from the
 /// smallest value to the 99th percentile (larger values go to the last bin).
+#[cfg_attr(not(feature = "trace"), allow(dead_code))] // for poc trace alone
 pub fn histograms(title: &str, sets: &[(String, Vec<f64>)], x_label: &str) -> String {
     const BINS: usize = 24;
     let height = TOP + sets.len() as f64 * (PANEL_HEIGHT + GAP) + 10.0;

@@ -28,7 +28,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 enum Backend {
     /// Lines written to devices.allow / devices.deny of a v1 devices leaf.
     V1,
-    /// bpf/devices.bpf.c attached to a cgroup2 leaf.
+    /// The device program compiled from the rules, attached to a cgroup2 leaf.
     V2,
 }
 
@@ -468,8 +468,8 @@ fn the_v2_program_outlives_its_loader_and_goes_away_with_the_cgroup() {
             continue;
         }
         let leaf = Leaf::with_rules(backend, &mount, &devices::default_rules());
-        // attach_program has returned and closed every descriptor of the program and its map:
-        // only the cgroup holds them now, as after poc exits.
+        // attach_program has returned and closed every descriptor of the program:
+        // only the cgroup holds it now, as after poc exits.
         let ids = attached_programs(&leaf.dir);
         assert_eq!(ids.len(), 1, "{ids:?}");
         assert_eq!(

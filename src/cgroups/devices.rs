@@ -1,19 +1,21 @@
 //! A container's device rules: OCI rules in order over deny-all, as cgroup v1 lines or v2 program.
 //! Touches only the cgroup it is given; imports nothing of poc's (tests/devices.rs compiles it in).
 
-use std::collections::{BTreeMap, HashSet};
-use std::ffi::CStr;
+// Paths spelled out: tests/devices.rs includes this file by path, and the files beside it must be
+// found from there too.
+#[path = "devices/program.rs"]
+mod program;
+#[cfg(test)]
+#[path = "devices/tests.rs"]
+mod tests;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Map, MapData, MapError};
-use aya_obj::generated::bpf_insn;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
-
-/// bpf/devices.bpf.o, built by build.rs.
-static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/devices.bpf.o"));
 
 /// Access bits, numbered as the kernel hands them to device programs (BPF_DEVCG_ACC_*).
 const MKNOD: u32 = 1;
@@ -25,9 +27,8 @@ const ALL_ACCESS: u32 = MKNOD | READ | WRITE;
 const BLOCK: u32 = 1;
 const CHAR: u32 = 2;
 
-/// From bpf/devices.h (the map's size comes from the object file).
+/// A major or minor number that matches any (the kernel's own wildcard, ~0).
 const DEV_ANY: u32 = u32::MAX;
-const DEV_DEFAULT_TYPE: u32 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -93,18 +94,13 @@ pub fn default_rules() -> Vec<LinuxDeviceCgroup> {
     ]
 }
 
-/// A device or a set of them, as devices.h's `struct dev_key`: type BLOCK or CHAR, DEV_ANY for a
-/// wildcard number. The key of the device program's map.
-#[repr(C)]
+/// A device or a set of them: type BLOCK or CHAR, DEV_ANY for a wildcard number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DevKey {
     pub kind: u32,
     pub major: u32,
     pub minor: u32,
 }
-
-// SAFETY: three u32, no padding; every bit pattern is a valid value.
-unsafe impl aya::Pod for DevKey {}
 
 impl fmt::Display for DevKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -312,21 +308,6 @@ impl Table {
             })
             .map(|(key, bits)| (*key, *bits))
     }
-
-    /// The device program's map: every exception, and the default when it is allow.
-    pub fn map_entries(&self) -> Vec<(DevKey, u32)> {
-        let mut entries: Vec<(DevKey, u32)> =
-            self.exceptions.iter().map(|(k, v)| (*k, *v)).collect();
-        if self.default_allow {
-            let default = DevKey {
-                kind: DEV_DEFAULT_TYPE,
-                major: 0,
-                minor: 0,
-            };
-            entries.push((default, 1));
-        }
-        entries
-    }
 }
 
 /// One line for cgroup v1: the file, the line, and the rule it comes from (for messages).
@@ -397,9 +378,9 @@ pub fn write_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), DeviceErr
     Ok(())
 }
 
-/// cgroup v2: loads bpf/devices.bpf.c with a map made from `rules` and attaches it to the cgroup2
-/// directory `cgroup`, so that it stays after poc exits and goes when the cgroup is removed: the
-/// cgroup holds the program and the program its map, and poc keeps no descriptor.
+/// cgroup v2: compiles `rules` into a device program and attaches it to the cgroup2 directory
+/// `cgroup`, so that it stays after poc exits and goes when the cgroup is removed: the cgroup
+/// holds the program, and poc keeps no descriptor.
 pub fn attach_program(cgroup: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), DeviceError> {
     let table = Table::from_rules(rules).map_err(|source| DeviceError::Rule {
         cgroup: cgroup.to_path_buf(),
@@ -410,441 +391,15 @@ pub fn attach_program(cgroup: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), 
         op,
         detail,
     };
+    if table.exceptions.len() > program::MAX_EXCEPTIONS {
+        let detail = format!(
+            "{} exceptions, at most {}",
+            table.exceptions.len(),
+            program::MAX_EXCEPTIONS
+        );
+        return Err(failed(("build the program", detail)));
+    }
     let dir = std::fs::File::open(cgroup).map_err(|e| failed(("open", e.to_string())))?;
-    let program = load_program(&table.map_entries()).map_err(failed)?;
-    prog_attach(program.as_fd(), dir.as_fd()).map_err(|e| failed(("attach", e.to_string())))
-}
-
-/// What failed while loading, and how.
-type LoadError = (&'static str, String);
-
-/// The program, its map created and filled first, as the object file describes them.
-///
-/// Not through aya's `EbpfLoader`: it parses the kernel's BTF whenever it is made (30 ms here,
-/// per container), which this program does not need. aya-obj reads the object, aya creates and
-/// fills the map, and one BPF_PROG_LOAD loads what the map relocation produced.
-fn load_program(entries: &[(DevKey, u32)]) -> Result<OwnedFd, LoadError> {
-    let text = |e: &dyn fmt::Display| e.to_string();
-    let mut object =
-        aya_obj::Object::parse(PROGRAM).map_err(|e| ("parse bpf/devices.bpf.o", text(&e)))?;
-    let def = object
-        .maps
-        .get(MAP_NAME)
-        .cloned()
-        .ok_or(("parse bpf/devices.bpf.o", format!("no map {MAP_NAME}")))?;
-    if entries.len() > def.max_entries() as usize {
-        let detail = format!("{} entries, at most {}", entries.len(), def.max_entries());
-        return Err(("fill the map", detail));
-    }
-    // The object's BTF is not loaded, so the map is made from the definition's numbers alone.
-    let plain = aya_obj::Map::new_from_params(
-        def.map_type(),
-        def.key_size(),
-        def.value_size(),
-        def.max_entries(),
-        def.map_flags(),
-    );
-    let data = MapData::create(plain, MAP_NAME, None).map_err(|e| ("create the map", text(&e)))?;
-    let map_fd = data.fd().as_fd().as_raw_fd();
-    // Checks that the C key and value are the size of DevKey and u32.
-    let mut map: aya::maps::HashMap<MapData, DevKey, u32> = Map::HashMap(data)
-        .try_into()
-        .map_err(|e: MapError| ("open the map", text(&e)))?;
-    for (key, access) in entries {
-        map.insert(key, access, 0)
-            .map_err(|e| ("fill the map", format!("{key}: {e}")))?;
-    }
-    let no_text_sections = HashSet::new();
-    object
-        .relocate_maps(std::iter::once((MAP_NAME, map_fd, &def)), &no_text_sections)
-        .and_then(|()| object.relocate_calls(&no_text_sections))
-        .map_err(|e| ("relocate the program", text(&e)))?;
-    let function = object
-        .programs
-        .get(PROGRAM_NAME)
-        .and_then(|p| object.functions.get(&p.function_key()))
-        .ok_or((
-            "parse bpf/devices.bpf.o",
-            format!("no program {PROGRAM_NAME}"),
-        ))?;
-    // The program now holds the map: the map's own descriptor closes when `map` drops.
-    prog_load(&function.instructions, &object.license)
-}
-
-const MAP_NAME: &str = "devices";
-const PROGRAM_NAME: &str = "poc_devices";
-
-/// BPF_PROG_LOAD of a device program; if that fails, again with the verifier's log, which says why.
-fn prog_load(instructions: &[bpf_insn], license: &CStr) -> Result<OwnedFd, LoadError> {
-    // The head of union bpf_attr for BPF_PROG_LOAD (include/uapi/linux/bpf.h); the kernel
-    // zeroes what a shorter attr leaves out.
-    #[repr(C)]
-    struct ProgLoadAttr {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-        kern_version: u32,
-        prog_flags: u32,
-        prog_name: [u8; 16],
-        prog_ifindex: u32,
-        expected_attach_type: u32,
-    }
-    const BPF_PROG_LOAD: libc::c_long = 5;
-    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-    let mut name = [0u8; 16];
-    name[..PROGRAM_NAME.len()].copy_from_slice(PROGRAM_NAME.as_bytes());
-    let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: instructions.len() as u32,
-        insns: instructions.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 0,
-        log_size: 0,
-        log_buf: 0,
-        kern_version: 0,
-        prog_flags: 0,
-        prog_name: name,
-        prog_ifindex: 0,
-        expected_attach_type: BPF_CGROUP_DEVICE,
-    };
-    // SAFETY: attr is a BPF_PROG_LOAD attr whose pointers (instructions, license) outlive the call.
-    if let Ok(fd) = unsafe { bpf(BPF_PROG_LOAD, &mut attr) } {
-        // SAFETY: a new descriptor from the kernel, which nothing else owns.
-        return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-    }
-    let mut log = vec![0u8; 64 * 1024];
-    attr.log_level = 1;
-    attr.log_size = log.len() as u32;
-    attr.log_buf = log.as_mut_ptr() as u64;
-    // SAFETY: as above, and the log buffer outlives the call.
-    let error = match unsafe { bpf(BPF_PROG_LOAD, &mut attr) } {
-        // SAFETY: as above.
-        Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
-        Err(e) => e,
-    };
-    let log = String::from_utf8_lossy(&log);
-    // The log ends with a line of statistics; the reason is the line before.
-    let why = log
-        .trim_end_matches('\0')
-        .lines()
-        .rfind(|l| !l.trim().is_empty() && !l.starts_with("processed "));
-    Err(match why {
-        Some(why) => (
-            "load the program",
-            format!("{error}; the verifier says: {why}"),
-        ),
-        None => ("load the program", error.to_string()),
-    })
-}
-
-/// bpf(BPF_PROG_ATTACH) of a device program to a cgroup. Not aya's `CgroupDevice::attach`: from
-/// kernel 5.7 it makes a bpf_link, which detaches when its last descriptor closes, i.e. when poc
-/// exits. BPF_F_ALLOW_MULTI lets the programs of the cgroups above (systemd's) still run; the
-/// kernel allows an access only if every one of them allows it.
-fn prog_attach(program: BorrowedFd<'_>, cgroup: BorrowedFd<'_>) -> std::io::Result<()> {
-    // The head of union bpf_attr for BPF_PROG_ATTACH.
-    #[repr(C)]
-    struct ProgAttachAttr {
-        target_fd: u32,
-        attach_bpf_fd: u32,
-        attach_type: u32,
-        attach_flags: u32,
-        replace_bpf_fd: u32,
-    }
-    const BPF_PROG_ATTACH: libc::c_long = 8;
-    const BPF_F_ALLOW_MULTI: u32 = 1 << 1;
-    let mut attr = ProgAttachAttr {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: program.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        replace_bpf_fd: 0,
-    };
-    // SAFETY: attr is a BPF_PROG_ATTACH attr holding two descriptors that live across the call.
-    unsafe { bpf(BPF_PROG_ATTACH, &mut attr) }.map(drop)
-}
-
-/// The attach type of device programs (enum bpf_attach_type).
-const BPF_CGROUP_DEVICE: u32 = 6;
-
-/// The bpf(2) system call with `attr` as the command's attributes.
-///
-/// # Safety
-/// `attr` must be a valid prefix of union bpf_attr for `cmd`, and every pointer in it must be
-/// valid for the kernel to read (or write, for a log buffer) during the call.
-unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<RawFd> {
-    // SAFETY: guaranteed by the caller; the size passed is attr's own.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(rc as RawFd)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use LinuxDeviceType::{A, B, C, P, U};
-
-    fn rule(
-        allow: bool,
-        typ: LinuxDeviceType,
-        major: Option<i64>,
-        minor: Option<i64>,
-        access: Option<&str>,
-    ) -> LinuxDeviceCgroup {
-        // As a bundle may have it: no access at all means rwm.
-        let mut r = super::rule(allow, typ, major, minor, "");
-        r.set_access(access.map(String::from));
-        r
-    }
-
-    fn key(kind: u32, major: u32, minor: u32) -> DevKey {
-        DevKey { kind, major, minor }
-    }
-
-    #[test]
-    fn default_rules_become_v1_lines_after_a_deny_all() {
-        let lines = v1_lines(&default_rules()).unwrap();
-        let text: Vec<String> = lines
-            .iter()
-            .map(|l| format!("{}: {}", l.file, l.line))
-            .collect();
-        assert_eq!(
-            text,
-            [
-                "devices.deny: a",
-                "devices.allow: c *:* m",
-                "devices.allow: b *:* m",
-                "devices.allow: c 1:3 rwm",
-                "devices.allow: c 1:5 rwm",
-                "devices.allow: c 1:7 rwm",
-                "devices.allow: c 1:8 rwm",
-                "devices.allow: c 1:9 rwm",
-                "devices.allow: c 5:0 rwm",
-                "devices.allow: c 5:1 rwm",
-                "devices.allow: c 5:2 rwm",
-                "devices.allow: c 136:* rwm",
-            ]
-        );
-    }
-
-    #[test]
-    fn rules_are_read_as_runc_reads_them() {
-        let line = |r: LinuxDeviceCgroup| Rule::parse(&r).unwrap().v1_line();
-        assert_eq!(
-            line(rule(true, A, None, None, None)),
-            ("devices.allow", "a".into())
-        );
-        assert_eq!(
-            line(rule(true, U, Some(10), Some(-1), Some("mr"))),
-            ("devices.allow", "c 10:* rm".into())
-        );
-        assert_eq!(
-            line(rule(false, B, Some(-1), Some(0), Some("w"))),
-            ("devices.deny", "b *:0 w".into())
-        );
-        let mut untyped = LinuxDeviceCgroup::default();
-        untyped.set_allow(false);
-        assert_eq!(Rule::parse(&untyped).unwrap(), Rule::All { allow: false });
-    }
-
-    #[test]
-    fn rules_no_host_can_apply_are_refused_by_name() {
-        for (bad, needle) in [
-            (rule(true, C, Some(1), Some(3), Some("rx")), "'x'"),
-            (rule(true, C, Some(1), Some(3), Some("")), "access is empty"),
-            (rule(true, P, None, None, None), "FIFO"),
-            (rule(true, A, Some(1), None, None), "type a"),
-            (rule(false, A, None, None, Some("r")), "type a"),
-            (rule(true, C, Some(-2), Some(3), None), "-2 is not"),
-            (
-                rule(true, C, Some(1), Some(u32::MAX as i64), None),
-                "4294967295 is not",
-            ),
-        ] {
-            let err = Table::from_rules(std::slice::from_ref(&bad)).unwrap_err();
-            assert_eq!(err.rule, describe(&bad));
-            assert!(err.to_string().contains(needle), "{err}");
-        }
-    }
-
-    #[test]
-    fn the_deny_all_is_implicit() {
-        let lines = v1_lines(&[rule(true, C, None, None, Some("m"))]).unwrap();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(
-            (lines[0].file, lines[0].line.as_str()),
-            ("devices.deny", "a")
-        );
-        assert_eq!(lines[1].rule, "allow c *:* m");
-        let none = v1_lines(&[]).unwrap();
-        assert_eq!((none[0].file, none[0].line.as_str()), ("devices.deny", "a"));
-        assert_eq!(none.len(), 1);
-    }
-
-    #[test]
-    fn default_rules_become_the_program_map() {
-        let table = Table::from_rules(&default_rules()).unwrap();
-        assert!(!table.default_allow);
-        let rwm = MKNOD | READ | WRITE;
-        let mut expected = vec![
-            (key(CHAR, DEV_ANY, DEV_ANY), MKNOD),
-            (key(BLOCK, DEV_ANY, DEV_ANY), MKNOD),
-            (key(CHAR, 136, DEV_ANY), rwm),
-        ];
-        for (major, minor) in [
-            (1, 3),
-            (1, 5),
-            (1, 7),
-            (1, 8),
-            (1, 9),
-            (5, 0),
-            (5, 1),
-            (5, 2),
-        ] {
-            expected.push((key(CHAR, major, minor), rwm));
-        }
-        expected.sort();
-        assert_eq!(table.map_entries(), expected);
-    }
-
-    #[test]
-    fn later_rules_change_what_earlier_ones_gave() {
-        let table = Table::from_rules(&[
-            rule(true, C, Some(1), Some(3), Some("rw")),
-            rule(true, C, Some(1), Some(3), Some("m")),
-            rule(true, C, Some(1), Some(5), Some("rwm")),
-            rule(false, C, Some(1), Some(5), Some("wm")),
-            rule(true, C, Some(1), Some(7), Some("r")),
-            rule(false, C, Some(1), Some(7), Some("r")),
-        ])
-        .unwrap();
-        assert_eq!(
-            table.map_entries(),
-            [
-                (key(CHAR, 1, 3), MKNOD | READ | WRITE),
-                (key(CHAR, 1, 5), READ)
-            ]
-        );
-        // A deny-all forgets everything before it.
-        let table = Table::from_rules(&[
-            rule(true, C, Some(1), Some(3), None),
-            rule(false, A, None, None, None),
-        ])
-        .unwrap();
-        assert_eq!(table, Table::default());
-    }
-
-    #[test]
-    fn allow_all_keeps_its_denials_as_exceptions_and_marks_the_default() {
-        let table = Table::from_rules(&[
-            rule(true, A, None, None, Some("rwm")),
-            rule(false, C, Some(10), Some(232), Some("rw")),
-            rule(false, B, None, None, Some("m")),
-        ])
-        .unwrap();
-        assert!(table.default_allow);
-        assert_eq!(
-            table.map_entries(),
-            [
-                (key(BLOCK, DEV_ANY, DEV_ANY), MKNOD),
-                (key(CHAR, 10, 232), READ | WRITE),
-                (key(DEV_DEFAULT_TYPE, 0, 0), 1),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_rule_v1_would_silently_ignore_is_refused() {
-        let mut rules = default_rules();
-        rules.push(rule(false, C, Some(136), Some(3), Some("rw")));
-        let err = Table::from_rules(&rules).unwrap_err().to_string();
-        assert!(
-            err.contains("deny c 136:3 rw") && err.contains("allow c 136:* rwm"),
-            "{err}"
-        );
-        // No overlap in access, no hole: c *:* allows only mknod.
-        let mut rules = default_rules();
-        rules.push(rule(false, C, Some(10), Some(232), Some("rw")));
-        assert!(Table::from_rules(&rules).is_ok());
-        let err = Table::from_rules(&[
-            rule(true, A, None, None, None),
-            rule(false, C, Some(10), None, None),
-            rule(true, C, Some(10), Some(200), Some("r")),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("earlier deny c 10:* rwm"), "{err}");
-        // Narrower and crossing rules are left by v1 just the same.
-        for (earlier, later) in [
-            (
-                rule(true, C, Some(10), Some(232), None),
-                rule(false, C, Some(10), None, None),
-            ),
-            (
-                rule(true, C, Some(10), None, None),
-                rule(false, C, None, Some(232), None),
-            ),
-        ] {
-            let err = Table::from_rules(&[earlier.clone(), later]).unwrap_err();
-            assert!(
-                err.reason.contains(&describe(&earlier)["allow ".len()..]),
-                "{err}"
-            );
-        }
-        // A block rule shares no device with a char one.
-        assert!(Table::from_rules(&[
-            rule(true, C, Some(7), Some(0), None),
-            rule(false, B, Some(7), None, None),
-        ])
-        .is_ok());
-    }
-
-    #[test]
-    fn a_program_the_verifier_refuses_is_reported_with_its_reason() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: loading BPF programs needs root");
-            return;
-        }
-        // SAFETY: bpf_insn is plain integers; all zeroes is a valid value.
-        let mut exit: bpf_insn = unsafe { std::mem::zeroed() };
-        // `exit`, with r0 never set.
-        exit.code = 0x95;
-        let (op, detail) = prog_load(&[exit], c"GPL").unwrap_err();
-        assert_eq!(op, "load the program");
-        assert!(
-            detail.contains("the verifier says: R0 !read_ok"),
-            "{detail}"
-        );
-    }
-
-    #[test]
-    fn v1_rules_are_written_line_by_line_and_a_refusal_names_path_and_rule() {
-        let tmp = tempfile::tempdir().unwrap();
-        for file in ["devices.allow", "devices.deny"] {
-            std::fs::write(tmp.path().join(file), "").unwrap();
-        }
-        let rules = [
-            rule(true, C, Some(1), Some(3), Some("rwm")),
-            rule(false, C, Some(1), Some(3), Some("m")),
-            rule(true, B, Some(7), None, Some("r")),
-        ];
-        write_v1(tmp.path(), &rules).unwrap();
-        let read = |f: &str| std::fs::read_to_string(tmp.path().join(f)).unwrap();
-        assert_eq!(read("devices.deny"), "a\nc 1:3 m\n");
-        assert_eq!(read("devices.allow"), "c 1:3 rwm\nb 7:* r\n");
-
-        std::fs::remove_file(tmp.path().join("devices.allow")).unwrap();
-        let err = write_v1(tmp.path(), &rules).unwrap_err().to_string();
-        assert!(
-            err.contains(&tmp.path().join("devices.allow").display().to_string())
-                && err.contains("allow c 1:3 rwm"),
-            "{err}"
-        );
-    }
+    let program = program::load(&program::instructions(&table), c"Apache-2.0").map_err(failed)?;
+    program::attach(program.as_fd(), dir.as_fd()).map_err(|e| failed(("attach", e.to_string())))
 }

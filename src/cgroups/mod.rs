@@ -249,6 +249,7 @@ impl Manager {
     }
 
     /// Every thread in the container's cgroup (host thread ids): v1 `tasks`, v2 `cgroup.threads`.
+    #[cfg_attr(not(feature = "trace"), allow(dead_code))] // for poc trace alone
     pub fn threads(&self) -> Vec<i32> {
         let (dir, file) = match self {
             Manager::V1(m) => (m.dir_of("pids").or_else(|| m.dir_of("cpu")), "tasks"),
@@ -279,6 +280,7 @@ impl Manager {
 
     /// The container's directory in the cgroup2 hierarchy (the leaf on v2, the unified leaf on a
     /// hybrid host): its inode number is the cgroup id BPF programs see.
+    #[cfg_attr(not(feature = "trace"), allow(dead_code))] // for poc trace alone
     pub fn unified_dir(&self) -> Option<PathBuf> {
         match self {
             Manager::V1(m) => m.unified_leaf(),
@@ -288,6 +290,7 @@ impl Manager {
 
     /// The file holding the hard memory limit and the one holding the CPU quota, with how a
     /// value is written to each (v2 `cpu.max` takes "QUOTA PERIOD").
+    #[cfg_attr(not(feature = "trace"), allow(dead_code))] // for poc trace alone
     pub fn limit_files(&self) -> (Option<PathBuf>, Option<PathBuf>) {
         match self {
             Manager::V1(m) => (

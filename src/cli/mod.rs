@@ -16,6 +16,7 @@ mod rmi;
 mod run;
 mod stats;
 mod top;
+#[cfg_attr(not(feature = "trace"), path = "trace_off.rs")]
 mod trace;
 mod update;
 
