@@ -219,8 +219,9 @@ pub fn load(instructions: &[Insn], license: &CStr) -> Result<OwnedFd, LoadError>
     })
 }
 
-/// bpf(BPF_PROG_ATTACH) of a device program to a cgroup. Not a bpf_link (BPF_LINK_CREATE): it
-/// detaches when its last descriptor closes, i.e. when poc exits. BPF_F_ALLOW_MULTI lets the
+/// bpf(BPF_PROG_ATTACH) of a device program to a cgroup: the attachment stays with the cgroup
+/// after poc exits. Not a bpf_link (BPF_LINK_CREATE, what aya attaches with from kernel 5.7),
+/// which detaches when its last descriptor closes, i.e. when poc exits. BPF_F_ALLOW_MULTI lets the
 /// programs of the cgroups above (systemd's) still run; the kernel allows an access only if every
 /// one of them allows it.
 pub fn attach(program: BorrowedFd<'_>, cgroup: BorrowedFd<'_>) -> std::io::Result<()> {
