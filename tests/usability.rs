@@ -55,3 +55,70 @@ fn a_user_other_than_root_is_told_poc_needs_root_and_help_still_works() {
     assert_error(&as_nobody(&["ps", "--bogus"], false), 125, "--bogus");
     env.assert_clean();
 }
+
+#[test]
+fn a_container_run_without_a_name_gets_one_to_be_called_by() {
+    let env = Env::with_busybox();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let id = env.run_detached(&[
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi; sleep 60",
+        ]);
+        let ps: Vec<serde_json::Value> =
+            serde_json::from_slice(&env.poc(&["ps", "--format", "json"]).stdout).unwrap();
+        let row = ps.iter().find(|r| r["id"] == id.as_str()).unwrap();
+        let name = row["name"].as_str().unwrap_or_default().to_string();
+        let (adjective, surname) = name.split_once('_').unwrap_or_else(|| panic!("{row}"));
+        assert!(!adjective.is_empty() && !surname.is_empty(), "{name}");
+        assert!(name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        // The name works wherever an id does.
+        let out = env.poc(&["inspect", &name]);
+        assert!(stdout(&out).contains(&id), "{}", stderr(&out));
+        assert!(stdout(&env.poc(&["ps"])).contains(&name));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stdout(&env.poc(&["logs", &name])) != "hi\n" {
+            assert!(std::time::Instant::now() < deadline, "no logs by {name}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        names.push((name, id));
+    }
+    let distinct: std::collections::HashSet<&String> = names.iter().map(|(n, _)| n).collect();
+    assert_eq!(distinct.len(), 3, "{names:?}");
+    for (name, _) in &names {
+        let out = env.poc(&["rm", "-f", name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    env.assert_clean();
+}
+
+/// Asserts that every row's cells start where the header's names do (Docker's tabwriter layout).
+fn assert_aligned(table: &str, columns: &[&str]) {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let starts: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            header
+                .find(c)
+                .unwrap_or_else(|| panic!("no {c} in {header}"))
+        })
+        .collect();
+    for line in lines {
+        let chars: Vec<char> = line.chars().collect();
+        for (column, &start) in columns.iter().zip(&starts).skip(1) {
+            assert!(
+                chars.get(start - 1) == Some(&' ')
+                    && chars.get(start - 2) == Some(&' ')
+                    && chars.get(start).is_some_and(|c| *c != ' '),
+                "{column} is not where its header is:\n{table}"
+            );
+        }
+    }
+}

@@ -6,6 +6,7 @@ pub mod events;
 mod exec;
 mod hosts;
 pub mod logs;
+mod names;
 pub mod oci;
 mod ops;
 pub mod state;
@@ -380,7 +381,12 @@ fn become_monitor(report: &OwnedFd) {
 /// Ends with the init set up (root, limits, privileges) and waiting at its start gate.
 fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created, ContainerError> {
     let state = &mut p.state;
-    state::reserve(paths, &state.id, state.name.as_deref())?;
+    if state.name.is_none() && matches!(p.front, Front::Run(_)) {
+        // `poc run` without --name: a generated name, as Docker gives (OCI ids are their own names).
+        state.name = Some(names::reserve(paths, &state.id)?);
+    } else {
+        state::reserve(paths, &state.id, state.name.as_deref())?;
+    }
     state.monitor = ProcessRef::of(std::process::id() as i32);
     state::save(paths, state)?;
     write_config(paths, &p.spec, state)?;
