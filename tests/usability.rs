@@ -122,3 +122,46 @@ fn assert_aligned(table: &str, columns: &[&str]) {
         }
     }
 }
+
+#[test]
+fn ps_and_images_columns_are_as_wide_as_their_content() {
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "--network",
+        "none",
+        "--mem",
+        "64M",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let table = stdout(&env.poc(&["ps"]));
+    assert!(
+        table.contains("Less than a second ago") || table.contains("second"),
+        "{table}"
+    );
+    assert_aligned(
+        &table,
+        &[
+            "CONTAINER ID",
+            "NAME",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PID",
+            "LIMITS",
+        ],
+    );
+    assert!(
+        table.lines().nth(1).unwrap().starts_with(&id[..12]),
+        "{table}"
+    );
+    let table = stdout(&env.poc(&["images"]));
+    assert_aligned(
+        &table,
+        &["NAME", "SOURCE", "VERSION", "SIZE", "CREATED", "DIGEST"],
+    );
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
