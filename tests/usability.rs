@@ -165,3 +165,20 @@ fn ps_and_images_columns_are_as_wide_as_their_content() {
     assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
 }
+
+#[test]
+fn running_an_image_not_built_yet_says_what_to_type() {
+    let env = Env::new();
+    let out = env.poc(&["run", "alpine", "true"]);
+    assert_error(&out, 125, "create it with `poc init` (downloads Alpine)");
+    assert!(
+        stderr(&out).contains("`poc init busybox`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.poc(&["run", "busybox", "true"]);
+    assert_error(&out, 125, "create it with `poc init busybox`");
+    let out = env.poc(&["run", "mine", "true"]);
+    assert_error(&out, 125, "`poc init --from ROOTFS.tar.gz mine`");
+    env.assert_clean();
+}
