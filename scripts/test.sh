@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test, as root: formatting, lints, unit tests and the integration tests, which start real
+# Runs every test, as root (or through sudo): formatting, lints, unit tests and the integration tests, which start real
 # containers (namespaces, cgroups, overlay mounts) under their own state root, store and cgroup parent,
 # and drive poc through real OCI clients (podman, containerd's ctr, dockerd) started with private
 # roots; then OCI runtime-tools' validation suite against poc; then the integration tests again inside
@@ -8,6 +8,7 @@
 # run in that guest: scripts/vagrant-check.sh). Takes about 22 minutes here (16 of them in the
 # emulated guest, 2 for the provisioning check).
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"   # as another user: again through sudo
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 stage() { echo; echo "=== test.sh: $* ($(( $(date +%s) - started )) s)"; }
