@@ -149,8 +149,10 @@ guest_env="POC_SKIP_OCI_CLIENTS=the-v2-guest-has-no-podman-containerd-or-dockerd
 # The guest's console as it comes, so that each test's name shows as it finishes: from the guest's
 # first line on, without the kernel's own messages (an OOM kill's report; all in serial.log) and the
 # serial line's carriage returns.
-guest_output() { tr -d '\r' | sed -u -n '/^guest up:/,$ { /^\[ *[0-9]*\.[0-9]*\]/d; p; }'; }
-echo "vm-test: booting the guest; the tests' results follow as they finish (about 20 minutes for them all)"
+# The firmware's escape sequences may lead that first line. One unbuffered sed, and a range that
+# never ends rather than one to `$`, which would hold each line back until the next one came.
+guest_output() { sed -u -n 's/\r//g; /guest up:/,/^\n/ { /^\[ *[0-9]*\.[0-9]*\]/d; s/^.*guest up:/guest up:/; p; }'; }
+echo "vm-test: booting the guest; the tests' results follow as they finish (every test file: about 20 minutes)"
 timeout 3000 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 -nographic -no-reboot -net none \
   -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
   -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet $guest_env" \
@@ -169,7 +171,7 @@ rc=$(cat "$results/rc")
 timing="guest build $((built - started)) s, boot and tests $((finished - built)) s"
 if [ -n "$script" ]; then
   cat "$results/output.txt"
-  [ "$rc" = 0 ] && echo "vm-test: the script passed ($timing)" || echo "vm-test: the script FAILED ($timing)"
+  if [ "$rc" = 0 ]; then echo "vm-test: the script passed ($timing)"; else echo "vm-test: the script FAILED ($timing)"; fi
   exit "$rc"
 fi
 # The verdict: libtest's "test result:" lines added up, and the binaries that failed.
@@ -180,7 +182,7 @@ counts="$(wc -l <"$results/tests") test binaries: $passed passed, $failed failed
 if [ "$rc" = 0 ]; then
   echo "vm-test: all passed in the v2 guest: $counts ($timing)"
 else
-  grep "^vm-test: .* FAILED" "$results/output.txt" || true
-  echo "vm-test: FAILED in the v2 guest: $counts ($timing)"
+  failed_files=$(sed -n 's|^vm-test: .*/\([^/]*\)-[0-9a-f]* FAILED.*|\1|p' "$results/output.txt" | paste -sd' ')
+  echo "vm-test: FAILED in the v2 guest: ${failed_files:-see above}; $counts ($timing)"
 fi
 exit "$rc"
