@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up poc on a fresh Debian/Ubuntu machine, as root: system packages, build, install to
+# Sets up poc on a fresh Debian/Ubuntu machine, as root (or through sudo): system packages, build, install to
 # /usr/local/bin, the default image (Alpine; busybox when there is no internet) and a demo container.
 #   scripts/setup.sh            everything
 #   scripts/setup.sh --deps     only the system packages the build and the tests need
@@ -10,6 +10,7 @@
 #   scripts/setup.sh --vagrant  only vagrant, without its recommended packages (`vagrant validate` in the tests)
 # The package options combine: scripts/setup.sh --deps --oci
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"   # as another user: again through sudo
 cd "$(dirname "$0")/.."
 
 # What each package is for (also in README.md):
@@ -51,11 +52,6 @@ install_packages() {
     ln -sf "$newest" /usr/local/sbin/bpftool
   fi
 }
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "setup.sh: run as root (poc creates namespaces, cgroups and mounts)" >&2
-  exit 1
-fi
 
 # docker.io's postinst would start dockerd (its own bridge and firewall rules) on this machine:
 # forbid service starts while installing, with a policy of our own only if the host has none.

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test, as root: formatting, lints (also of a build without `poc trace` and the BPF
-# toolchain: cargo build --no-default-features), unit tests and the integration tests, which start real
-# containers (namespaces, cgroups, overlay mounts) under their own state root, store and cgroup parent,
-# and drive poc through real OCI clients (podman, containerd's ctr, dockerd) started with private
+# Runs every test, as root (or through sudo): formatting, lints (also of a build without `poc trace`
+# and the BPF toolchain: cargo build --no-default-features), unit tests and the integration tests,
+# which start real containers (namespaces, cgroups, overlay mounts) under their own state root,
+# store and cgroup parent, and drive poc through real OCI clients (podman, containerd's ctr, dockerd) started with private
 # roots; then OCI runtime-tools' validation suite against poc; then the integration tests again inside
 # a pure cgroup v2 guest (scripts/vm-test.sh), since this host has cgroup v1 controllers and users'
 # machines are pure v2; last, the Vagrant VM's provisioning (vagrant validate, and vagrant/provision.sh
-# run in that guest: scripts/vagrant-check.sh). Takes about 22 minutes here (16 of them in the
-# emulated guest, 2 for the provisioning check).
+# run in that guest: scripts/vagrant-check.sh). Takes about 25 minutes here (about 5 on the host,
+# 20 in the emulated guest, 2 for the provisioning check; a first no-default-features build adds a few).
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"   # as another user: again through sudo
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 stage() { echo; echo "=== test.sh: $* ($(( $(date +%s) - started )) s)"; }

@@ -146,13 +146,20 @@ fi
 # image from Debian's archive (the sysbench suite's test says it is skipped); its CPUs are emulated,
 # so tests that compare microseconds ask only for the right order of magnitude there.
 guest_env="POC_SKIP_OCI_CLIENTS=the-v2-guest-has-no-podman-containerd-or-dockerd POC_SKIP_ARCHIVE=the-v2-guest-has-no-network POC_EMULATED_CPU=qemu-tcg"
+# The guest's console as it comes, so that each test's name shows as it finishes: from the guest's
+# first line on, without the kernel's own messages (an OOM kill's report; all in serial.log) and the
+# serial line's carriage returns.
+# The firmware's escape sequences may lead that first line. One unbuffered sed, and a range that
+# never ends rather than one to `$`, which would hold each line back until the next one came.
+guest_output() { sed -u -n 's/\r//g; /guest up:/,/^\n/ { /^\[ *[0-9]*\.[0-9]*\]/d; s/^.*guest up:/guest up:/; p; }'; }
+echo "vm-test: booting the guest; the tests' results follow as they finish (every test file: about 20 minutes)"
 timeout 3000 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 -nographic -no-reboot -net none \
   -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
   -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet $guest_env" \
   -virtfs "local,path=$cache/root,mount_tag=root,security_model=none,readonly=on" \
   -virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on" \
   -virtfs "local,path=$results,mount_tag=results,security_model=none" \
-  </dev/null >"$results/serial.log" 2>&1 || true
+  </dev/null 2>&1 | tee "$results/serial.log" | guest_output || true
 finished=$(date +%s)
 
 if [ ! -f "$results/marker" ]; then
@@ -160,6 +167,22 @@ if [ ! -f "$results/marker" ]; then
   tail -60 "$results/serial.log" >&2
   exit 1
 fi
-cat "$results/output.txt"
-echo "vm-test: guest build $((built - started)) s, boot and tests $((finished - built)) s"
-exit "$(cat "$results/rc")"
+rc=$(cat "$results/rc")
+timing="guest build $((built - started)) s, boot and tests $((finished - built)) s"
+if [ -n "$script" ]; then
+  cat "$results/output.txt"
+  if [ "$rc" = 0 ]; then echo "vm-test: the script passed ($timing)"; else echo "vm-test: the script FAILED ($timing)"; fi
+  exit "$rc"
+fi
+# The verdict: libtest's "test result:" lines added up, and the binaries that failed.
+read -r passed failed ignored < <(awk '/^test result:/ {
+  for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i }
+} END { print p + 0, f + 0, g + 0 }' "$results/output.txt")
+counts="$(wc -l <"$results/tests") test binaries: $passed passed, $failed failed, $ignored ignored"
+if [ "$rc" = 0 ]; then
+  echo "vm-test: all passed in the v2 guest: $counts ($timing)"
+else
+  failed_files=$(sed -n 's|^vm-test: .*/\([^/]*\)-[0-9a-f]* FAILED.*|\1|p' "$results/output.txt" | paste -sd' ')
+  echo "vm-test: FAILED in the v2 guest: ${failed_files:-see above}; $counts ($timing)"
+fi
+exit "$rc"

@@ -68,7 +68,8 @@ fn hostname_and_etc_files_are_the_containers() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[..2], ["box", "box"], "{}", stderr(&out));
-    assert!(lines[2].ends_with("box"));
+    // The address's names: the hostname, then the container's name (generated here).
+    assert!(lines[2].split_whitespace().nth(1) == Some("box"), "{text}");
     // The cgroup namespace is rooted at the container's own leaf.
     assert!(lines[3..].iter().all(|l| l.ends_with(":/")), "{text}");
     env.assert_clean();

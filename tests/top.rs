@@ -110,3 +110,42 @@ fn top_without_a_terminal_says_so() {
     assert_error(&env.poc(&["top"]), 125, "needs a terminal");
     assert_error(&env.poc(&["top", "nobody"]), 125, "needs a terminal");
 }
+
+#[test]
+fn top_on_a_terminal_too_small_says_so_and_draws_nothing() {
+    let env = Env::with_busybox();
+    for (rows, cols) in [(0, 0), (10, 120), (40, 20)] {
+        let mut cmd = env.command(&["top"]);
+        let mut pty = Pty::spawn(&mut cmd, rows, cols);
+        let seen = pty.expect("needs a terminal of at least 40x17");
+        assert_eq!(wait_exit(&mut pty.child), 125, "{seen:?}");
+        let seen = pty.expect(&format!("this one is {cols}x{rows}"));
+        assert!(!seen.contains("\x1b[?1049h"), "{seen:?}");
+    }
+}
+
+#[test]
+fn top_gives_the_terminal_back_when_terminated_hung_up_or_interrupted() {
+    use nix::sys::signal::{kill, Signal};
+    let env = Env::with_busybox();
+    for signal in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        let mut cmd = env.command(&["top", "--interval", "100ms"]);
+        let mut pty = Pty::spawn(&mut cmd, 30, 100);
+        pty.expect("\x1b[?1049h");
+        pty.expect_on_screen("no running containers");
+        let pid = nix::unistd::Pid::from_raw(pty.child.id() as i32);
+        kill(pid, signal).unwrap();
+        assert_eq!(wait_exit(&mut pty.child), 128 + signal as i32, "{signal}");
+        // The main screen again, and the cursor shown, after the last time it was hidden.
+        let seen = pty.expect("\x1b[?1049l\x1b[?25h");
+        assert!(
+            seen.rfind("\x1b[?1049l") > seen.rfind("\x1b[?1049h"),
+            "{signal}: {seen:?}"
+        );
+        assert!(
+            seen.rfind("\x1b[?25h") > seen.rfind("\x1b[?25l"),
+            "{signal}: the cursor is left hidden: {seen:?}"
+        );
+    }
+    env.assert_clean();
+}

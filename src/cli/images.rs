@@ -16,24 +16,26 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         println!("{}", serde_json::to_string_pretty(&images)?);
         return Ok(0);
     }
-    println!(
-        "{:<20} {:<10} {:<12} {:<10} {:<20} DIGEST",
-        "NAME", "SOURCE", "VERSION", "SIZE", "CREATED"
+    let rows: Vec<Vec<String>> = images
+        .into_iter()
+        .map(|image| {
+            let digest = image
+                .digest
+                .strip_prefix("sha256:")
+                .map_or("-".to_string(), |d| crate::id::short(d).to_string());
+            vec![
+                image.name,
+                image.source,
+                image.version,
+                crate::units::human_size(image.size_bytes),
+                crate::units::ago(image.created),
+                digest,
+            ]
+        })
+        .collect();
+    super::table::print(
+        &["NAME", "SOURCE", "VERSION", "SIZE", "CREATED", "DIGEST"],
+        &rows,
     );
-    for image in images {
-        let digest = image
-            .digest
-            .strip_prefix("sha256:")
-            .map_or("-", crate::id::short);
-        println!(
-            "{:<20} {:<10} {:<12} {:<10} {:<20} {}",
-            image.name,
-            image.source,
-            image.version,
-            crate::units::human_size(image.size_bytes),
-            crate::units::ago(image.created),
-            digest
-        );
-    }
     Ok(0)
 }

@@ -15,6 +15,7 @@ mod ps;
 mod rmi;
 mod run;
 mod stats;
+mod table;
 mod top;
 #[cfg_attr(not(feature = "trace"), path = "trace_off.rs")]
 mod trace;
@@ -244,51 +245,74 @@ fn print_version() {
 }
 
 pub fn main() -> i32 {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "--version" || a == "-v")
-    {
-        print_version();
-        return 0;
-    }
-    if std::env::args_os().nth(1).is_some_and(|a| a == "update") {
-        return match UpdateCli::try_parse_from(args_without_subcommand()) {
-            Ok(cli) => report(update::run(&cli.globals.paths(), cli.args)),
-            Err(e) => usage_error(e),
-        };
-    }
-    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
-        return match RunCli::try_parse_from(args_without_subcommand()) {
+    let first = std::env::args_os().nth(1);
+    match first.as_ref().and_then(|a| a.to_str()) {
+        Some("--version" | "-v") => {
+            print_version();
+            0
+        }
+        Some("update") => match UpdateCli::try_parse_from(args_without_subcommand()) {
             Ok(cli) => {
-                // As below for run: its container sets its stdio up on fds 0-2.
-                crate::process::ensure_standard_descriptors();
-                report(run::run(&cli.globals.paths(), cli.args))
+                let paths = cli.globals.paths();
+                report(require_root().and_then(|()| update::run(&paths, cli.args)))
             }
             Err(e) => usage_error(e),
-        };
+        },
+        Some("run") => match RunCli::try_parse_from(args_without_subcommand()) {
+            Ok(cli) => {
+                // As in `prepare_stdio` for run: its container sets its stdio up on fds 0-2.
+                crate::process::ensure_standard_descriptors();
+                let paths = cli.globals.paths();
+                report(require_root().and_then(|()| run::run(&paths, cli.args)))
+            }
+            Err(e) => usage_error(e),
+        },
+        _ => match parse() {
+            Ok((globals, command)) => {
+                prepare_stdio(&command);
+                let paths = globals.paths();
+                report(require_root().and_then(|()| dispatch(&paths, &globals, command)))
+            }
+            Err(code) => code,
+        },
     }
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e),
-    };
-    let command = match cli.command {
+}
+
+/// The whole command line: the command to run, or the exit code of `--version`, help or a usage
+/// error, already printed.
+fn parse() -> Result<(Globals, Command), i32> {
+    let cli = Cli::try_parse().map_err(usage_error)?;
+    match cli.command {
         _ if cli.version => {
             print_version();
-            return 0;
+            Err(0)
         }
-        Some(command) => command,
+        Some(command) => Ok((cli.globals, command)),
         None => {
             use clap::CommandFactory;
             let missing = Cli::command().error(
                 clap::error::ErrorKind::MissingSubcommand,
                 "a command is required",
             );
-            return usage_error(missing);
+            Err(usage_error(missing))
         }
-    };
-    // Printing commands end quietly when their reader goes away (`poc ps | head -1`), as Unix tools
-    // do. `run` and `exec` relay a container's output and must outlive a closed reader: for them a
-    // write error loses that output, never the process that reaps and records the container.
+    }
+}
+
+/// Every command works with namespaces, cgroups, mounts or root's own directories: as another
+/// user it would fail half-way with a raw permission error, so it is refused in one line first.
+/// (Help, `--version` and usage errors never get here.)
+fn require_root() -> Result<(), Exit> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(anyhow::anyhow!("poc needs root: run it as root (or with sudo)").into())
+}
+
+/// Printing commands end quietly when their reader goes away (`poc ps | head -1`), as Unix tools
+/// do. `run` and `exec` relay a container's output and must outlive a closed reader: for them a
+/// write error loses that output, never the process that reaps and records the container.
+fn prepare_stdio(command: &Command) {
     if matches!(
         command,
         Command::Run(_) | Command::Exec(_) | Command::Create(_)
@@ -299,35 +323,36 @@ pub fn main() -> i32 {
         // SAFETY: restoring a default disposition before anything else runs.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    let paths = cli.globals.paths();
-    let result = match command {
-        Command::Init(args) => init::run(&paths, args),
-        Command::Images(args) => images::run(&paths, args),
-        Command::Rmi(args) => rmi::run(&paths, args),
-        Command::Run(args) => run::run(&paths, *args),
-        Command::Ps(args) => ps::run(&paths, args),
-        Command::Logs(args) => logs::run(&paths, args),
-        Command::Exec(args) => exec::run(&paths, args),
-        Command::Stop(args) => manage::stop(&paths, args),
-        Command::Kill(args) => manage::kill(&paths, args),
-        Command::Create(args) => oci::create(&paths, args, cli.globals.systemd_cgroup),
-        Command::Start(args) => oci::start(&paths, args),
-        Command::State(args) => oci::state(&paths, args),
-        Command::Delete(args) => oci::delete(&paths, args),
-        Command::Pause(args) => oci::pause(&paths, args, true),
-        Command::Resume(args) => oci::pause(&paths, args, false),
-        Command::Rm(args) => manage::rm(&paths, args),
-        Command::Inspect(args) => manage::inspect(&paths, args),
-        Command::Port(args) => port::run(&paths, args),
-        Command::Update(args) => update::run(&paths, args),
-        Command::Stats(args) => stats::run(&paths, args),
-        Command::Events(args) => events::run(&paths, args),
-        Command::Bench(args) => bench::run(&paths, args),
-        Command::Top(args) => top::run(&paths, args),
-        Command::Trace(args) => trace::run(&paths, *args),
-        Command::Network(command) => network::run(&paths, command),
-    };
-    report(result)
+}
+
+fn dispatch(paths: &Paths, globals: &Globals, command: Command) -> Result<i32, Exit> {
+    match command {
+        Command::Init(args) => init::run(paths, args),
+        Command::Images(args) => images::run(paths, args),
+        Command::Rmi(args) => rmi::run(paths, args),
+        Command::Run(args) => run::run(paths, *args),
+        Command::Ps(args) => ps::run(paths, args),
+        Command::Logs(args) => logs::run(paths, args),
+        Command::Exec(args) => exec::run(paths, args),
+        Command::Stop(args) => manage::stop(paths, args),
+        Command::Kill(args) => manage::kill(paths, args),
+        Command::Create(args) => oci::create(paths, args, globals.systemd_cgroup),
+        Command::Start(args) => oci::start(paths, args),
+        Command::State(args) => oci::state(paths, args),
+        Command::Delete(args) => oci::delete(paths, args),
+        Command::Pause(args) => oci::pause(paths, args, true),
+        Command::Resume(args) => oci::pause(paths, args, false),
+        Command::Rm(args) => manage::rm(paths, args),
+        Command::Inspect(args) => manage::inspect(paths, args),
+        Command::Port(args) => port::run(paths, args),
+        Command::Update(args) => update::run(paths, args),
+        Command::Stats(args) => stats::run(paths, args),
+        Command::Events(args) => events::run(paths, args),
+        Command::Bench(args) => bench::run(paths, args),
+        Command::Top(args) => top::run(paths, args),
+        Command::Trace(args) => trace::run(paths, *args),
+        Command::Network(command) => network::run(paths, command),
+    }
 }
 
 fn report(result: Result<i32, Exit>) -> i32 {

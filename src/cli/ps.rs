@@ -59,30 +59,40 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         Format::Table => {
-            println!(
-                "{:<12}   {:<16} {:<10} {:<22} {:<16} {:<26} {:<8} LIMITS",
-                "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "CREATED", "STATUS", "PID"
+            let rows: Vec<Vec<String>> = containers.iter().map(|(s, o)| table_row(s, *o)).collect();
+            super::table::print(
+                &[
+                    "CONTAINER ID",
+                    "NAME",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "PID",
+                    "LIMITS",
+                ],
+                &rows,
             );
-            for (s, o) in &containers {
-                let pid = s
-                    .init
-                    .filter(|_| matches!(o, Observed::Running | Observed::Paused))
-                    .map_or(String::new(), |i| i.pid.to_string());
-                println!(
-                    "{:<12}   {:<16} {:<10} {:<22} {:<16} {:<26} {:<8} {}",
-                    s.id.short(),
-                    s.name.as_deref().unwrap_or(""),
-                    s.image,
-                    command(&s.command),
-                    ago(s.created),
-                    status(s, *o),
-                    pid,
-                    limits(&s.limits)
-                );
-            }
         }
     }
     Ok(0)
+}
+
+fn table_row(s: &State, o: Observed) -> Vec<String> {
+    let pid = s
+        .init
+        .filter(|_| matches!(o, Observed::Running | Observed::Paused))
+        .map_or(String::new(), |i| i.pid.to_string());
+    vec![
+        s.id.short().to_string(),
+        s.name.clone().unwrap_or_default(),
+        s.image.clone(),
+        command(&s.command),
+        ago(s.created),
+        status(s, o),
+        pid,
+        limits(&s.limits),
+    ]
 }
 
 fn command(args: &[String]) -> String {

@@ -1,15 +1,22 @@
 //! `poc top [CONTAINER...]`: a full-screen view of running containers: a stats table, and for the
 //! selected one sparkline histories of CPU, memory, page faults, throttling, pids and pressure.
-//! Keys: up/down (or k/j) select, q / Esc / Ctrl-C quit. Reads cgroup files only.
+//! Keys: up/down (or k/j) select, q / Esc / Ctrl-C quit. Reads cgroup files only. The terminal is
+//! given back on every way out: a key, an error, SIGTERM, SIGHUP, SIGINT or a panic.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use ratatui::crossterm::cursor::Show;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::prelude::CrosstermBackend;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, Cell, Paragraph, Row as TableRow, Sparkline, Table};
-use ratatui::Frame;
+use ratatui::{DefaultTerminal, Frame, Terminal};
 
 use super::stats::{choose, host_memory_bytes, Row};
 use crate::config::Paths;
@@ -36,6 +43,14 @@ struct Watched {
     exited: bool,
 }
 
+/// The smallest terminal the view fits: the table's header and one row, four rows of charts with
+/// their borders, the help line; and a name, a number and a bar side by side.
+const MIN_COLS: u16 = 40;
+const MIN_ROWS: u16 = 17;
+
+/// Longest wait for a key before looking for a signal that asked poc top to end.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     if !nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
         return Err(anyhow::anyhow!(
@@ -46,25 +61,89 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     if args.interval < Duration::from_millis(50) {
         return Err(anyhow::anyhow!("--interval: at least 50ms").into());
     }
+    let (cols, rows) = terminal::size().map_err(|e| anyhow::anyhow!("terminal: {e}"))?;
+    if cols < MIN_COLS || rows < MIN_ROWS {
+        return Err(anyhow::anyhow!(
+            "poc top needs a terminal of at least {MIN_COLS}x{MIN_ROWS}; this one is {cols}x{rows}"
+        )
+        .into());
+    }
     let mut watched: Vec<Watched> = Vec::new();
     refresh(paths, &args.containers, &mut watched)?;
+    let mut terminal = enter_terminal().map_err(|e| anyhow::anyhow!("terminal: {e}"))?;
+    let result = show(&mut terminal, paths, &args, &mut watched);
+    drop(terminal);
+    leave_terminal();
+    match result.map_err(|e| anyhow::anyhow!("terminal: {e}"))? {
+        Some(signal) => Ok(128 + signal),
+        None => Ok(0),
+    }
+}
+
+/// The signal that asked poc top to end (SIGTERM, SIGHUP, SIGINT), 0 before one came: the loop
+/// sees it within [`SIGNAL_CHECK`] and leaves through the same door as `q`.
+static ENDED_BY: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note_signal(signal: libc::c_int) {
+    ENDED_BY.store(signal, Ordering::Relaxed);
+}
+
+/// Raw mode, the alternate screen and a hidden cursor, with every way out giving the terminal
+/// back: `q`, an error, SIGTERM/SIGHUP/SIGINT (noted, then the loop ends) and a panic (a hook).
+fn enter_terminal() -> std::io::Result<DefaultTerminal> {
+    let handler = SigAction::new(
+        SigHandler::Handler(note_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(signal, &handler) }.map_err(std::io::Error::from)?;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        leave_terminal();
+        previous(info);
+    }));
+    terminal::enable_raw_mode()?;
+    let entered = execute!(std::io::stdout(), EnterAlternateScreen)
+        .and_then(|()| Terminal::new(CrosstermBackend::new(std::io::stdout())));
+    if entered.is_err() {
+        leave_terminal();
+    }
+    entered
+}
+
+/// The terminal as poc top found it: cooked mode, the main screen, a visible cursor (ratatui's own
+/// restore leaves the cursor hidden). Errors are ignored: a terminal that hung up needs nothing.
+fn leave_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(std::io::stdout(), LeaveAlternateScreen, Show);
+}
+
+/// Draws, samples and reads keys until `q`, Esc or Ctrl-C (None) or a signal (Some of it).
+fn show(
+    terminal: &mut DefaultTerminal,
+    paths: &Paths,
+    args: &Args,
+    watched: &mut Vec<Watched>,
+) -> std::io::Result<Option<i32>> {
     let host_memory = host_memory_bytes();
-    let mut terminal = ratatui::init();
     let mut selected = 0usize;
     let mut next = Instant::now() + args.interval;
-    let result = loop {
-        if let Err(e) = terminal.draw(|f| draw(f, &watched, selected, args.interval)) {
-            break Err(e);
+    loop {
+        match ENDED_BY.load(Ordering::Relaxed) {
+            0 => {}
+            signal => return Ok(Some(signal)),
         }
+        terminal.draw(|f| draw(f, watched, selected, args.interval))?;
         let wait = next.saturating_duration_since(Instant::now());
-        match event::poll(wait) {
-            Err(e) => break Err(e),
-            Ok(true) => match event::read() {
-                Err(e) => break Err(e),
-                Ok(Event::Key(k)) if k.kind == KeyEventKind::Press => match k.code {
-                    KeyCode::Char('q') | KeyCode::Esc => break Ok(()),
+        if event::poll(wait.min(SIGNAL_CHECK))? {
+            match event::read()? {
+                Event::Key(k) if k.kind == KeyEventKind::Press => match k.code {
+                    KeyCode::Char('q') | KeyCode::Esc => return Ok(None),
                     KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
-                        break Ok(())
+                        return Ok(None)
                     }
                     KeyCode::Up | KeyCode::Char('k') => selected = selected.saturating_sub(1),
                     KeyCode::Down | KeyCode::Char('j') => {
@@ -72,33 +151,34 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
                     }
                     _ => {}
                 },
-                Ok(_) => {}
-            },
-            Ok(false) => {}
+                _ => {}
+            }
         }
         if Instant::now() >= next {
             next += args.interval;
-            for w in watched.iter_mut().filter(|w| !w.exited) {
-                if w.state.observed() != Observed::Running {
-                    w.exited = true;
-                    continue;
-                }
-                let after = usage(&w.state);
-                let row = Row::new(&w.state, &w.before, &after, host_memory);
-                w.before = after;
-                if w.rows.len() == HISTORY {
-                    w.rows.pop_front();
-                }
-                w.rows.push_back(row);
-            }
+            sample(watched, host_memory);
             if args.containers.is_empty() {
-                let _ = refresh(paths, &args.containers, &mut watched);
+                let _ = refresh(paths, &args.containers, watched);
             }
         }
-    };
-    ratatui::restore();
-    result.map_err(|e| anyhow::anyhow!("terminal: {e}"))?;
-    Ok(0)
+    }
+}
+
+/// One new row for every watched container still running; the others are marked exited.
+fn sample(watched: &mut [Watched], host_memory: u64) {
+    for w in watched.iter_mut().filter(|w| !w.exited) {
+        if w.state.observed() != Observed::Running {
+            w.exited = true;
+            continue;
+        }
+        let after = usage(&w.state);
+        let row = Row::new(&w.state, &w.before, &after, host_memory);
+        w.before = after;
+        if w.rows.len() == HISTORY {
+            w.rows.pop_front();
+        }
+        w.rows.push_back(row);
+    }
 }
 
 /// Adds containers that are running now and not watched yet.
@@ -124,6 +204,15 @@ fn refresh(
 }
 
 fn draw(f: &mut Frame, watched: &[Watched], selected: usize, interval: Duration) {
+    let area = f.area();
+    if area.width < MIN_COLS || area.height < MIN_ROWS {
+        let text = format!(
+            "terminal too small: {}x{}, poc top needs {MIN_COLS}x{MIN_ROWS}",
+            area.width, area.height
+        );
+        f.render_widget(Paragraph::new(text), area);
+        return;
+    }
     let table_height = (watched.len() as u16 + 3).clamp(4, 12);
     let [table_area, charts_area, help_area] = Layout::vertical([
         Constraint::Length(table_height),

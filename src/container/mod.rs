@@ -7,6 +7,7 @@ pub mod events;
 mod exec;
 mod hosts;
 pub mod logs;
+mod names;
 pub mod oci;
 mod ops;
 mod remove;
@@ -149,7 +150,12 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
 /// on the bridge and the /etc files that name it.
 fn record(paths: &Paths, p: &mut Prepared) -> Result<(), ContainerError> {
     let state = &mut p.state;
-    state::reserve(paths, &state.id, state.name.as_deref())?;
+    if state.name.is_none() && matches!(p.front, Front::Run(_)) {
+        // `poc run` without --name: a generated name, as Docker gives (OCI ids are their own names).
+        state.name = Some(names::reserve(paths, &state.id)?);
+    } else {
+        state::reserve(paths, &state.id, state.name.as_deref())?;
+    }
     state.monitor = ProcessRef::of(std::process::id() as i32);
     state::save(paths, state)?;
     write_config(paths, &p.spec, state)?;

@@ -17,7 +17,7 @@ pub use debian::DebianOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("image {name:?} not found in {store}; create it with `poc init {hint}`")]
+    #[error("image {name:?} not found in {store}; create it with {hint}")]
     NotFound {
         name: String,
         store: PathBuf,
@@ -106,6 +106,21 @@ pub enum Installed {
     AlreadyPresent,
 }
 
+/// What to type to build a missing image: each source `poc init` offers, and for Alpine, which
+/// needs the internet, the offline image too.
+fn init_hint(name: &str) -> String {
+    match name {
+        "alpine" => {
+            "`poc init` (downloads Alpine), or offline `poc init busybox` (from the host's \
+                     busybox) and run busybox instead"
+                .to_string()
+        }
+        "busybox" => "`poc init busybox` (offline, from the host's busybox)".to_string(),
+        "debian" => "`poc init debian` (debootstrap from Debian's archive)".to_string(),
+        _ => format!("`poc init --from ROOTFS.tar.gz {name}`"),
+    }
+}
+
 pub struct Store {
     images: PathBuf,
 }
@@ -128,15 +143,10 @@ impl Store {
                 if e.kind() == std::io::ErrorKind::NotFound
                     || e.raw_os_error() == Some(libc::ENOTDIR) =>
             {
-                let hint = match name {
-                    "alpine" => String::new(),
-                    "busybox" | "debian" => name.to_string(),
-                    _ => format!("--from ROOTFS.tar.gz {name}"),
-                };
                 return Err(ImageError::NotFound {
                     name: name.to_string(),
                     store: self.images.clone(),
-                    hint,
+                    hint: init_hint(name),
                 });
             }
             Err(e) => return Err(io_err("read", &meta_path)(e).into()),
