@@ -6,7 +6,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{DevKey, Table, DEV_ANY};
 
-/// At most this many exceptions: a program's size stays far below the verifier's limits.
+/// At most this many exceptions. An exception is at most 10 instructions, so the largest program
+/// (about 5100) is far below the verifier's limit since kernel 5.2 (a million); before 5.2 the limit
+/// was 4096, and such a program would be refused at load, and the container with it.
 pub const MAX_EXCEPTIONS: usize = 512;
 
 /// One BPF instruction, as `struct bpf_insn` (include/uapi/linux/bpf.h).
