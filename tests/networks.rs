@@ -148,7 +148,10 @@ fn a_named_network_is_created_listed_inspected_and_removed() {
         .unwrap()
         .contains(auto.network()));
     let six_bridge = six["Bridge"].as_str().unwrap().to_string();
-    assert!(env.poc(&["network", "rm", "six"]).status.success());
+    // As docker network rm: one network that cannot go does not keep the others.
+    let out = env.poc(&["network", "rm", "nowhere", "six"]);
+    assert_error(&out, 125, "network nowhere not found");
+    assert_eq!(stdout(&out).trim(), "six");
     assert!(!link_exists(&six_bridge));
 
     // Refused while a container uses it; then everything goes: bridge, both tables, leases, record.

@@ -57,10 +57,16 @@ pub fn run(paths: &Paths, command: Command) -> Result<i32, super::Exit> {
         Command::Ls(args) => list(paths, args.format)?,
         Command::Inspect { name } => inspect(paths, name.as_deref())?,
         Command::Rm { names } if names.is_empty() => remove(paths, DEFAULT_NETWORK)?,
+        // As `docker network rm A B`: each network is tried, each failure said; 125 if any failed.
         Command::Rm { names } => {
+            let mut code = 0;
             for name in names {
-                remove(paths, &name)?;
+                if let Err(e) = remove(paths, &name) {
+                    eprintln!("poc: {}", super::one_line(&e));
+                    code = 125;
+                }
             }
+            return Ok(code);
         }
     }
     Ok(0)
