@@ -190,6 +190,28 @@ fn published_ports_answer_on_localhost_and_poc_port_lists_them() {
         "no public port '81/udp'",
     );
     assert_error(&env.poc(&["port", "nosuch"]), 125, "no such container");
+    // ps shows them as Docker's does, in its table and its JSON.
+    let table = stdout(&env.poc(&["ps"]));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&id[..12]))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains(&format!(
+            "0.0.0.0:{port}->80/tcp, 127.0.0.1:{picked}->80/tcp, 0.0.0.0:{udp}->90/udp"
+        )),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.poc(&["ps", "--format", "json"]).stdout).unwrap();
+    let listed_ports = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .map(|c| c["ports"].clone())
+        .unwrap();
+    assert_eq!(listed_ports[0], format!("0.0.0.0:{port}->80/tcp"), "{json}");
 
     // What Docker accepts and poc does not: one line each, nothing made.
     for (args, needle) in [

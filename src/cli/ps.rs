@@ -68,6 +68,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
                     "COMMAND",
                     "CREATED",
                     "STATUS",
+                    "PORTS",
                     "PID",
                     "LIMITS",
                 ],
@@ -90,9 +91,19 @@ fn table_row(s: &State, o: Observed) -> Vec<String> {
         command(&s.command),
         ago(s.created),
         status(s, o),
+        ports(s).join(", "),
         pid,
         limits(&s.limits),
     ]
+}
+
+/// Published ports as Docker's ps shows them, `0.0.0.0:8080->80/tcp`; a stopped container holds
+/// none.
+fn ports(s: &State) -> Vec<String> {
+    s.network
+        .iter()
+        .flat_map(|a| a.ports.iter().map(ToString::to_string))
+        .collect()
 }
 
 fn command(args: &[String]) -> String {
@@ -158,6 +169,7 @@ fn json_row(s: &State, observed: Observed) -> serde_json::Value {
         "state": observed_name(observed),
         "status": status(s, observed),
         "exit_code": s.exit_code,
+        "ports": ports(s),
         "pid": s.init.filter(|_| matches!(observed, Observed::Running | Observed::Paused)).map(|i| i.pid),
         "limits": s.limits,
     })
