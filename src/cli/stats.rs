@@ -231,8 +231,15 @@ impl Row {
 }
 
 fn print_table(rows: &[Row]) {
+    // As wide as the longest name (a generated one is up to 20 characters), at least 16.
+    let w = rows
+        .iter()
+        .map(|r| r.name.as_deref().map_or(0, |n| n.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .max(16);
     println!(
-        "{:<12}   {:<16} {:>7}   {:<21} {:>7}   {:<19} {:<19} {:>5}   THROTTLED",
+        "{:<12}   {:<w$} {:>7}   {:<21} {:>7}   {:<19} {:<19} {:>5}   THROTTLED",
         "CONTAINER ID",
         "NAME",
         "CPU %",
@@ -244,7 +251,7 @@ fn print_table(rows: &[Row]) {
     );
     for r in rows {
         println!(
-            "{:<12}   {:<16} {:>6.2}%   {:<21} {:>6.2}%   {:<19} {:<19} {:>5}   {} / {:.2}s",
+            "{:<12}   {:<w$} {:>6.2}%   {:<21} {:>6.2}%   {:<19} {:<19} {:>5}   {} / {:.2}s",
             r.id.short(),
             r.name.as_deref().unwrap_or(""),
             r.cpu_percent,

@@ -291,10 +291,17 @@ fn table(watched: &[Watched], selected: usize) -> Table<'static> {
             TableRow::new(cells).style(style)
         })
         .collect();
+    // The NAME column fits the longest name (generated ones are up to 20 characters), at least 16.
+    let name_width = watched
+        .iter()
+        .map(|w| name(w).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(16, 40) as u16;
     Table::new(
         rows,
         [
-            Constraint::Length(16),
+            Constraint::Length(name_width),
             Constraint::Length(8),
             Constraint::Length(22),
             Constraint::Length(8),
