@@ -1,5 +1,5 @@
 //! `poc trace` in a build without the `trace` feature: the command is still there, takes any
-//! arguments, and says in one line why it cannot run (exit 125). See src/cli/trace.rs.
+//! arguments, and says in one line why it cannot run (exit 125). See src/cli/trace/mod.rs.
 
 use crate::config::Paths;
 

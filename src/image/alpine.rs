@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{extract, io_err, progress, ImageError, Result};
+use super::{extract, progress, ImageError, Result};
+use crate::error::io;
 
 /// The pinned release, from rootfs/alpine.json.
 #[derive(serde::Deserialize)]
@@ -67,7 +68,7 @@ pub fn build(opts: &AlpineOptions, rootfs: &Path) -> Result<(String, String, Str
         });
     }
     extract::unpack_file(&download, rootfs, opts.max_size)?;
-    std::fs::remove_file(&download).map_err(io_err("remove", &download))?;
+    std::fs::remove_file(&download).map_err(io("remove", &download))?;
     Ok(("alpine".into(), version, format!("sha256:{actual}")))
 }
 
@@ -132,7 +133,7 @@ fn fetch_to_file(agent: &ureq::Agent, url: &str, path: &Path) -> Result<String> 
     let len = response.body().content_length().unwrap_or(0);
     let bar = progress::bytes("downloading", len);
     let mut reader = bar.wrap_read(response.into_body().into_reader());
-    let mut file = File::create(path).map_err(io_err("create", path))?;
+    let mut file = File::create(path).map_err(io("create", path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut received = 0u64;
@@ -146,7 +147,7 @@ fn fetch_to_file(agent: &ureq::Agent, url: &str, path: &Path) -> Result<String> 
         }
         received += n as u64;
         hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(io_err("write", path))?;
+        file.write_all(&buf[..n]).map_err(io("write", path))?;
     }
     bar.finish_and_clear();
     if len != 0 && received != len {

@@ -4,7 +4,8 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use super::{io_err, ImageError, Result};
+use super::{ImageError, Result};
+use crate::error::io;
 
 const CANDIDATES: [&str; 2] = ["/bin/busybox", "/usr/bin/busybox"];
 
@@ -24,20 +25,20 @@ pub fn build(rootfs: &Path) -> Result<(String, String, String)> {
         "var/tmp", "home",
     ] {
         let path = rootfs.join(dir);
-        std::fs::create_dir_all(&path).map_err(io_err("create", &path))?;
+        std::fs::create_dir_all(&path).map_err(io("create", &path))?;
     }
     for dir in ["tmp", "var/tmp"] {
         let path = rootfs.join(dir);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o1777))
-            .map_err(io_err("chmod", &path))?;
+            .map_err(io("chmod", &path))?;
     }
     let target = rootfs.join("bin/busybox");
-    std::fs::copy(busybox, &target).map_err(io_err("copy", busybox))?;
+    std::fs::copy(busybox, &target).map_err(io("copy", busybox))?;
 
     let output = Command::new(busybox)
         .arg("--list-full")
         .output()
-        .map_err(io_err("run", busybox))?;
+        .map_err(io("run", busybox))?;
     let listing = String::from_utf8_lossy(&output.stdout);
     for applet in listing
         .lines()
@@ -50,7 +51,7 @@ pub fn build(rootfs: &Path) -> Result<(String, String, String)> {
         }
         let depth = Path::new(applet).components().count() - 1;
         let relative = format!("{}bin/busybox", "../".repeat(depth));
-        symlink(&relative, &link).map_err(io_err("link", &link))?;
+        symlink(&relative, &link).map_err(io("link", &link))?;
     }
     let files = [
         (
@@ -64,12 +65,12 @@ pub fn build(rootfs: &Path) -> Result<(String, String, String)> {
     ];
     for (path, text) in files {
         let path = rootfs.join(path);
-        std::fs::write(&path, text).map_err(io_err("write", &path))?;
+        std::fs::write(&path, text).map_err(io("write", &path))?;
     }
     let version = String::from_utf8_lossy(
         &Command::new(busybox)
             .output()
-            .map_err(io_err("run", busybox))?
+            .map_err(io("run", busybox))?
             .stdout,
     )
     .lines()

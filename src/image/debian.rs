@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{io_err, progress, ImageError, Result};
+use super::{progress, ImageError, Result};
+use crate::error::io;
 
 #[derive(Debug, Clone)]
 pub struct DebianOptions {
@@ -63,7 +64,7 @@ pub fn build(opts: &DebianOptions, rootfs: &Path) -> Result<(String, String, Str
     }
     let status = child
         .wait()
-        .map_err(io_err("wait for", Path::new("debootstrap")))?;
+        .map_err(io("wait for", Path::new("debootstrap")))?;
     bar.finish_and_clear();
     let errors = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
     if !status.success() {

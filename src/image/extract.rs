@@ -7,7 +7,8 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{io_err, progress, ImageError, Result};
+use super::{progress, ImageError, Result};
+use crate::error::io;
 
 /// Most entries an archive may hold: far more than any distribution's rootfs, far fewer than an
 /// inode bomb needs.
@@ -111,15 +112,15 @@ fn check_path(name: &str, raw: &[u8]) -> Result<()> {
 /// Unpacks a `.tar`, `.tar.gz` file into `dest` with a progress bar over the file's bytes,
 /// returning the archive's `sha256:` digest.
 pub fn unpack_file(path: &Path, dest: &Path, max_size: u64) -> Result<String> {
-    let mut file = File::open(path).map_err(io_err("open", path))?;
+    let mut file = File::open(path).map_err(io("open", path))?;
     let digest = sha256_of(&mut file, path)?;
-    let len = file.metadata().map_err(io_err("stat", path))?.len();
-    file.rewind().map_err(io_err("read", path))?;
+    let len = file.metadata().map_err(io("stat", path))?.len();
+    file.rewind().map_err(io("read", path))?;
     let bar = progress::bytes("extracting", len);
     let mut reader = BufReader::new(bar.wrap_read(file));
     let gzip = {
         use std::io::BufRead;
-        let head = reader.fill_buf().map_err(io_err("read", path))?;
+        let head = reader.fill_buf().map_err(io("read", path))?;
         head.starts_with(&[0x1f, 0x8b])
     };
     if gzip {
@@ -133,7 +134,7 @@ pub fn unpack_file(path: &Path, dest: &Path, max_size: u64) -> Result<String> {
 
 pub fn sha256_of(file: &mut File, path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
-    std::io::copy(file, &mut hasher).map_err(io_err("read", path))?;
+    std::io::copy(file, &mut hasher).map_err(io("read", path))?;
     Ok(format!("sha256:{}", hex(&hasher.finalize())))
 }
 

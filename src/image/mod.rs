@@ -56,7 +56,7 @@ pub enum ImageError {
 
 pub type Result<T> = std::result::Result<T, ImageError>;
 
-pub(crate) use crate::error::io as io_err;
+use crate::error::io;
 
 /// What `image.json` records about an image.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -149,7 +149,7 @@ impl Store {
                     hint: init_hint(name),
                 });
             }
-            Err(e) => return Err(io_err("read", &meta_path)(e).into()),
+            Err(e) => return Err(io("read", &meta_path)(e).into()),
         };
         let meta = serde_json::from_str(&text).map_err(|source| ImageError::Metadata {
             name: name.to_string(),
@@ -166,7 +166,7 @@ impl Store {
         let entries = match std::fs::read_dir(&self.images) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", &self.images)(e).into()),
+            Err(e) => return Err(io("list", &self.images)(e).into()),
         };
         let mut images = Vec::new();
         for entry in entries.flatten() {
@@ -187,15 +187,15 @@ impl Store {
             .images
             .join(format!(".rm-{name}-{}", std::process::id()));
         // Rename first: a half-deleted image is never visible under its name.
-        std::fs::rename(&dir, &doomed).map_err(io_err("remove", &dir))?;
-        Ok(std::fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))?)
+        std::fs::rename(&dir, &doomed).map_err(io("remove", &dir))?;
+        Ok(std::fs::remove_dir_all(&doomed).map_err(io("remove", &doomed))?)
     }
 
     /// Builds `name` from `source` unless it is already installed (or `force`). The image appears
     /// under its name only when complete: it is built in a hidden directory and renamed into place.
     pub fn install(&self, name: &str, source: &Source, force: bool) -> Result<Installed> {
         // Root's alone: images may hold setuid files.
-        crate::private::ensure_dir(&self.images).map_err(io_err("create", &self.images))?;
+        crate::private::ensure_dir(&self.images).map_err(io("create", &self.images))?;
         let _lock = self.lock()?;
         self.remove_stale_builds()?;
         let dir = self.images.join(name);
@@ -214,18 +214,18 @@ impl Store {
             let old = self
                 .images
                 .join(format!(".old-{name}-{}", std::process::id()));
-            std::fs::rename(&dir, &old).map_err(io_err("replace", &dir))?;
-            std::fs::rename(&build, &dir).map_err(io_err("install", &dir))?;
-            std::fs::remove_dir_all(&old).map_err(io_err("remove", &old))?;
+            std::fs::rename(&dir, &old).map_err(io("replace", &dir))?;
+            std::fs::rename(&build, &dir).map_err(io("install", &dir))?;
+            std::fs::remove_dir_all(&old).map_err(io("remove", &old))?;
         } else {
-            std::fs::rename(&build, &dir).map_err(io_err("install", &dir))?;
+            std::fs::rename(&build, &dir).map_err(io("install", &dir))?;
         }
         Ok(Installed::Built)
     }
 
     fn build_into(&self, name: &str, source: &Source, build: &Path) -> Result<()> {
         let rootfs = build.join("rootfs");
-        std::fs::create_dir_all(&rootfs).map_err(io_err("create", &rootfs))?;
+        std::fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
         let (source_name, version, digest) = source.build(&rootfs)?;
         let meta = ImageMeta {
             name: name.to_string(),
@@ -242,20 +242,20 @@ impl Store {
             path: meta_path.clone(),
             source,
         })?;
-        Ok(std::fs::write(&meta_path, text).map_err(io_err("write", &meta_path))?)
+        Ok(std::fs::write(&meta_path, text).map_err(io("write", &meta_path))?)
     }
 
     /// Builds interrupted by a crash leave hidden directories; under the lock nobody else is building.
     fn remove_stale_builds(&self) -> Result<()> {
         for entry in std::fs::read_dir(&self.images)
-            .map_err(io_err("list", &self.images))?
+            .map_err(io("list", &self.images))?
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(".build-") || name.starts_with(".old-") || name.starts_with(".rm-")
             {
                 let path = entry.path();
-                std::fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
             }
         }
         Ok(())
@@ -268,9 +268,9 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(io_err("open", &path))?;
+            .map_err(io("open", &path))?;
         Ok(Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| io_err("lock", &path)(std::io::Error::from(e)))?)
+            .map_err(|(_, e)| io("lock", &path)(std::io::Error::from(e)))?)
     }
 }
 

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{io, ipam, named, nft, rtnl, BridgeConfig, NetworkError, Published};
+use super::{ipam, named, nft, rtnl, BridgeConfig, NetworkError, Published};
+use crate::error::io;
 
 /// Makes sure the bridge exists with its gateway addresses and is up, IP forwarding is on, and poc's
 /// NAT tables are in place. Serialised by the network lock; cheap when all is there already.

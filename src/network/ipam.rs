@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use ipnetwork::Ipv4Network;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{io, NetworkError, PortMapping};
+use super::{NetworkError, PortMapping};
+use crate::error::io;
 
 /// The host ports' leases, beside the networks' directories: longer than any interface name, so no
 /// bridge's directory can be called that.

@@ -46,8 +46,6 @@ pub enum NetworkError {
     Io(#[from] crate::error::PathError),
 }
 
-pub(crate) use crate::error::io;
-
 /// `--network`: `bridge` (default) joins poc's default bridge with NAT; `none` gives a namespace
 /// with loopback only; `host` shares the host's stack; any other name joins that network made by
 /// `poc network create`. Stored as its name (the JSON of `bridge`, `none`, `host` is unchanged).

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use nix::fcntl::Flock;
 
-use super::{io, BridgeConfig, NamedNetwork, NetworkError, DEFAULT_NETWORK};
+use super::{BridgeConfig, NamedNetwork, NetworkError, DEFAULT_NETWORK};
+use crate::error::io;
 
 /// Names Docker keeps for its predefined networks; `bridge` is poc's default network.
 const RESERVED: [&str; 3] = [DEFAULT_NETWORK, "none", "host"];
@@ -62,20 +63,13 @@ pub struct CreateRequest {
     pub subnet6: Option<Ipv6Network>,
 }
 
-/// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (kept short enough for a file
-/// name).
+/// Network names follow poc's one rule for names (crate::names: Docker's), with their own message.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && name.len() <= 128;
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
+    crate::names::parse_name(name).map(drop).map_err(|_| {
+        format!(
             "'{name}' is not a network name (a letter or digit, then letters, digits, '_', '.', '-'; at most 128)"
-        ))
-    }
+        )
+    })
 }
 
 fn record_path(records: &Path, name: &str) -> PathBuf {

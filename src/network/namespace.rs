@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::{antispoof, io, rtnl, Attachment, Ipv6Attachment, NetworkError, NetworkMode};
+use super::{antispoof, rtnl, Attachment, Ipv6Attachment, NetworkError, NetworkMode};
+use crate::error::io;
 
 /// What the container's init sets up inside its network namespace.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -18,6 +18,7 @@ use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::cgroups::Manager;
+use crate::error::io;
 use crate::network::{Attachment, NetworkMode};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trace.bpf.o"));
@@ -41,8 +42,6 @@ pub enum TraceError {
     #[error("{0}")]
     Refused(String),
 }
-
-pub(crate) use crate::error::io;
 
 /// Writes a report file (an SVG).
 pub fn write_file(path: &Path, text: String) -> Result<(), TraceError> {

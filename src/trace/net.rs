@@ -14,7 +14,8 @@ use super::abi::{
     net_bucket_bounds, NetCounters, NetDropKey, NetHist, NET_SEGMENTS, SEG_IN_BRIDGE, SEG_IN_VETH,
     SEG_OUT_BRIDGE, SEG_OUT_VETH,
 };
-use super::{io, Probe, Target, TraceError};
+use super::{Probe, Target, TraceError};
+use crate::error::io;
 use crate::network::NetworkMode;
 
 pub const PROGRAMS: [(&str, &str); 3] = [

@@ -11,7 +11,8 @@ use nix::sys::signal::Signal;
 
 use super::signals::{stop_requested, StopOnSignals};
 use super::{drain, LimitWrite, Record, PROGRAMS};
-use crate::trace::{io, Probe, Target, TraceError};
+use crate::error::io;
+use crate::trace::{Probe, Target, TraceError};
 
 /// What `--experiment` writes.
 pub struct Experiment {
