@@ -25,8 +25,6 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("poc trace loads BPF programs into the kernel: run it as root")]
-    NotRoot,
     #[error("this kernel has no BTF ({0} is missing): poc trace needs a kernel built with CONFIG_DEBUG_INFO_BTF")]
     NoBtf(String),
     #[error("this kernel has no tracepoint {0}, which this mode needs")]
@@ -144,9 +142,6 @@ impl Probe {
         globals: &[(&str, u32)],
         globals64: &[(&str, u64)],
     ) -> Result<Self, TraceError> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(TraceError::NotRoot);
-        }
         if !Path::new(BTF_PATH).exists() {
             return Err(TraceError::NoBtf(BTF_PATH.into()));
         }
