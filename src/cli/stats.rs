@@ -231,13 +231,7 @@ impl Row {
 }
 
 fn print_table(rows: &[Row]) {
-    // As wide as the longest name (a generated one is up to 20 characters), at least 16.
-    let w = rows
-        .iter()
-        .map(|r| r.name.as_deref().map_or(0, |n| n.chars().count()))
-        .max()
-        .unwrap_or(0)
-        .max(16);
+    let w = super::table::name_width(rows.iter().filter_map(|r| r.name.as_deref()));
     println!(
         "{:<12}   {:<w$} {:>7}   {:<21} {:>7}   {:<19} {:<19} {:>5}   THROTTLED",
         "CONTAINER ID",

@@ -6,6 +6,12 @@ pub fn print(header: &[&str], rows: &[Vec<String>]) {
     print!("{}", render(header, rows));
 }
 
+/// The NAME column of the live views (stats, top): as wide as the longest name (a generated one
+/// is up to 20 characters), at least 16.
+pub fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|n| n.chars().count()).max().unwrap_or(0).max(16)
+}
+
 const MIN_WIDTH: usize = 10;
 const PADDING: usize = 3;
 

@@ -291,13 +291,9 @@ fn table(watched: &[Watched], selected: usize) -> Table<'static> {
             TableRow::new(cells).style(style)
         })
         .collect();
-    // The NAME column fits the longest name (generated ones are up to 20 characters), at least 16.
-    let name_width = watched
-        .iter()
-        .map(|w| name(w).chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(16, 40) as u16;
+    let names: Vec<String> = watched.iter().map(name).collect();
+    // At most 40: the other columns keep their room on a terminal of usual width.
+    let name_width = super::table::name_width(names.iter().map(String::as_str)).min(40) as u16;
     Table::new(
         rows,
         [
