@@ -361,3 +361,16 @@ fn the_program_decides_every_access_as_cgroup_v1() {
     assert_eq!(run(&program, CHAR, 10, 232, READ), 0, "opening kvm");
     assert_eq!(run(&program, BLOCK, 8, 0, READ), 0, "opening a disk");
 }
+
+/// The interpreter above reads registers back through `Insn`'s own accessors, so it cannot see the
+/// two register fields swapped: the bytes the kernel reads are checked here against `struct
+/// bpf_insn` (code, dst_reg:4 then src_reg:4 from the low bits on little-endian, off, imm).
+#[test]
+#[cfg(target_endian = "little")]
+fn instructions_have_the_kernels_byte_layout() {
+    let insn = program::Insn::new(program::op::LOAD_U32, 2, 1, 4, -2);
+    assert_eq!(std::mem::size_of::<program::Insn>(), 8);
+    // SAFETY: Insn is repr(C), 8 bytes without padding (checked above).
+    let bytes: [u8; 8] = unsafe { std::mem::transmute(insn) };
+    assert_eq!(bytes, [0x61, 0x12, 0x04, 0x00, 0xfe, 0xff, 0xff, 0xff]);
+}
