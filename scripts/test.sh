@@ -24,14 +24,16 @@ cargo clippy --all-targets -- -D warnings
 stage "a build without the trace feature, on a PATH without clang, llvm-strip and bpftool"
 # What `cargo build --no-default-features` promises: a Rust toolchain and cc are enough. A PATH of
 # just those (so a build step that reached for the BPF toolchain would fail), its own target dir.
+# The lints need no bare PATH (the build above ran build.rs under it), so they run with the
+# dependencies the first clippy stage checked already instead of checking them all again.
 bare_path=$(mktemp -d /var/tmp/poc-test-path-XXXXXX)
-for tool in cargo rustc rustup cargo-clippy clippy-driver cc gcc ld as ar; do
+trap 'rm -rf "$bare_path"' EXIT
+for tool in cargo rustc rustup cc gcc ld as ar; do
   if found=$(command -v "$tool"); then ln -s "$found" "$bare_path/$tool"; fi
 done
-bare() { env -u POC_VMLINUX_BTF PATH="$bare_path" CARGO_TARGET_DIR=target/no-bpf "$@"; }
-bare cargo build --no-default-features
-bare cargo clippy --no-default-features --bins -- -D warnings
-rm -rf "$bare_path"
+bare=(env -u POC_VMLINUX_BTF PATH="$bare_path" CARGO_TARGET_DIR=target/no-bpf)
+"${bare[@]}" cargo build --no-default-features
+cargo clippy --no-default-features --bins -- -D warnings
 # `poc trace` is still a command, which says in one line why it cannot run.
 trace_status=0
 trace_error=$(target/no-bpf/debug/poc trace anything --mem 2>&1 >/dev/null) || trace_status=$?
