@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::config::Paths;
-use crate::container::{self, ContainerError};
+use crate::container;
 
 #[derive(clap::Args)]
 pub struct StopArgs {
@@ -95,8 +95,12 @@ pub fn inspect(paths: &Paths, args: InspectArgs) -> Result<i32, super::Exit> {
     Ok(code)
 }
 
-/// Runs `act` on each container, printing the name as given on success (as Docker does).
-fn each(containers: &[String], act: impl Fn(&str) -> Result<String, ContainerError>) -> i32 {
+/// Runs `act` on each container (or network), printing the name as given on success and a line
+/// for each failure, as Docker does; 125 if any failed.
+pub(super) fn each<T, E: std::fmt::Display>(
+    containers: &[String],
+    act: impl Fn(&str) -> Result<T, E>,
+) -> i32 {
     let mut code = 0;
     for c in containers {
         match act(c) {

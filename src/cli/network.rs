@@ -56,17 +56,15 @@ pub fn run(paths: &Paths, command: Command) -> Result<i32, super::Exit> {
         Command::Create(args) => create(paths, args)?,
         Command::Ls(args) => list(paths, args.format)?,
         Command::Inspect { name } => inspect(paths, name.as_deref())?,
-        Command::Rm { names } if names.is_empty() => remove(paths, DEFAULT_NETWORK)?,
+        Command::Rm { names } if names.is_empty() => {
+            remove(paths, DEFAULT_NETWORK)?;
+            println!("{DEFAULT_NETWORK}");
+        }
         // As `docker network rm A B`: each network is tried, each failure said; 125 if any failed.
         Command::Rm { names } => {
-            let mut code = 0;
-            for name in names {
-                if let Err(e) = remove(paths, &name) {
-                    eprintln!("poc: {}", super::one_line(&e));
-                    code = 125;
-                }
-            }
-            return Ok(code);
+            return Ok(super::manage::each(&names, |name| {
+                remove(paths, name).map_err(|e| super::one_line(&e))
+            }))
         }
     }
     Ok(0)
@@ -232,6 +230,5 @@ fn inspect(paths: &Paths, name: Option<&str>) -> anyhow::Result<()> {
 fn remove(paths: &Paths, name: &str) -> anyhow::Result<()> {
     let network = Network::find(paths, name)?;
     crate::network::remove(network.bridge())?;
-    println!("{name}");
     Ok(())
 }
