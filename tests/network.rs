@@ -11,15 +11,11 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::net::{attacker, bridge_mac, heard_in, http_get, inspect, spoof, test_port, Upstream};
+use common::net::{
+    address_of, attacker, bridge_mac, heard_in, http_get, inspect, mac_of, spoof, test_port,
+    Upstream,
+};
 use common::{assert_error, stderr, stdout, Env};
-
-fn address_of(env: &Env, id: &str) -> String {
-    inspect(env, id)["NetworkSettings"]["IPAddress"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 fn gateway_of(env: &Env) -> String {
     env.subnet.replace(".0/24", ".1").replace(".0/29", ".1")
@@ -426,12 +422,6 @@ fn none_and_host_networks_and_dns() {
 }
 
 /// The MAC poc gives a container: 02:42 and its address.
-fn mac_of(address: &str) -> String {
-    let ip: Ipv4Addr = address.parse().unwrap();
-    let [a, b, c, d] = ip.octets();
-    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
-}
-
 /// The source checks in poc's bridge-family table: its `sources` set.
 fn source_checks(env: &Env) -> String {
     let out = Command::new("nft")

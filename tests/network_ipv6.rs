@@ -15,7 +15,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::net::{
-    attacker, bridge_mac, heard_in, http_get, inspect, ip, spoof, test_port, within, Upstream,
+    address_of, attacker, bridge_mac, heard_in, http_get, inspect, ip, mac_of, spoof, test_port,
+    within, Upstream,
 };
 use common::{stderr, stdout, Env};
 
@@ -39,16 +40,6 @@ fn gateway6(env: &Env) -> Ipv6Addr {
 }
 
 /// The MAC poc gives a container: 02:42 and its IPv4 address.
-fn mac_of(env: &Env, id: &str) -> String {
-    let address = inspect(env, id)["NetworkSettings"]["IPAddress"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ip: std::net::Ipv4Addr = address.parse().unwrap();
-    let [a, b, c, d] = ip.octets();
-    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
-}
-
 /// The EUI-64 link-local address of a MAC.
 fn link_local_of(mac: &str) -> Ipv6Addr {
     let m: Vec<u8> = mac
@@ -93,7 +84,7 @@ fn containers_ping6_each_other_and_the_gateway() {
     assert!(hosts.contains(&format!("{a6}\t{} a", &a[..12])), "{hosts}");
     // eth0's link-local address is the one the source checks expect: the EUI-64 of its MAC.
     let addresses = stdout(&env.poc(&["exec", "a", "ip", "-6", "addr", "show", "dev", "eth0"]));
-    let link_local = link_local_of(&mac_of(&env, &a));
+    let link_local = link_local_of(&mac_of(&address_of(&env, &a)));
     assert!(
         addresses.contains(&format!("{link_local}/64")),
         "{addresses}"
@@ -188,7 +179,7 @@ fn a_container_cannot_send_with_a_forged_ipv6_source() {
     let a = attacker(&env);
     let b = env.run_detached(&["busybox", "sleep", "60"]);
     let (a6, b6) = (address6_of(&env, &a), address6_of(&env, &b));
-    let b_mac = mac_of(&env, &b);
+    let b_mac = mac_of(&address_of(&env, &b));
     let unused = Ipv6Addr::from(u128::from(b6) + 100).to_string();
     let (a6, b6) = (a6.to_string(), b6.to_string());
     let b_link_local = link_local_of(&b_mac).to_string();
@@ -273,8 +264,8 @@ fn forged_neighbour_and_router_advertisements_are_dropped() {
     let a = attacker(&env);
     let b = env.run_detached(&["busybox", "sleep", "60"]);
     let b6 = address6_of(&env, &b).to_string();
-    let b_mac = mac_of(&env, &b);
-    let a_link_local = link_local_of(&mac_of(&env, &a)).to_string();
+    let b_mac = mac_of(&address_of(&env, &b));
+    let a_link_local = link_local_of(&mac_of(&address_of(&env, &a))).to_string();
     // b talks to the gateway, so the host has a neighbour entry for it.
     let gw6 = gateway6(&env).to_string();
     let out = env.poc(&["exec", &b, "ping", "-6", "-c1", "-W2", &gw6]);

@@ -7,6 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use common::net::address_of;
 use common::{assert_error, stderr, stdout, Env};
 
 fn create(env: &Env, args: &[&str]) -> String {
@@ -23,15 +24,6 @@ fn inspect_network(env: &Env, name: &str) -> serde_json::Value {
     let out = env.poc(&["network", "inspect", name]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn address_of(env: &Env, container: &str) -> String {
-    let out = env.poc(&["inspect", container]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0]["NetworkSettings"]["IPAddress"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn hosts_of(env: &Env, container: &str) -> String {

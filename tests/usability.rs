@@ -99,7 +99,7 @@ fn a_container_run_without_a_name_gets_one_to_be_called_by() {
 }
 
 /// Asserts that every row's cells start where the header's names do (Docker's tabwriter layout); a
-/// cell may be empty (PORTS of a container that publishes none).
+/// cell may be empty (PORTS of a container that publishes none, LIMITS of one without limits).
 fn assert_aligned(table: &str, columns: &[&str]) {
     let mut lines = table.lines();
     let header = lines.next().unwrap();
@@ -122,10 +122,13 @@ fn assert_aligned(table: &str, columns: &[&str]) {
             let empty = chars
                 .get(start..end)
                 .is_some_and(|c| c.iter().all(|c| *c == ' '));
+            // Empty cells at the end of a row leave no trailing spaces.
+            let ended = start >= chars.len();
             assert!(
-                chars.get(start - 1) == Some(&' ')
-                    && chars.get(start - 2) == Some(&' ')
-                    && (empty || chars.get(start).is_some_and(|c| *c != ' ')),
+                ended
+                    || chars.get(start - 1) == Some(&' ')
+                        && chars.get(start - 2) == Some(&' ')
+                        && (empty || chars.get(start).is_some_and(|c| *c != ' ')),
                 "{column} is not where its header is:\n{table}"
             );
         }
@@ -135,6 +138,20 @@ fn assert_aligned(table: &str, columns: &[&str]) {
 #[test]
 fn ps_and_images_columns_are_as_wide_as_their_content() {
     let env = Env::with_busybox();
+    // A NAME cell far wider than any fixed column, whatever CREATED says by then.
+    let long_name = "a-name-wider-than-any-fixed-width-column-would-be";
+    let long = env.run_detached(&[
+        "--name",
+        long_name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    // Created a second earlier, so that it is listed after the container below (ps sorts by
+    // creation time, in seconds).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let id = env.run_detached(&[
         "--network",
         "none",
@@ -167,12 +184,13 @@ fn ps_and_images_columns_are_as_wide_as_their_content() {
         table.lines().nth(1).unwrap().starts_with(&id[..12]),
         "{table}"
     );
+    assert!(table.contains(long_name), "{table}");
     let table = stdout(&env.poc(&["images"]));
     assert_aligned(
         &table,
         &["NAME", "SOURCE", "VERSION", "SIZE", "CREATED", "DIGEST"],
     );
-    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    assert!(env.poc(&["rm", "-f", &id, &long]).status.success());
     env.assert_clean();
 }
 

@@ -31,6 +31,21 @@ pub fn inspect(env: &Env, id: &str) -> serde_json::Value {
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
 }
 
+/// A container's IPv4 address on its bridge, from `poc inspect`.
+pub fn address_of(env: &Env, id: &str) -> String {
+    inspect(env, id)["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The MAC poc gives the container with IPv4 `address` (02:42 and the address, as Docker).
+pub fn mac_of(address: &str) -> String {
+    let ip: Ipv4Addr = address.parse().unwrap();
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 /// A port for a test's listener: apart from other test processes' (tests of one file add offsets).
 pub fn test_port(offset: u16) -> u16 {
     20_000 + (std::process::id() % 20_000) as u16 + offset
