@@ -186,7 +186,7 @@ impl Limits {
         &self,
         mem_fd: &'f std::fs::File,
         cpu_fd: &'f std::fs::File,
-    ) -> Vec<(Step, &'f std::fs::File, Phase)> {
+    ) -> Vec<(&'f std::fs::File, Phase)> {
         Step::ALL
             .iter()
             .map(|&step| {
@@ -200,7 +200,7 @@ impl Limits {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                (step, fd, Phase::new(step, file, value.clone()))
+                (fd, Phase::new(step, file, value.clone()))
             })
             .collect()
     }
@@ -254,7 +254,7 @@ pub fn experiment(
     let done = driven?;
     restored?;
     Ok(Report {
-        phases: phases.into_iter().map(|(_, _, p)| p).collect(),
+        phases: phases.into_iter().map(|(_, p)| p).collect(),
         iterations: x.iterations,
         done,
         seconds,
@@ -273,7 +273,7 @@ impl Driver<'_> {
     /// Runs the iterations until done or a stop signal; returns the iterations completed.
     fn drive(
         &mut self,
-        phases: &mut [(Step, &std::fs::File, Phase)],
+        phases: &mut [(&std::fs::File, Phase)],
         iterations: usize,
         started: Instant,
         on_progress: &mut dyn FnMut(&Progress),
@@ -288,11 +288,11 @@ impl Driver<'_> {
             if !self.target.alive() {
                 return Err(TraceError::NotRunning(self.target.name.clone()));
             }
-            for (step, fd, phase) in phases.iter_mut() {
+            for (fd, phase) in phases.iter_mut() {
                 if stop_requested() {
                     return Ok(done);
                 }
-                self.measure(*step, fd, phase);
+                self.measure(fd, phase);
             }
             on_progress(&progress(done + 1));
         }
@@ -302,7 +302,8 @@ impl Driver<'_> {
     /// One write of `phase`'s value, with what follows it: the kernel's view of the write, for a
     /// lowered memory limit the time until usage is under it, for a lowered CPU quota the time
     /// until the container is first throttled.
-    fn measure(&mut self, step: Step, fd: &std::fs::File, phase: &mut Phase) {
+    fn measure(&mut self, fd: &std::fs::File, phase: &mut Phase) {
+        let step = phase.step;
         let bytes = phase.value.as_bytes();
         let started = Instant::now();
         // SAFETY: a plain write of our buffer to an fd we own.
