@@ -79,11 +79,15 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     Ok(0)
 }
 
-fn table_row(s: &State, o: Observed) -> Vec<String> {
-    let pid = s
-        .init
+/// The init's pid while it runs (or is paused); none once it has ended.
+fn pid(s: &State, o: Observed) -> Option<i32> {
+    s.init
         .filter(|_| matches!(o, Observed::Running | Observed::Paused))
-        .map_or(String::new(), |i| i.pid.to_string());
+        .map(|i| i.pid)
+}
+
+fn table_row(s: &State, o: Observed) -> Vec<String> {
+    let pid = pid(s, o).map_or(String::new(), |pid| pid.to_string());
     vec![
         s.id.short().to_string(),
         s.name.clone().unwrap_or_default(),
@@ -170,7 +174,7 @@ fn json_row(s: &State, observed: Observed) -> serde_json::Value {
         "status": status(s, observed),
         "exit_code": s.exit_code,
         "ports": ports(s),
-        "pid": s.init.filter(|_| matches!(observed, Observed::Running | Observed::Paused)).map(|i| i.pid),
+        "pid": pid(s, observed),
         "limits": s.limits,
     })
 }
