@@ -5,7 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_error, hierarchy_of, read_trimmed, stderr, stdout, Env};
+use common::{
+    assert_error, hierarchy_of, ignored_mask, ignoring, read_trimmed, stderr, stdout, Env,
+    HANDED_DOWN_IGNORED,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -134,18 +137,10 @@ fn rm_containers_remove_themselves_detached_or_not() {
 
 #[test]
 fn a_caller_that_ignores_sigchld_still_gets_the_containers_exit_code() {
-    use std::os::unix::process::CommandExt;
     let env = Env::with_busybox();
     for args in [&["run", "--rm"][..], &["run", "-d", "--rm"][..]] {
         let mut cmd = env.command(&[args, &["busybox", "sh", "-c", "exit 3"]].concat());
-        // SAFETY: one signal(2) between fork and exec; SIG_IGN is kept across exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigIgn)
-                    .map(drop)
-                    .map_err(std::io::Error::from)
-            });
-        }
+        ignoring(&mut cmd, &[libc::SIGCHLD]);
         let mut poc = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
         // The kernel reaps an ignored child without a signal: poc used to wait for it forever.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -166,6 +161,27 @@ fn a_caller_that_ignores_sigchld_still_gets_the_containers_exit_code() {
     while !ps(&env).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    env.assert_clean();
+}
+
+#[test]
+fn signals_the_caller_ignored_are_not_ignored_in_the_container() {
+    let env = Env::with_busybox();
+    let mut run = env.command(&["run", "--rm", "busybox", "cat", "/proc/self/status"]);
+    let out = ignoring(&mut run, &HANDED_DOWN_IGNORED).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ignored_mask(&stdout(&out)), "0000000000000000", "run");
+
+    let id = env.run_detached(&["busybox", "sleep", "1000"]);
+    let mut exec = env.command(&["exec", &id, "cat", "/proc/self/status"]);
+    let out = ignoring(&mut exec, &HANDED_DOWN_IGNORED).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ignored_mask(&stdout(&out)), "0000000000000000", "exec");
+    // And poc exec, its waits no longer taken by the kernel, returns the process's status.
+    let mut exec = env.command(&["exec", &id, "sh", "-c", "exit 4"]);
+    let out = ignoring(&mut exec, &HANDED_DOWN_IGNORED).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
 }
 

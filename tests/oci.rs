@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_error, hierarchy_of, is_cgroup_v1, read_trimmed, stderr, stdout, Env};
+use common::{
+    assert_error, hierarchy_of, ignored_mask, ignoring, is_cgroup_v1, read_trimmed, stderr, stdout,
+    Env, HANDED_DOWN_IGNORED,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -814,6 +817,15 @@ fn exec_process_joins_the_container_as_the_callers_child() {
     let out = oci.poc(&["exec", "--process", process.to_str().unwrap(), "host"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert_eq!(stdout(&out), "from-exec\n");
+    // Also when the caller handed poc SIGCHLD ignored (the kernel would reap the process before
+    // poc's wait), and the process starts with no signal ignored.
+    let mut cmd = oci.command(&["exec", "--process", process.to_str().unwrap(), "host"]);
+    let out = ignoring(&mut cmd, &HANDED_DOWN_IGNORED).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let process = oci.process_file("signals", &["cat", "/proc/self/status"]);
+    let mut cmd = oci.command(&["exec", "--process", process.to_str().unwrap(), "host"]);
+    let out = ignoring(&mut cmd, &HANDED_DOWN_IGNORED).output().unwrap();
+    assert_eq!(ignored_mask(&stdout(&out)), "0000000000000000");
 
     // runc's words for what cannot run, from which the clients derive 127 and 126.
     for (args, code, words) in [

@@ -245,6 +245,7 @@ fn print_version() {
 }
 
 pub fn main() -> i32 {
+    crate::process::default_sigchld();
     let first = std::env::args_os().nth(1);
     match first.as_ref().and_then(|a| a.to_str()) {
         Some("--version" | "-v") => {

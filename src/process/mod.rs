@@ -109,6 +109,19 @@ pub fn ensure_standard_descriptors() {
     }
 }
 
+/// SIGCHLD back to its default. A caller may hand poc SIGCHLD ignored (exec keeps SIG_IGN): the
+/// kernel then reaps poc's children itself, sends no signal, and every wait for one (an OCI exec's
+/// process, a hook, a killed init, a benchmark's peer) fails with ECHILD and loses its status.
+pub fn default_sigchld() {
+    // SAFETY: the default disposition installs no handler.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGCHLD,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+}
+
 /// `--preserve-fds N` hands the caller's descriptors 3 .. 3+N to the container's process. Checked
 /// before poc opens anything of its own: a number the caller left free would be filled by one of
 /// poc's descriptors (the start gate, the cgroup directory the process is born in, a namespace),

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -57,7 +57,6 @@ pub trait Watch {
 pub struct Supervisor {
     signals: SignalFd,
     old_mask: SigSet,
-    old_sigchld: SigAction,
 }
 
 impl Supervisor {
@@ -77,20 +76,9 @@ impl Supervisor {
             op: "signalfd",
             source,
         })?;
-        // SIGCHLD ignored (a disposition exec keeps, so a caller may hand it down) makes the kernel
-        // reap the process and send no signal at all: poc would wait for its end forever.
-        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-        // SAFETY: the default disposition installs no handler.
-        let old_sigchld = unsafe { nix::sys::signal::sigaction(Signal::SIGCHLD, &default) }
-            .map_err(|source| ProcessError::Terminal {
-                op: "reset SIGCHLD",
-                source,
-            })?;
-        Ok(Supervisor {
-            signals,
-            old_mask,
-            old_sigchld,
-        })
+        // (SIGCHLD is at its default: poc's main puts it back when a caller handed it ignored,
+        // which would make the kernel reap the process without a signal.)
+        Ok(Supervisor { signals, old_mask })
     }
 
     /// Runs until the process has exited and its output is drained; returns its exit code.
@@ -189,8 +177,6 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        // SAFETY: puts back the disposition poc was started with.
-        let _ = unsafe { nix::sys::signal::sigaction(Signal::SIGCHLD, &self.old_sigchld) };
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
     }
 }

@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::os::fd::{BorrowedFd, RawFd};
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::LinuxCapabilities;
@@ -144,11 +144,28 @@ impl Syscall for LinuxSyscall {
         crate::security::lower_effective_for_exec()
     }
 
-    /// Rust ignores SIGPIPE and poc blocks signals it forwards; the container starts with the defaults.
+    /// Rust ignores SIGPIPE, poc blocks the signals it forwards, and poc's caller may have handed
+    /// it any signal ignored (a shell's `&` ignores SIGINT and SIGQUIT; exec keeps SIG_IGN). The
+    /// container starts with the defaults: every signal, real-time ones included, as runc and
+    /// crun do.
     fn reset_signals(&self) {
-        // SAFETY: restoring default dispositions in a single-threaded process about to exec.
-        unsafe {
-            let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+        // The kernel's struct sigaction, all zeros: SIG_DFL, no flags, no restorer, empty mask
+        // (raw, because glibc refuses the two real-time signals it keeps for itself).
+        let default = [0u64; 4];
+        for signo in 1..=64 {
+            if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: installs the default disposition, no handler; the old one is not asked for.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
         }
         let _ =
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);

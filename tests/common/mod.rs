@@ -550,3 +550,40 @@ impl Drop for Ipv6ForwardingRestored {
         }
     }
 }
+
+/// Signals a caller can hand poc ignored (exec keeps SIG_IGN: a shell's `&` ignores SIGINT and
+/// SIGQUIT, nohup SIGHUP), a real-time one among them, and SIGCHLD.
+pub const HANDED_DOWN_IGNORED: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    40,
+    libc::SIGCHLD,
+];
+
+/// `cmd` starts with `signals` ignored.
+pub fn ignoring<'a>(cmd: &'a mut Command, signals: &'static [libc::c_int]) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) calls between fork and exec; SIG_IGN is kept across exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &s in signals {
+                if libc::signal(s, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The SigIgn mask in a /proc/PID/status text.
+pub fn ignored_mask(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|m| m.trim().to_string())
+        .unwrap_or_else(|| panic!("no SigIgn in {status}"))
+}
