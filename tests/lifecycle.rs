@@ -186,6 +186,34 @@ fn signals_the_caller_ignored_are_not_ignored_in_the_container() {
 }
 
 #[test]
+fn an_init_that_renames_itself_to_bytes_not_utf8_and_a_fake_state_is_still_running() {
+    let env = Env::with_busybox();
+    // The init's command name, which /proc/PID/stat prints inside parentheses, becomes a byte
+    // that is not UTF-8 followed by what looks like the end of the name and a zombie's state.
+    let id = env.run_detached(&[
+        "busybox",
+        "sh",
+        "-c",
+        "printf '\\377) Z 0 0' > /proc/self/comm; sleep 1000; true",
+    ]);
+    let pid = wait_state(&env, &id, "running").unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(format!("/proc/{pid}/comm")).unwrap()[0] != 0xff {
+        assert!(Instant::now() < deadline, "the init never renamed itself");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(row(&env, &id).unwrap()["state"], "running");
+    let out = env.poc(&["exec", &id, "echo", "inside"]);
+    assert_eq!(stdout(&out), "inside\n", "{}", stderr(&out));
+    assert_error(&env.poc(&["rm", &id]), 125, "is running");
+    assert!(env.poc(&["stop", "-t", "1", &id]).status.success());
+    assert!(env.poc(&["rm", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
 fn a_foreground_container_is_kept_as_exited_with_its_logs_until_rm() {
     let env = Env::with_busybox();
     let out = env.poc(&[

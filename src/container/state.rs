@@ -62,10 +62,23 @@ impl ProcessRef {
 }
 
 /// The state letter and the start time (clock ticks after boot) from /proc/PID/stat. The fields
-/// are counted after the command name, which may contain spaces.
+/// are counted after the command name, which the process itself chooses (prctl PR_SET_NAME): it
+/// may hold spaces, `)` and bytes that are not UTF-8, so only what follows its last `)` is read.
 fn stat(pid: i32) -> Option<(String, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let path = format!("/proc/{pid}/stat");
+    // One read into a buffer longer than any such line (procfs returns it whole): std's
+    // read_to_string stats the file, which says 0 bytes, and grows its buffer from 32 (seven calls).
+    let mut buf = vec![0u8; 2048];
+    let mut file = std::fs::File::open(&path).ok()?;
+    let n = std::io::Read::read(&mut file, &mut buf).ok()?;
+    if n < buf.len() {
+        buf.truncate(n);
+    } else {
+        buf = std::fs::read(&path).ok()?;
+    }
+    let after_name = buf.iter().rposition(|&b| b == b')')? + 1;
+    let text = std::str::from_utf8(&buf[after_name..]).ok()?;
+    let fields: Vec<&str> = text.split_whitespace().collect();
     Some((fields.first()?.to_string(), fields.get(19)?.parse().ok()?))
 }
 
@@ -265,8 +278,12 @@ pub fn load_locked(paths: &Paths, id: &str) -> Result<(Lock, State), StateError>
     Ok((lock, load(paths, id)?))
 }
 
-/// The id of the container a user means: its name, its full id, or a unique prefix of the id.
+/// The id of the container a user means, in Docker's order: its full id, its name, or a unique
+/// prefix of the id. (An OCI client's exact id is never taken for a poc container's name.)
 pub fn resolve(paths: &Paths, query: &str) -> Result<String, StateError> {
+    if ContainerId::parse(query).is_ok() && exists(paths, query) {
+        return Ok(query.to_string());
+    }
     if let Ok(id) = std::fs::read_to_string(paths.names_dir().join(query)) {
         if !query.contains('/') && !query.is_empty() {
             return Ok(id);
@@ -398,6 +415,13 @@ mod tests {
         assert_eq!(resolve(&p, "abc").unwrap(), a);
         assert_eq!(resolve(&p, &b).unwrap(), b);
         assert!(matches!(resolve(&p, "ab"), Err(StateError::Ambiguous(..))));
+        // An OCI container's exact id wins over a poc container named the same.
+        reserve(&p, "host", None).unwrap();
+        save(&p, &state("host", None)).unwrap();
+        let c = format!("c{}", "0".repeat(63));
+        reserve(&p, &c, Some("host")).unwrap();
+        assert_eq!(resolve(&p, "host").unwrap(), "host");
+        assert_eq!(resolve(&p, "ho").unwrap(), "host");
         assert!(matches!(
             resolve(&p, "zz"),
             Err(StateError::NoSuchContainer(_))

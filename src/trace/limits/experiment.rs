@@ -394,16 +394,21 @@ impl Driver<'_> {
 /// thread can use up a CPU quota or refill what a lowered limit took. A throttled thread stays R.
 fn has_runnable_task(target: &Target) -> bool {
     target.cgroup().threads().iter().any(|tid| {
-        std::fs::read_to_string(format!("/proc/{tid}/stat"))
+        std::fs::read(format!("/proc/{tid}/stat"))
             .ok()
             .and_then(|stat| thread_state(&stat))
             == Some('R')
     })
 }
 
-/// The state letter of a /proc/TID/stat line: after the command name, which may hold ") ".
-fn thread_state(stat: &str) -> Option<char> {
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+/// The state letter of a /proc/TID/stat line: after the command name, which the thread chooses
+/// and may hold ") " and bytes that are not UTF-8.
+fn thread_state(stat: &[u8]) -> Option<char> {
+    let after_name = stat.iter().rposition(|&b| b == b')')? + 1;
+    let state = stat[after_name..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())?;
+    Some(char::from(*state))
 }
 
 #[cfg(test)]
@@ -412,8 +417,9 @@ mod tests {
 
     #[test]
     fn the_state_is_read_after_the_command_name_whatever_it_holds() {
-        assert_eq!(thread_state("42 (sh) R 1 42 42 0 -1"), Some('R'));
-        assert_eq!(thread_state("7 (a) b) S 1 7 7"), Some('S'));
-        assert_eq!(thread_state("7 (sleep"), None);
+        assert_eq!(thread_state(b"42 (sh) R 1 42 42 0 -1"), Some('R'));
+        assert_eq!(thread_state(b"7 (a) b) S 1 7 7"), Some('S'));
+        assert_eq!(thread_state(b"7 (\xff) R 1 7 7"), Some('R'));
+        assert_eq!(thread_state(b"7 (sleep"), None);
     }
 }
