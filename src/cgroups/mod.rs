@@ -141,6 +141,14 @@ impl Manager {
         }
     }
 
+    /// Memory in use, if the memory controller is there.
+    pub fn memory_usage(&self) -> Option<u64> {
+        match self {
+            Manager::V1(m) => m.memory_usage(),
+            Manager::V2(m) => m.memory_usage(),
+        }
+    }
+
     /// OOM kills so far, if the memory controller is there.
     pub fn oom_kills(&self) -> Option<u64> {
         match self {

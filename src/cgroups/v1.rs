@@ -52,9 +52,12 @@ impl V1Manager {
 
     /// Bytes in use and OOM kills so far, from the memory hierarchy.
     pub fn memory_report(&self) -> Option<(u64, u64)> {
+        Some((self.memory_usage()?, self.oom_kills()?))
+    }
+
+    pub fn memory_usage(&self) -> Option<u64> {
         let dir = self.leaf_of("memory")?;
-        let usage = fs::read(dir, "memory.usage_in_bytes").ok()?.parse().ok()?;
-        Some((usage, self.oom_kills()?))
+        fs::read(dir, "memory.usage_in_bytes").ok()?.parse().ok()
     }
 
     pub fn oom_kills(&self) -> Option<u64> {

@@ -25,8 +25,11 @@ impl V2Manager {
 
     /// Bytes in use and OOM kills so far.
     pub fn memory_report(&self) -> Option<(u64, u64)> {
-        let usage = fs::read(&self.leaf, "memory.current").ok()?.parse().ok()?;
-        Some((usage, self.oom_kills()?))
+        Some((self.memory_usage()?, self.oom_kills()?))
+    }
+
+    pub fn memory_usage(&self) -> Option<u64> {
+        fs::read(&self.leaf, "memory.current").ok()?.parse().ok()
     }
 
     pub fn oom_kills(&self) -> Option<u64> {

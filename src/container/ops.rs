@@ -198,7 +198,10 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
     }
     let resources = crate::spec::resources(limits)?;
     let touches_memory = limits.memory.is_some() || limits.memory_soft.is_some();
-    let oom_before = if touches_memory {
+    // Only cgroup v2's memory.max OOM-kills when a write lowers it below the usage: v1 reclaims
+    // or refuses with EBUSY (below), so there the kills are not counted around the write.
+    let counts_oom = touches_memory && st.cgroup.is_v2();
+    let oom_before = if counts_oom {
         st.cgroup.oom_kills()
     } else {
         None
@@ -216,11 +219,14 @@ pub fn update(paths: &Paths, query: &str, limits: &Limits) -> Result<UpdateRepor
     })?;
     let mut memory_usage = None;
     let mut oom_kills = None;
-    if touches_memory {
+    if counts_oom {
         if let Some((usage, kills)) = st.cgroup.memory_report() {
             memory_usage = Some(usage);
             oom_kills = Some(kills.saturating_sub(oom_before.unwrap_or(kills)));
         }
+    } else if touches_memory {
+        memory_usage = st.cgroup.memory_usage();
+        oom_kills = memory_usage.map(|_| 0);
     }
     st.limits.merge(limits);
     state::save(paths, &st)?;
