@@ -78,7 +78,8 @@ fn top_shows_each_running_container_with_sparklines_and_quits_on_q() {
             .and_then(|t| t.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{title}"));
-        if ms > 100.0
+        // Any throttling at all: on a loaded machine the spinner may not even get its half CPU.
+        if ms > 0.0
             && screen
                 .iter()
                 .any(|l| l.contains(" CPU ") && !l.contains(" CPU 0.0%"))
