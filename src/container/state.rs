@@ -278,8 +278,8 @@ pub fn load_locked(paths: &Paths, id: &str) -> Result<(Lock, State), StateError>
     Ok((lock, load(paths, id)?))
 }
 
-/// The id of the container a user means, in Docker's order: its full id, its name, or a unique
-/// prefix of the id. (An OCI client's exact id is never taken for a poc container's name.)
+/// The id of the container a user means, in Docker's order: its full id (an OCI container's id
+/// too), its name, or a unique prefix of the id.
 pub fn resolve(paths: &Paths, query: &str) -> Result<String, StateError> {
     if ContainerId::parse(query).is_ok() && exists(paths, query) {
         return Ok(query.to_string());
