@@ -86,17 +86,32 @@ fn container_id(env: &Env, name: &str) -> String {
 /// every other process's descriptors, cwd and exe for the host marker and poc's binary; runs `exec`
 /// in the container `rounds` times meanwhile, each expected to exit with `code`; and asserts the
 /// scanner never got out (it stops, and its container with it, once it does).
-fn exec_under_watch(env: &Env, name: &str, setup: &str, exec: &[&str], rounds: usize, code: i32) {
+#[allow(clippy::too_many_arguments)]
+fn exec_under_watch(
+    env: &Env,
+    name: &str,
+    flags: &[&str],
+    setup: &str,
+    exec: &[&str],
+    rounds: usize,
+    code: i32,
+) {
     let marker = host_marker(env);
+    // A mount only the host has, named by the token: seen in a process's mountinfo, it is the
+    // host's mount table.
+    let _mount = HostMount::new(&env.dir.path().join("host-mount"), &marker.token);
     let poc = std::fs::metadata(env!("CARGO_BIN_EXE_poc")).unwrap();
+    // With CAP_SYS_PTRACE the process's exe, poc's binary until it execs, can be opened: such a
+    // container can trace that process, which is not yet confined (as with runc); not checked.
+    let (dev, ino) = match flags.contains(&"SYS_PTRACE") {
+        true => (0, 0),
+        false => (poc.dev(), poc.ino()),
+    };
     let script = format!(
-        "{setup} exec /attack/attack fdscan 1000000000 {} {} {} {}",
-        marker.path,
-        marker.token,
-        poc.dev(),
-        poc.ino()
+        "{setup} exec /attack/attack fdscan 1000000000 {} {} {dev} {ino}",
+        marker.path, marker.token,
     );
-    attacker(env, name, &[], &["sh", "-c", &script]);
+    attacker(env, name, flags, &["sh", "-c", &script]);
     let mut args = vec!["exec", name];
     args.extend_from_slice(exec);
     for round in 0..rounds {
@@ -119,11 +134,94 @@ fn exec_under_watch(env: &Env, name: &str, setup: &str, exec: &[&str], rounds: u
     assert!(env.poc(&["rm", "-f", name]).status.success());
 }
 
+/// A tmpfs mounted on the host for a test, its source `source`; unmounted when dropped.
+struct HostMount(std::path::PathBuf);
+
+impl HostMount {
+    fn new(dir: &Path, source: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        nix::mount::mount(
+            Some(source),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=4k"),
+        )
+        .unwrap();
+        HostMount(dir.to_path_buf())
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 #[test]
 fn a_process_watching_proc_during_exec_finds_no_host_descriptor_or_poc_binary() {
     let env = Env::with_busybox();
     // The review saw the cgroup directory fd after 3 to 52 execs.
-    exec_under_watch(&env, "watcher", "", &["true"], 150, 0);
+    exec_under_watch(&env, "watcher", &[], "", &["true"], 150, 0);
+    env.assert_clean();
+}
+
+#[test]
+fn an_exec_is_never_seen_in_the_container_with_the_hosts_root_or_mounts() {
+    // The review's way out: the exec'd process waited for poc's go in the container's pid
+    // namespace but the host's mount namespace. Any container read the host's mount table through
+    // its /proc/PID/mountinfo; one with CAP_SYS_PTRACE walked the host's files through its root.
+    let env = Env::with_busybox();
+    exec_under_watch(
+        &env,
+        "tracer",
+        &["--cap-add", "SYS_PTRACE"],
+        "",
+        &["true"],
+        60,
+        0,
+    );
+    exec_under_watch(&env, "reader", &[], "", &["true"], 60, 0);
+    env.assert_clean();
+}
+
+#[test]
+fn neither_run_nor_exec_hands_the_callers_session_keyring_to_the_container() {
+    // The review's leak: `poc exec` kept the caller's session keyring, whose keys a container
+    // allowed keyctl (seccomp unconfined) could read.
+    let env = Env::with_busybox();
+    let caller = format!("poc-test-caller-{}", std::process::id());
+    let in_callers_keyring = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        let name = std::ffi::CString::new(caller.clone()).unwrap();
+        // SAFETY: one keyctl(2) between fork and exec; the session keyring is kept across exec.
+        unsafe {
+            cmd.pre_exec(
+                move || match libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) {
+                    -1 => Err(std::io::Error::last_os_error()),
+                    _ => Ok(()),
+                },
+            );
+        }
+        let out = cmd.output().unwrap();
+        let text = stdout(&out);
+        assert!(
+            text.contains("session keyring keyring;"),
+            "{args:?}: {text}{}",
+            stderr(&out)
+        );
+        assert!(!text.contains(&caller), "{args:?}: {text}");
+    };
+    let unconfined = ["--security-opt", "seccomp=unconfined"];
+    let run = attack_args(
+        &["run", "--rm"],
+        &unconfined,
+        &["/attack/attack", "keyring"],
+    );
+    in_callers_keyring(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    attacker(&env, "keys", &unconfined, &["sleep", "1000"]);
+    in_callers_keyring(&["exec", "keys", "/attack/attack", "keyring"]);
+    assert!(env.poc(&["rm", "-f", "keys"]).status.success());
     env.assert_clean();
 }
 
@@ -134,7 +232,7 @@ fn a_command_interpreted_by_proc_self_exe_never_runs_or_exposes_poc() {
     // Here the interpreter is the sealed stub, which refuses such a command line (127).
     let env = Env::with_busybox();
     let setup = "printf '#!/proc/self/exe\\n' > /evil && chmod +x /evil &&";
-    exec_under_watch(&env, "hijack", setup, &["/evil"], 40, 127);
+    exec_under_watch(&env, "hijack", &[], setup, &["/evil"], 40, 127);
     env.assert_clean();
 }
 

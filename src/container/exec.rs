@@ -110,17 +110,18 @@ pub fn spawn_in(
     let cfg = ChildConfig {
         join_cgroups: st.cgroup.self_join_files(),
         spec,
-        role: Role::Exec { namespaces },
+        role: Role::Exec {
+            namespaces,
+            pid: pid_ns,
+            new_keyring: true,
+        },
         stdio,
         seccomp: seccomp.as_ref(),
         preserve_fds,
         gate: None,
         hooks: None,
     };
-    // Joining a pid namespace applies to the children cloned afterwards, not to poc itself.
-    let child = process::spawn_in_pid_namespace(pid_ns.as_ref(), || {
-        process::spawn(cfg, cgroup_fd.as_ref())
-    })?;
+    let child = process::spawn(cfg, cgroup_fd.as_ref())?;
     if let Err(e) = st.cgroup.add_task(child.pid.as_raw(), child.born_in_cgroup) {
         let _ = nix::sys::signal::kill(child.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(child.pid, None);

@@ -10,7 +10,7 @@ mod stdio;
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::ResolveFlag;
@@ -131,6 +131,32 @@ fn setup_and_exec(
     exec_through_stub(sys, sock, stub, &path, &args, &env)
 }
 
+/// The intermediate of an exec (see process::clone_exec), in poc's own pid namespace: closes what
+/// the process must not inherit, joins the container's v1 cgroups, then its namespaces (the mount
+/// namespace last), then, for the process it clones next, its pid namespace.
+pub(super) fn enter_for_exec(cfg: &mut ChildConfig, keep: &[RawFd]) -> Result<(), String> {
+    stdio::close_poc_descriptors(&LinuxSyscall, cfg, keep)
+        .map_err(|e| format!("closing poc's descriptors: {e}"))?;
+    enter_for_exec_steps(cfg).map_err(|e| e.to_string())
+}
+
+fn enter_for_exec_steps(cfg: &mut ChildConfig) -> Result<(), InitError> {
+    join_cgroups(&std::mem::take(&mut cfg.join_cgroups))?;
+    let Role::Exec {
+        namespaces, pid, ..
+    } = &mut cfg.role
+    else {
+        return Ok(());
+    };
+    join_namespaces(&LinuxSyscall, &std::mem::take(namespaces))?;
+    if let Some(pid) = pid.take() {
+        LinuxSyscall
+            .set_namespace(pid.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|e| setup_err("joining the pid namespace")(&e))?;
+    }
+    Ok(())
+}
+
 /// cgroup v1 `tasks` files: the child joins them itself, before anything else.
 fn join_cgroups(files: &[PathBuf]) -> Result<(), InitError> {
     for file in files {
@@ -161,8 +187,18 @@ fn enter_container(
             join,
             new_keyring,
         } => (root, *network, cgroups, join, *new_keyring),
-        // The mount namespace comes last: joining it moves root and cwd into the container.
-        Role::Exec { namespaces } => return join_namespaces(sys, namespaces),
+        // Joined by the intermediate already (see process::clone_exec): none are left here.
+        Role::Exec {
+            namespaces,
+            new_keyring,
+            ..
+        } => {
+            join_namespaces(sys, namespaces)?;
+            return match new_keyring {
+                true => join_new_session_keyring(),
+                false => Ok(()),
+            };
+        }
     };
     join_namespaces(sys, join)?;
     if new_keyring {

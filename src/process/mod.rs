@@ -68,9 +68,13 @@ pub enum Role {
         new_keyring: bool,
     },
     /// A process joining a running container (`poc exec`): its namespaces, opened from the init's
-    /// /proc/PID/ns (the pid namespace is joined by the parent before cloning).
+    /// /proc/PID/ns, the mount namespace last. See [`spawn`] for who joins which.
     Exec {
         namespaces: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+        /// The pid namespace the process is born in (none: poc's own).
+        pid: Option<OwnedFd>,
+        /// Join a new session keyring, so that the process never sees the caller's keys.
+        new_keyring: bool,
     },
 }
 
@@ -265,7 +269,7 @@ pub struct Release<'a> {
 /// The child is born undumpable (the flag is inherited from this process, which sets it first):
 /// until its command runs, a process in the container cannot open its /proc/PID/fd, cwd, root or
 /// exe, which are the host's. Its first act is to close every descriptor it does not need.
-pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, ProcessError> {
+pub fn spawn(mut cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, ProcessError> {
     nix::sys::prctl::set_dumpable(false).map_err(ProcessError::Sync)?;
     let stub = stub::memfd()?;
     let command = cfg
@@ -282,17 +286,19 @@ pub fn spawn(cfg: ChildConfig, cgroup_dir: Option<&OwnedFd>) -> Result<Child, Pr
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(ProcessError::Sync)?;
-    let flags = match cfg.role {
-        Role::Init { .. } => namespace_flags(cfg.spec),
-        Role::Exec { .. } => 0,
+    let cgroup = cgroup_dir.map(|fd| fd.as_raw_fd());
+    let (pid, born_in_cgroup) = match cfg.role {
+        Role::Init { .. } => {
+            let cloned = clone_child(namespace_flags(cfg.spec), cgroup);
+            let (pid, born) = cloned.map_err(ProcessError::Clone)?;
+            if pid == 0 {
+                drop(parent_sock);
+                init::run(&cfg, child_sock, stub);
+            }
+            (pid, born)
+        }
+        Role::Exec { .. } => clone_exec(&mut cfg, cgroup, &parent_sock, child_sock, stub)?,
     };
-    let (pid, born_in_cgroup) =
-        clone_child(flags, cgroup_dir.map(|fd| fd.as_raw_fd())).map_err(ProcessError::Clone)?;
-    if pid == 0 {
-        drop(parent_sock);
-        init::run(&cfg, child_sock, stub);
-    }
-    drop(child_sock);
     let oom_score_adj = cfg.spec.process().as_ref().and_then(|p| p.oom_score_adj());
     drop(cfg);
     if let Some(adj) = oom_score_adj {
@@ -495,11 +501,77 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Fork-like clone3 (no new stack): returns 0 in the child. Falls back to plain clone3 when the kernel
 /// refuses CLONE_INTO_CGROUP, and to clone(2) on kernels without clone3.
+/// Clones a process that joins a running container (`poc exec`) so that it is never seen in the
+/// container before it is inside. Cloned straight into the container's pid namespace, it would
+/// wait there for poc's go with the host's root, mounts and network: any process of the container
+/// could read the host's mount table and sockets through its /proc/PID, and one with
+/// CAP_SYS_PTRACE could walk the host's files through its root or through a directory
+/// descriptor it inherited (the cgroup2 leaf's climbs to the host's root). So an intermediate
+/// child, born in the cgroup2 leaf but in poc's own pid namespace (invisible to the container),
+/// closes every descriptor the process does not need, joins the container's v1 cgroups and
+/// namespaces (the mount namespace last, which moves its root and cwd into the container) and,
+/// for its children, the pid namespace; then clones the process as poc's own child
+/// (CLONE_PARENT), reports its pid and exits.
+fn clone_exec(
+    cfg: &mut ChildConfig,
+    cgroup: Option<RawFd>,
+    parent_sock: &OwnedFd,
+    child_sock: OwnedFd,
+    stub: OwnedFd,
+) -> Result<(i32, bool), ProcessError> {
+    let (report_r, report_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ProcessError::Sync)?;
+    let (middle, born_in_cgroup) = clone_child(0, cgroup).map_err(ProcessError::Clone)?;
+    if middle == 0 {
+        // Only poc holds the parent's end: the process sees its channel close if poc dies.
+        let _ = nix::unistd::close(parent_sock.as_raw_fd());
+        drop(report_r);
+        let keep = [
+            child_sock.as_raw_fd(),
+            stub.as_raw_fd(),
+            report_w.as_raw_fd(),
+        ];
+        let report = match init::enter_for_exec(cfg, &keep) {
+            Ok(()) => match clone_child(libc::CLONE_PARENT as u64, None) {
+                Ok((0, _)) => {
+                    drop(report_w);
+                    init::run(cfg, child_sock, stub);
+                }
+                Ok((pid, _)) => [&[b'P'][..], &pid.to_le_bytes()].concat(),
+                Err(e) => format!("Eclone: {e}").into_bytes(),
+            },
+            Err(e) => format!("E{e}").into_bytes(),
+        };
+        let _ = nix::unistd::write(&report_w, &report);
+        // SAFETY: _exit skips the parent's atexit handlers and buffered streams, which are not ours.
+        unsafe { libc::_exit(0) }
+    }
+    drop(report_w);
+    let mut report = Vec::new();
+    let read = std::io::Read::read_to_end(&mut std::fs::File::from(report_r), &mut report);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(middle), None);
+    read.map_err(|e| ProcessError::Sync(nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    match report.as_slice() {
+        [b'P', pid @ ..] if pid.len() == 4 => {
+            let pid = i32::from_le_bytes([pid[0], pid[1], pid[2], pid[3]]);
+            Ok((pid, born_in_cgroup))
+        }
+        [b'E', message @ ..] => Err(ProcessError::Init {
+            code: 125,
+            message: String::from_utf8_lossy(message).into_owned(),
+        }),
+        _ => Err(ProcessError::Sync(nix::Error::EPIPE)),
+    }
+}
+
 fn clone_child(flags: u64, cgroup: Option<RawFd>) -> nix::Result<(i32, bool)> {
+    // A sibling (CLONE_PARENT) gets the caller's own exit signal; clone3 wants none named.
+    let sibling = flags & libc::CLONE_PARENT as u64 != 0;
+    let exit_signal = if sibling { 0 } else { libc::SIGCHLD as u64 };
     let call = |flags: u64, cgroup: Option<RawFd>| -> nix::Result<i32> {
         let mut args = CloneArgs {
             flags,
-            exit_signal: libc::SIGCHLD as u64,
+            exit_signal,
             ..Default::default()
         };
         if let Some(fd) = cgroup {
@@ -526,8 +598,7 @@ fn clone_child(flags: u64, cgroup: Option<RawFd>) -> nix::Result<(i32, bool)> {
     match call(flags, None) {
         Err(nix::Error::ENOSYS) => {
             // SAFETY: clone(2) with a null stack behaves like fork.
-            let ret =
-                unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0, 0, 0, 0) };
+            let ret = unsafe { libc::syscall(libc::SYS_clone, flags | exit_signal, 0, 0, 0, 0) };
             nix::Error::result(ret).map(|pid| (pid as i32, false))
         }
         other => other.map(|pid| (pid, false)),

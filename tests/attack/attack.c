@@ -92,6 +92,29 @@ static int fdscan(int rounds, const char *marker, const char *token, dev_t dev, 
         found |= try_marker(cwd, marker, token, path);
         close(cwd);
       }
+      /* Its root (with CAP_SYS_PTRACE), and its mount table, where the host's has a mount whose
+       * source is the token. */
+      snprintf(path, sizeof path, "/proc/%s/root", p->d_name);
+      int root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (root >= 0) {
+        found |= try_marker(root, marker, token, path);
+        close(root);
+      }
+      snprintf(path, sizeof path, "/proc/%s/mountinfo", p->d_name);
+      int mounts = open(path, O_RDONLY | O_CLOEXEC);
+      if (mounts >= 0) {
+        static char table[1 << 17];
+        size_t used = 0;
+        ssize_t n;
+        while (used < sizeof table - 1 && (n = read(mounts, table + used, sizeof table - 1 - used)) > 0)
+          used += n;
+        table[used] = 0;
+        close(mounts);
+        if (strstr(table, token)) {
+          printf("ESCAPE read the host's mount table through %s\n", path);
+          found = 1;
+        }
+      }
       snprintf(path, sizeof path, "/proc/%s/fd", p->d_name);
       DIR *fds = opendir(path);
       if (!fds)
@@ -273,9 +296,21 @@ static int router_advert(const char *prefix) {
   return report("ra", rc);
 }
 
+/* keyring: describes the session keyring this process was given (keyctl KEYCTL_DESCRIBE on
+ * KEY_SPEC_SESSION_KEYRING, -3): "type;uid;gid;perm;description". */
+static int keyring(void) {
+  char desc[512] = {0};
+  long n = syscall(SYS_keyctl, 6 /* KEYCTL_DESCRIBE */, -3, desc, sizeof desc - 1);
+  if (n < 0)
+    return report("keyctl describe", -1);
+  printf("session keyring %s\n", desc);
+  fflush(stdout);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|linger|ra ...\n");
+    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|keyring|linger|ra ...\n");
     return 2;
   }
   const char *cmd = argv[1];
@@ -296,6 +331,8 @@ int main(int argc, char **argv) {
     return syscalls();
   if (!strcmp(cmd, "ra") && argc == 3)
     return router_advert(argv[2]);
+  if (!strcmp(cmd, "keyring"))
+    return keyring();
   if (!strcmp(cmd, "linger") && argc == 4)
     return linger(atoi(argv[2]), argv[3]);
   fprintf(stderr, "attack: bad arguments for %s\n", cmd);

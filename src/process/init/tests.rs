@@ -397,6 +397,8 @@ mod sequence {
                 (uts, CloneFlags::CLONE_NEWUTS),
                 (mnt, CloneFlags::CLONE_NEWNS),
             ],
+            pid: None,
+            new_keyring: false,
         };
         let started = start(&bundle.spec(true), role, None);
         let calls = &started.calls;
