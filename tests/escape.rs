@@ -226,6 +226,34 @@ fn neither_run_nor_exec_hands_the_callers_session_keyring_to_the_container() {
 }
 
 #[test]
+fn a_container_that_nests_directories_past_pocs_descriptor_limit_is_still_removed() {
+    // The review's way to make a container impossible to remove: `rm` held a descriptor per level
+    // of its writable layer, and 1100 levels exceed a limit of 1024 (EMFILE, every time).
+    let env = Env::with_busybox();
+    let nest = "i=0; while [ $i -lt 1100 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; \
+                echo x > deepest && echo nested; sleep 1000";
+    let id = env.run_detached(&["--network", "none", "busybox", "sh", "-c", nest]);
+    env.wait_for_log(&id, "nested");
+    let mut rm = env.command(&["rm", "-f", &id]);
+    // SAFETY: one setrlimit(2) between fork and exec; the limit is kept across exec.
+    unsafe {
+        rm.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let out = rm.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.assert_clean();
+}
+
+#[test]
 fn a_command_interpreted_by_proc_self_exe_never_runs_or_exposes_poc() {
     // CVE-2019-5736: a command whose interpreter is /proc/self/exe ran the runtime's own binary
     // in the container, where another process opened it through /proc/PID/exe to overwrite it.

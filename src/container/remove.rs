@@ -50,15 +50,13 @@ fn remove_layer(dir: &Path) -> std::io::Result<()> {
             remove_entry(&entry.path(), |p| std::fs::remove_file(p))?;
         }
     }
-    let remove_subdir = |sub: &PathBuf| remove_entry(sub, |p| std::fs::remove_dir_all(p));
+    let remove_subdir = |sub: &PathBuf| remove_entry(sub, crate::private::remove_tree);
     std::thread::scope(|scope| {
         // A thread that cannot be started leaves its directory to this one.
         let (started, inline): (Vec<_>, Vec<_>) = subdirs
             .iter()
             .map(|sub| {
-                // The main thread's stack size: removal recurses as deep as the container nested.
                 std::thread::Builder::new()
-                    .stack_size(8 << 20)
                     .spawn_scoped(scope, move || remove_subdir(sub))
                     .map_err(|_| sub)
             })

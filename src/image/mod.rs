@@ -188,7 +188,7 @@ impl Store {
             .join(format!(".rm-{name}-{}", std::process::id()));
         // Rename first: a half-deleted image is never visible under its name.
         std::fs::rename(&dir, &doomed).map_err(io("remove", &dir))?;
-        Ok(std::fs::remove_dir_all(&doomed).map_err(io("remove", &doomed))?)
+        Ok(crate::private::remove_tree(&doomed).map_err(io("remove", &doomed))?)
     }
 
     /// Builds `name` from `source` unless it is already installed (or `force`). The image appears
@@ -207,7 +207,7 @@ impl Store {
             .join(format!(".build-{name}-{}", std::process::id()));
         let result = self.build_into(name, source, &build);
         if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&build);
+            let _ = crate::private::remove_tree(&build);
             return Err(e);
         }
         if dir.exists() {
@@ -216,7 +216,7 @@ impl Store {
                 .join(format!(".old-{name}-{}", std::process::id()));
             std::fs::rename(&dir, &old).map_err(io("replace", &dir))?;
             std::fs::rename(&build, &dir).map_err(io("install", &dir))?;
-            std::fs::remove_dir_all(&old).map_err(io("remove", &old))?;
+            crate::private::remove_tree(&old).map_err(io("remove", &old))?;
         } else {
             std::fs::rename(&build, &dir).map_err(io("install", &dir))?;
         }
@@ -255,7 +255,7 @@ impl Store {
             if name.starts_with(".build-") || name.starts_with(".old-") || name.starts_with(".rm-")
             {
                 let path = entry.path();
-                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+                crate::private::remove_tree(&path).map_err(io("remove", &path))?;
             }
         }
         Ok(())
