@@ -39,6 +39,13 @@ impl Paths {
         self.store_root.join("containers").join(id)
     }
 
+    /// The container's hostname, hosts and resolv.conf, bound read-write into it: on the store's
+    /// disk with its layer, as Docker keeps them, never in the state root (a small tmpfs, /run,
+    /// that a container writing to its /etc/hosts could fill).
+    pub fn container_etc_dir(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("etc")
+    }
+
     pub fn container_state_dir(&self, id: &str) -> PathBuf {
         self.state_root.join("containers").join(id)
     }

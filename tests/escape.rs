@@ -254,6 +254,31 @@ fn a_container_that_nests_directories_past_pocs_descriptor_limit_is_still_remove
 }
 
 #[test]
+fn what_a_container_writes_to_its_etc_files_lands_in_the_store_not_the_state_root() {
+    // The review filled the state root (a small tmpfs under /run on real hosts) with 60 MB
+    // written to /etc/hostname, a bind mount of a file there.
+    let env = Env::with_busybox();
+    let id = env.run_detached(&["busybox", "sleep", "1000"]);
+    for file in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"] {
+        let write = format!("echo written-by-the-container >> {file}");
+        let out = env.poc(&["exec", &id, "sh", "-c", &write]);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+    }
+    let holding = |root: &Path| -> usize {
+        let out = Command::new("grep")
+            .args(["-rl", "written-by-the-container"])
+            .arg(root)
+            .output()
+            .unwrap();
+        stdout(&out).lines().count()
+    };
+    assert_eq!(holding(&env.state_root()), 0);
+    assert_eq!(holding(&env.store().join("containers").join(&id)), 3);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
 fn a_command_interpreted_by_proc_self_exe_never_runs_or_exposes_poc() {
     // CVE-2019-5736: a command whose interpreter is /proc/self/exe ran the runtime's own binary
     // in the container, where another process opened it through /proc/PID/exe to overwrite it.

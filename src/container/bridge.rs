@@ -10,14 +10,15 @@ use crate::error::io;
 use crate::network::{self, Attachment, BridgeConfig, PortMapping};
 use crate::spec::RunRequest;
 
-/// hostname, hosts and resolv.conf, bound read-write into the container from its state directory.
+/// hostname, hosts and resolv.conf, bound read-write into the container from its directory in the
+/// store.
 pub(super) fn write_etc_files(
     paths: &Paths,
     spec: &Spec,
     state: &State,
     req: &RunRequest,
 ) -> Result<(), ContainerError> {
-    let dir = paths.container_state_dir(&state.id).join("etc");
+    let dir = paths.container_etc_dir(&state.id);
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
     let hostname = spec.hostname().clone().unwrap_or_default();
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

@@ -146,8 +146,8 @@ fn create(paths: &Paths, p: &mut Prepared, stdio: ChildStdio) -> Result<Created,
     })
 }
 
-/// The state first: id and name reserved, the record and the Spec saved; for `poc run` the place
-/// on the bridge and the /etc files that name it.
+/// The state first: id and name reserved, the record saved, the container's directory in the store
+/// made, the Spec saved; for `poc run` the place on the bridge and the /etc files that name it.
 fn record(paths: &Paths, p: &mut Prepared) -> Result<(), ContainerError> {
     let state = &mut p.state;
     if state.name.is_none() && matches!(p.front, Front::Run(_)) {
@@ -158,6 +158,7 @@ fn record(paths: &Paths, p: &mut Prepared) -> Result<(), ContainerError> {
     }
     state.monitor = ProcessRef::of(std::process::id() as i32);
     state::save(paths, state)?;
+    crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
     write_config(paths, &p.spec, state)?;
     if let Front::Run(req) = &p.front {
         if let Some(bridge) = &p.bridge {
@@ -171,11 +172,9 @@ fn record(paths: &Paths, p: &mut Prepared) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// The container's directories (and the overlay's, for an image) and its cgroup with the Spec's
-/// limits.
+/// The overlay's directories (for an image) and the container's cgroup with the Spec's limits.
 fn make_layer_and_cgroup(paths: &Paths, p: &Prepared) -> Result<(), ContainerError> {
     let state = &p.state;
-    crate::private::create_dir(&state.container_dir).map_err(io("create", &state.container_dir))?;
     if let RootSource::Overlay { upper, work, .. } = &p.root {
         // The upper directory's mode is the container's `/`: 0755 inside a private directory.
         let merged = paths.container_state_dir(&state.id).join(MOUNT_POINT);

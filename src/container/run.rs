@@ -52,7 +52,7 @@ fn prepare(paths: &Paths, req: RunRequest) -> Result<Prepared, ContainerError> {
     let hierarchies = Hierarchies::detect()?;
     let id = ContainerId::generate();
     let container_dir = paths.container_dir(&id);
-    let etc_dir = paths.container_state_dir(&id).join("etc");
+    let etc_dir = paths.container_etc_dir(&id);
     // The overlay's mount point is only a name for the container's root while the init builds it
     // (after pivot_root nothing is mounted on it): it lives on the state root (a tmpfs), not beside
     // the layer on disk, where every directory costs a block to make and, on a filesystem mounted
