@@ -21,29 +21,42 @@ pub struct Args {
     container: String,
 }
 
+/// How much of the log is read at a time.
+const STEP: usize = 4 << 20;
+
 pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
     let id = state::resolve(paths, &args.container)?;
     let path = state::load(paths, &id)?.log_path();
-    let (records, mut offset) = logs::read_from(&path, 0)?;
     let mut printer = Printer {
         timestamps: args.timestamps,
         at_line_start: [true, true],
     };
-    match args.tail {
-        Some(n) => {
-            let lines = logs::lines(&records);
-            for line in &lines[lines.len().saturating_sub(n)..] {
-                printer.line(line);
+    let mut offset = 0;
+    let mut splitter = logs::Lines::default();
+    let mut last = args.tail.map(logs::LastLines::new);
+    loop {
+        let (records, next) = logs::read_from(&path, offset, STEP)?;
+        if records.is_empty() {
+            break;
+        }
+        offset = next;
+        for record in &records {
+            match &mut last {
+                Some(last) => splitter.push(record).into_iter().for_each(|l| last.push(l)),
+                None => printer.record(record),
             }
         }
-        None => records.iter().for_each(|r| printer.record(r)),
+    }
+    if let Some(mut last) = last {
+        splitter.finish().for_each(|l| last.push(l));
+        last.into_lines().iter().for_each(|l| printer.line(l));
     }
     if args.follow {
         loop {
             let running = state::load(paths, &id).is_ok_and(|s| {
                 s.status != Status::Exited && s.monitor.is_some_and(|m| m.is_alive())
             });
-            let (more, next) = logs::read_from(&path, offset)?;
+            let (more, next) = logs::read_from(&path, offset, STEP)?;
             offset = next;
             more.iter().for_each(|r| printer.record(r));
             if !running && more.is_empty() {
