@@ -31,11 +31,15 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32, super::Exit> {
         timestamps: args.timestamps,
         at_line_start: [true, true],
     };
+    // What the log holds now: a container writing faster than this prints must not keep it going
+    // (`-f` follows on from there).
+    let end = std::fs::metadata(&path).map_or(0, |m| m.len());
     let mut offset = 0;
     let mut splitter = logs::Lines::default();
     let mut last = args.tail.map(logs::LastLines::new);
-    loop {
-        let (records, next) = logs::read_from(&path, offset, STEP)?;
+    while offset < end {
+        let step = STEP.min((end - offset) as usize);
+        let (records, next) = logs::read_from(&path, offset, step)?;
         if records.is_empty() {
             break;
         }

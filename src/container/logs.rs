@@ -116,26 +116,35 @@ pub struct Line {
     pub text: Vec<u8>,
 }
 
-/// Cuts records into lines per stream as they come (a line may span records).
+/// Cuts records into lines per stream as they come (a line may span records). A line longer than
+/// [`LONGEST_LINE`] is cut there, as Docker's json-file log cuts at 16 KiB: a container writing
+/// without newlines must not make a reader hold all it wrote.
 #[derive(Default)]
 pub struct Lines {
     open: [Option<Line>; 2],
 }
+
+pub const LONGEST_LINE: usize = 16 << 10;
 
 impl Lines {
     /// The lines `record` completes.
     pub fn push(&mut self, record: &Record) -> Vec<Line> {
         let mut done = Vec::new();
         let slot = &mut self.open[record.stream as usize];
-        for piece in record.data.split_inclusive(|&b| b == b'\n') {
-            let line = slot.get_or_insert_with(|| Line {
-                time_ns: record.time_ns,
-                stream: record.stream,
-                text: Vec::new(),
-            });
-            line.text.extend_from_slice(piece);
-            if piece.ends_with(b"\n") {
-                done.extend(slot.take());
+        for mut piece in record.data.split_inclusive(|&b| b == b'\n') {
+            while !piece.is_empty() {
+                let line = slot.get_or_insert_with(|| Line {
+                    time_ns: record.time_ns,
+                    stream: record.stream,
+                    text: Vec::new(),
+                });
+                let room = LONGEST_LINE - line.text.len();
+                let (now, rest) = piece.split_at(piece.len().min(room));
+                line.text.extend_from_slice(now);
+                if now.ends_with(b"\n") || line.text.len() == LONGEST_LINE {
+                    done.extend(slot.take());
+                }
+                piece = rest;
             }
         }
         done
@@ -272,5 +281,12 @@ mod tests {
         splitter.finish().for_each(|l| last.push(l));
         let texts: Vec<Vec<u8>> = last.into_lines().into_iter().map(|l| l.text).collect();
         assert_eq!(texts, [b"e2\n".to_vec(), b"e3".to_vec()]);
+        // A line without end is cut at LONGEST_LINE.
+        let mut splitter = Lines::default();
+        let long = vec![b'x'; LONGEST_LINE * 2 + 5];
+        let done = splitter.push(&record(6, Stream::Stdout, &long));
+        assert_eq!(done.len(), 2);
+        assert!(done.iter().all(|l| l.text.len() == LONGEST_LINE));
+        assert_eq!(splitter.finish().next().unwrap().text.len(), 5);
     }
 }
