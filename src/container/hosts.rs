@@ -60,7 +60,7 @@ fn is_live_member(s: &State, bridge: &BridgeConfig) -> bool {
 
 fn member(paths: &Paths, s: &State) -> Option<Member> {
     let attachment = s.network.as_ref()?;
-    let etc = paths.container_etc_dir(&s.id);
+    let etc = s.container_dir.join("etc");
     // From the config poc wrote, never from etc/hostname: the container can write that file (it is
     // its /etc/hostname), and whatever it holds would become lines in the other members' hosts.
     let spec = super::load_config(paths, &s.id).ok()?;
