@@ -230,10 +230,10 @@ fn a_container_that_nests_directories_past_pocs_descriptor_limit_is_still_remove
     // The review's way to make a container impossible to remove: `rm` held a descriptor per level
     // of its writable layer, and 1100 levels exceed a limit of 1024 (EMFILE, every time).
     let env = Env::with_busybox();
-    let nest = "i=0; while [ $i -lt 1100 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; \
-                echo x > deepest && echo nested; sleep 1000";
-    let id = env.run_detached(&["--network", "none", "busybox", "sh", "-c", nest]);
-    env.wait_for_log(&id, "nested");
+    let nest = "/attack/attack nest 1100 /root && sleep 1000";
+    attacker(&env, "nester", &[], &["sh", "-c", nest]);
+    let id = container_id(&env, "nester");
+    env.wait_for_log(&id, "nested 1100");
     let mut rm = env.command(&["rm", "-f", &id]);
     // SAFETY: one setrlimit(2) between fork and exec; the limit is kept across exec.
     unsafe {
@@ -274,6 +274,33 @@ fn what_a_container_writes_to_its_etc_files_lands_in_the_store_not_the_state_roo
     };
     assert_eq!(holding(&env.state_root()), 0);
     assert_eq!(holding(&env.store().join("containers").join(&id)), 3);
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
+fn an_exec_never_opens_the_containers_dev_null_with_the_callers_descriptors() {
+    // The second review's find: the exec'd process opened /dev/null for its stdin inside the
+    // container, where root made it a link to /proc/self/fd/2, which was then still the caller's
+    // stderr: the process got the caller's terminal or file, read-write.
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "busybox",
+        "sh",
+        "-c",
+        "rm /dev/null && ln -s /proc/self/fd/2 /dev/null && echo swapped; sleep 1000",
+    ]);
+    env.wait_for_log(&id, "swapped");
+    let caller_stderr = env.dir.path().join("callers-stderr");
+    let file = std::fs::File::create(&caller_stderr).unwrap();
+    let out = env
+        .command(&["exec", &id, "readlink", "/proc/self/fd/0"])
+        .stderr(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdin = stdout(&out);
+    assert!(!stdin.contains("callers-stderr"), "stdin is {stdin}");
     assert!(env.poc(&["rm", "-f", &id]).status.success());
     env.assert_clean();
 }

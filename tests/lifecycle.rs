@@ -214,6 +214,32 @@ fn an_init_that_renames_itself_to_bytes_not_utf8_and_a_fake_state_is_still_runni
 }
 
 #[test]
+fn exec_reaches_a_container_at_its_pids_limit() {
+    // A clone inside a cgroup fails at pids.max; the owner must still get in to clean up.
+    let env = Env::with_busybox();
+    let id = env.run_detached(&[
+        "--pids",
+        "4",
+        "busybox",
+        "sh",
+        "-c",
+        // The shell and three sleeps: four processes, the limit.
+        "sleep 1000 & sleep 1000 & sleep 1000 & echo forked; wait",
+    ]);
+    env.wait_for_log(&id, "forked");
+    let refused = env.poc(&["exec", &id, "sh", "-c", "sleep 1 & echo forked"]);
+    assert!(
+        stderr(&refused).contains("can't fork"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = env.poc(&["exec", &id, "echo", "inside"]);
+    assert_eq!(stdout(&out), "inside\n", "{}", stderr(&out));
+    assert!(env.poc(&["rm", "-f", &id]).status.success());
+    env.assert_clean();
+}
+
+#[test]
 fn a_foreground_container_is_kept_as_exited_with_its_logs_until_rm() {
     let env = Env::with_busybox();
     let out = env.poc(&[

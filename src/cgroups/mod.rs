@@ -165,6 +165,16 @@ impl Manager {
         }
     }
 
+    /// The v1 pids leaf's `tasks` file. A process poc starts in a running container (`exec`) joins
+    /// that leaf after it is cloned, not before: a clone inside fails at pids.max, where a move
+    /// passes it, so the container's owner could not exec into a fork-bombed container.
+    pub fn pids_tasks_file(&self) -> Option<PathBuf> {
+        match self {
+            Manager::V1(m) => m.pids_tasks_file(),
+            Manager::V2(_) => None,
+        }
+    }
+
     /// The files a single-threaded process writes `0` to, to move itself into the v1 leaves.
     ///
     /// Moving another process (its pid into `cgroup.procs`) takes the kernel's global threadgroup

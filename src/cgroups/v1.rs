@@ -50,6 +50,10 @@ impl V1Manager {
             .collect()
     }
 
+    pub fn pids_tasks_file(&self) -> Option<PathBuf> {
+        Some(self.leaf_of("pids")?.join("tasks"))
+    }
+
     /// Bytes in use and OOM kills so far, from the memory hierarchy.
     pub fn memory_report(&self) -> Option<(u64, u64)> {
         Some((self.memory_usage()?, self.oom_kills()?))

@@ -107,13 +107,27 @@ pub fn spawn_in(
     // The container's own filter: an exec'd process is no less confined than its init.
     let seccomp = super::compile_seccomp(paths, spec)?;
     let cgroup_fd = st.cgroup.clone_into_fd();
+    let pids_tasks = st.cgroup.pids_tasks_file();
+    let pids_tasks_fd = match &pids_tasks {
+        Some(file) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(file)
+                .map(OwnedFd::from)
+                .map_err(crate::error::io("open", file))?,
+        ),
+        None => None,
+    };
+    let mut join_cgroups = st.cgroup.self_join_files();
+    join_cgroups.retain(|file| Some(file) != pids_tasks.as_ref());
     let cfg = ChildConfig {
-        join_cgroups: st.cgroup.self_join_files(),
+        join_cgroups,
         spec,
         role: Role::Exec {
             namespaces,
             pid: pid_ns,
             new_keyring: true,
+            pids_tasks: pids_tasks_fd,
         },
         stdio,
         seccomp: seccomp.as_ref(),

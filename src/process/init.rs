@@ -18,7 +18,9 @@ use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::syscall::{LinuxSyscall, Syscall};
-use super::{ChildConfig, Role, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_HOOKS_DONE, MSG_READY};
+use super::{
+    ChildConfig, ChildStdio, Role, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_HOOKS_DONE, MSG_READY,
+};
 use stdio::{attach_terminal, isolate_descriptors};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -54,7 +56,7 @@ fn setup_err(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> InitError + '
 pub fn run(cfg: &ChildConfig, sock: OwnedFd, stub: OwnedFd) -> ! {
     // A panic must not unwind into the parent's frames, which this forked child still has.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        isolate_descriptors(&LinuxSyscall, cfg, &sock, &stub)?;
+        isolate_descriptors(&LinuxSyscall, cfg, &sock, &stub, &[])?;
         setup_and_exec(&LinuxSyscall, cfg, &sock, &stub)
     }));
     let (code, message) = match result {
@@ -131,16 +133,32 @@ fn setup_and_exec(
     exec_through_stub(sys, sock, stub, &path, &args, &env)
 }
 
-/// The intermediate of an exec (see process::clone_exec), in poc's own pid namespace: closes what
-/// the process must not inherit, joins the container's v1 cgroups, then its namespaces (the mount
-/// namespace last), then, for the process it clones next, its pid namespace.
-pub(super) fn enter_for_exec(cfg: &mut ChildConfig, keep: &[RawFd]) -> Result<(), String> {
-    stdio::close_poc_descriptors(&LinuxSyscall, cfg, keep)
-        .map_err(|e| format!("closing poc's descriptors: {e}"))?;
-    enter_for_exec_steps(cfg).map_err(|e| e.to_string())
+/// The intermediate of an exec (see process::clone_exec), in poc's own pid namespace: puts the
+/// process's stdio in place and closes what it must not inherit, joins the container's v1 cgroups
+/// (but the pids one, which poc moves the process into: a clone there fails at pids.max), then its
+/// namespaces (the mount namespace last), then, for the process it clones next, its pid namespace.
+pub(super) fn enter_for_exec(
+    cfg: &mut ChildConfig,
+    sock: &OwnedFd,
+    stub: &OwnedFd,
+    keep: &[RawFd],
+) -> Result<(), String> {
+    enter_for_exec_steps(cfg, sock, stub, keep).map_err(|e| e.to_string())
 }
 
-fn enter_for_exec_steps(cfg: &mut ChildConfig) -> Result<(), InitError> {
+fn enter_for_exec_steps(
+    cfg: &mut ChildConfig,
+    sock: &OwnedFd,
+    stub: &OwnedFd,
+    keep: &[RawFd],
+) -> Result<(), InitError> {
+    // Here, in the host's mount namespace: the process's stdio is put in place (a /dev/null opened
+    // in the container, where its root could make it a link to /proc/self/fd/2, would reopen the
+    // caller's terminal), and every descriptor it does not need is closed.
+    isolate_descriptors(&LinuxSyscall, cfg, sock, stub, keep)?;
+    // The stdio descriptors are on 0-2 now, their old numbers closed: not dropped (a number may be
+    // reused by then), and the process inherits 0-2 as they are.
+    std::mem::forget(std::mem::replace(&mut cfg.stdio, ChildStdio::Inherit));
     join_cgroups(&std::mem::take(&mut cfg.join_cgroups))?;
     let Role::Exec {
         namespaces, pid, ..
@@ -191,8 +209,13 @@ fn enter_container(
         Role::Exec {
             namespaces,
             new_keyring,
+            pids_tasks,
             ..
         } => {
+            if let Some(tasks) = pids_tasks {
+                nix::unistd::write(tasks, b"0")
+                    .map_err(|e| setup_err("joining the pids cgroup")(&e))?;
+            }
             join_namespaces(sys, namespaces)?;
             return match new_keyring {
                 true => join_new_session_keyring(),

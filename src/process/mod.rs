@@ -75,6 +75,9 @@ pub enum Role {
         pid: Option<OwnedFd>,
         /// Join a new session keyring, so that the process never sees the caller's keys.
         new_keyring: bool,
+        /// The v1 pids leaf's `tasks`, opened by poc: the process writes `0` to it first thing
+        /// (see `cgroups::Manager::pids_tasks_file`).
+        pids_tasks: Option<OwnedFd>,
     },
 }
 
@@ -499,8 +502,6 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Fork-like clone3 (no new stack): returns 0 in the child. Falls back to plain clone3 when the kernel
-/// refuses CLONE_INTO_CGROUP, and to clone(2) on kernels without clone3.
 /// Clones a process that joins a running container (`poc exec`) so that it is never seen in the
 /// container before it is inside. Cloned straight into the container's pid namespace, it would
 /// wait there for poc's go with the host's root, mounts and network: any process of the container
@@ -508,10 +509,10 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// CAP_SYS_PTRACE could walk the host's files through its root or through a directory
 /// descriptor it inherited (the cgroup2 leaf's climbs to the host's root). So an intermediate
 /// child, born in the cgroup2 leaf but in poc's own pid namespace (invisible to the container),
-/// closes every descriptor the process does not need, joins the container's v1 cgroups and
-/// namespaces (the mount namespace last, which moves its root and cwd into the container) and,
-/// for its children, the pid namespace; then clones the process as poc's own child
-/// (CLONE_PARENT), reports its pid and exits.
+/// puts the process's stdio in place and closes every other descriptor, joins the container's
+/// v1 cgroups and namespaces (the mount namespace last, which moves its root and cwd into the
+/// container) and, for its children, the pid namespace; then clones the process as poc's own
+/// child (CLONE_PARENT), reports its pid and exits.
 fn clone_exec(
     cfg: &mut ChildConfig,
     cgroup: Option<RawFd>,
@@ -526,25 +527,7 @@ fn clone_exec(
         // Only poc holds the parent's end: the process sees its channel close if poc dies.
         let _ = nix::unistd::close(parent_sock.as_raw_fd());
         drop(report_r);
-        let keep = [
-            child_sock.as_raw_fd(),
-            stub.as_raw_fd(),
-            report_w.as_raw_fd(),
-        ];
-        let report = match init::enter_for_exec(cfg, &keep) {
-            Ok(()) => match clone_child(libc::CLONE_PARENT as u64, None) {
-                Ok((0, _)) => {
-                    drop(report_w);
-                    init::run(cfg, child_sock, stub);
-                }
-                Ok((pid, _)) => [&[b'P'][..], &pid.to_le_bytes()].concat(),
-                Err(e) => format!("Eclone: {e}").into_bytes(),
-            },
-            Err(e) => format!("E{e}").into_bytes(),
-        };
-        let _ = nix::unistd::write(&report_w, &report);
-        // SAFETY: _exit skips the parent's atexit handlers and buffered streams, which are not ours.
-        unsafe { libc::_exit(0) }
+        intermediate(cfg, child_sock, stub, report_w);
     }
     drop(report_w);
     let mut report = Vec::new();
@@ -564,6 +547,34 @@ fn clone_exec(
     }
 }
 
+/// The intermediate's part of [`clone_exec`]: enters the container, clones the process, writes
+/// `P` and its pid (or `E` and what failed) to `report`, and exits.
+fn intermediate(cfg: &mut ChildConfig, sock: OwnedFd, stub: OwnedFd, report: OwnedFd) -> ! {
+    // A panic must not unwind into the parent's frames, which this forked child still has.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        init::enter_for_exec(cfg, &sock, &stub, &[report.as_raw_fd()])?;
+        match clone_child(libc::CLONE_PARENT as u64, None) {
+            Ok((0, _)) => {
+                // The report is the intermediate's to write (and poc's to see end with it).
+                let _ = nix::unistd::close(report.as_raw_fd());
+                init::run(cfg, sock, stub);
+            }
+            Ok((pid, _)) => Ok(pid),
+            Err(e) => Err(format!("clone: {e}")),
+        }
+    }));
+    let message = match outcome {
+        Ok(Ok(pid)) => [&[b'P'][..], &pid.to_le_bytes()].concat(),
+        Ok(Err(e)) => format!("E{e}").into_bytes(),
+        Err(_) => b"Epoc exec's intermediate process panicked".to_vec(),
+    };
+    let _ = nix::unistd::write(&report, &message);
+    // SAFETY: _exit skips the parent's atexit handlers and buffered streams, which are not ours.
+    unsafe { libc::_exit(0) }
+}
+
+/// Fork-like clone3 (no new stack): returns 0 in the child. Falls back to plain clone3 when the kernel
+/// refuses CLONE_INTO_CGROUP, and to clone(2) on kernels without clone3.
 fn clone_child(flags: u64, cgroup: Option<RawFd>) -> nix::Result<(i32, bool)> {
     // A sibling (CLONE_PARENT) gets the caller's own exit signal; clone3 wants none named.
     let sibling = flags & libc::CLONE_PARENT as u64 != 0;

@@ -296,6 +296,24 @@ static int router_advert(const char *prefix) {
   return report("ra", rc);
 }
 
+/* nest N DIR: N directories, each in the last, from DIR (each made and entered by a relative name,
+ * so the depth is not limited by PATH_MAX). */
+static int nest(int n, const char *dir) {
+  if (report("chdir", chdir(dir)))
+    return 1;
+  for (int i = 0; i < n; i++) {
+    if (mkdir("d", 0755) < 0 || chdir("d") < 0)
+      return report("nest", -1);
+  }
+  int fd = open("deepest", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return report("deepest", -1);
+  close(fd);
+  printf("nested %d\n", n);
+  fflush(stdout);
+  return 0;
+}
+
 /* keyring: describes the session keyring this process was given (keyctl KEYCTL_DESCRIBE on
  * KEY_SPEC_SESSION_KEYRING, -3): "type;uid;gid;perm;description". */
 static int keyring(void) {
@@ -310,7 +328,7 @@ static int keyring(void) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|keyring|linger|ra ...\n");
+    fprintf(stderr, "usage: attack fdscan|climb|cgroup-raise|opendev|syscalls|nest|keyring|linger|ra ...\n");
     return 2;
   }
   const char *cmd = argv[1];
@@ -331,6 +349,8 @@ int main(int argc, char **argv) {
     return syscalls();
   if (!strcmp(cmd, "ra") && argc == 3)
     return router_advert(argv[2]);
+  if (!strcmp(cmd, "nest") && argc == 4)
+    return nest(atoi(argv[2]), argv[3]);
   if (!strcmp(cmd, "keyring"))
     return keyring();
   if (!strcmp(cmd, "linger") && argc == 4)

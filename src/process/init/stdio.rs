@@ -19,6 +19,7 @@ pub(super) fn isolate_descriptors(
     cfg: &ChildConfig,
     sock: &OwnedFd,
     stub: &OwnedFd,
+    extra: &[RawFd],
 ) -> Result<(), InitError> {
     let null = || {
         nix::fcntl::open(
@@ -45,10 +46,19 @@ pub(super) fn isolate_descriptors(
         ChildStdio::Inherit => {}
     }
     let mut keep = vec![sock.as_raw_fd(), stub.as_raw_fd()];
+    keep.extend_from_slice(extra);
     keep.extend(cfg.gate.as_ref().map(|fd| fd.as_raw_fd()));
     match &cfg.role {
-        Role::Exec { namespaces, .. }
-        | Role::Init {
+        Role::Exec {
+            namespaces,
+            pid,
+            pids_tasks,
+            ..
+        } => {
+            keep.extend(namespaces.iter().map(|(fd, _)| fd.as_raw_fd()));
+            keep.extend(pid.iter().chain(pids_tasks).map(|fd| fd.as_raw_fd()));
+        }
+        Role::Init {
             join: namespaces, ..
         } => {
             keep.extend(namespaces.iter().map(|(fd, _)| fd.as_raw_fd()));
@@ -67,40 +77,6 @@ pub(super) fn isolate_descriptors(
             .map_err(|e| setup_err(&format!("--preserve-fds: descriptor {fd}"))(&e))?;
     }
     close_all_but(sys, &keep).map_err(|e| setup_err("closing inherited descriptors")(&e))
-}
-
-/// What an exec's intermediate keeps (see process::clone_exec): the process's own descriptors
-/// and `extra`. Everything else poc had open (a container's state directory, its lock) is closed
-/// before the process is cloned, so that the container never sees it among the process's.
-pub(super) fn close_poc_descriptors(
-    sys: &dyn Syscall,
-    cfg: &ChildConfig,
-    extra: &[RawFd],
-) -> nix::Result<()> {
-    let mut keep = extra.to_vec();
-    if let ChildStdio::Pipes {
-        stdin,
-        stdout,
-        stderr,
-    } = &cfg.stdio
-    {
-        keep.extend(
-            stdin
-                .iter()
-                .chain([stdout, stderr])
-                .map(|fd| fd.as_raw_fd()),
-        );
-    }
-    keep.extend(cfg.gate.as_ref().map(|fd| fd.as_raw_fd()));
-    if let Role::Exec {
-        namespaces, pid, ..
-    } = &cfg.role
-    {
-        keep.extend(namespaces.iter().map(|(fd, _)| fd.as_raw_fd()));
-        keep.extend(pid.as_ref().map(|fd| fd.as_raw_fd()));
-    }
-    keep.extend(3..3 + cfg.preserve_fds as RawFd);
-    close_all_but(sys, &keep)
 }
 
 /// Closes every descriptor from 3 up except those in `keep`.

@@ -150,7 +150,7 @@ mod sequence {
             hooks: None,
         };
         let recorder = Recorder::default();
-        let result = isolate_descriptors(&recorder, &cfg, &child, &stub)
+        let result = isolate_descriptors(&recorder, &cfg, &child, &stub, &[])
             .and_then(|()| setup_and_exec(&recorder, &cfg, &child, &stub));
         Started {
             calls: recorder.calls(),
@@ -399,6 +399,7 @@ mod sequence {
             ],
             pid: None,
             new_keyring: false,
+            pids_tasks: None,
         };
         let started = start(&bundle.spec(true), role, None);
         let calls = &started.calls;
