@@ -532,7 +532,7 @@ fn clone_exec(
     drop(report_w);
     let mut report = Vec::new();
     let read = std::io::Read::read_to_end(&mut std::fs::File::from(report_r), &mut report);
-    let _ = nix::sys::wait::waitpid(Pid::from_raw(middle), None);
+    while nix::sys::wait::waitpid(Pid::from_raw(middle), None) == Err(nix::Error::EINTR) {}
     read.map_err(|e| ProcessError::Sync(nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
     match report.as_slice() {
         [b'P', pid @ ..] if pid.len() == 4 => {

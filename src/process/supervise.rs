@@ -144,25 +144,34 @@ impl Supervisor {
                 }
             }
             if signals_ready {
-                if let Some(code) = self.handle_signals(pid, &relay)? {
+                // Once reaped, the process is not asked for again: a later SIGCHLD (another
+                // child's, such as an exec's intermediate) would find it gone (ECHILD).
+                let reaped = exit.is_some();
+                if let Some(code) = self.handle_signals(pid, &relay, reaped)? {
                     exit = Some((code, Instant::now()));
                 }
             }
         }
     }
 
-    fn handle_signals(&mut self, pid: Pid, relay: &Relay) -> Result<Option<i32>, ProcessError> {
+    fn handle_signals(
+        &mut self,
+        pid: Pid,
+        relay: &Relay,
+        reaped: bool,
+    ) -> Result<Option<i32>, ProcessError> {
         let mut exited = None;
         while let Ok(Some(info)) = self.signals.read_signal() {
             let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
             match signal {
-                Signal::SIGCHLD => {
+                Signal::SIGCHLD if !reaped => {
                     if let Some(code) = reap(pid)? {
                         exited = Some(code);
                     }
                 }
+                Signal::SIGCHLD => {}
                 Signal::SIGWINCH => relay.copy_window_size(),
                 other if relay.attached => {
                     let _ = nix::sys::signal::kill(pid, other);
