@@ -144,8 +144,9 @@ impl Supervisor {
                 }
             }
             if signals_ready {
-                // Once reaped, the process is not asked for again: a later SIGCHLD (another
-                // child's, such as an exec's intermediate) would find it gone (ECHILD).
+                // Once reaped, the process is not asked for again: a SIGCHLD that came after
+                // (the first may have been another child's, an exec's intermediate, and found the
+                // process already gone) would find it reaped (ECHILD).
                 let reaped = exit.is_some();
                 if let Some(code) = self.handle_signals(pid, &relay, reaped)? {
                     exit = Some((code, Instant::now()));
@@ -166,7 +167,7 @@ impl Supervisor {
                 continue;
             };
             match signal {
-                Signal::SIGCHLD if !reaped => {
+                Signal::SIGCHLD if !reaped && exited.is_none() => {
                     if let Some(code) = reap(pid)? {
                         exited = Some(code);
                     }
