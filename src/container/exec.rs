@@ -107,6 +107,7 @@ pub fn spawn_in(
     // The container's own filter: an exec'd process is no less confined than its init.
     let seccomp = super::compile_seccomp(paths, spec)?;
     let cgroup_fd = st.cgroup.clone_into_fd();
+    // Until its go, the process waits in poc's own v1 pids leaf (see pids_tasks_file).
     let pids_tasks = st.cgroup.pids_tasks_file();
     let pids_tasks_fd = match &pids_tasks {
         Some(file) => Some(

@@ -215,6 +215,9 @@ fn enter_container(
             if let Some(tasks) = pids_tasks {
                 nix::unistd::write(tasks, b"0")
                     .map_err(|e| setup_err("joining the pids cgroup")(&e))?;
+                // Closed at once: opened by poc, it would move any pid its holder names. (Its
+                // OwnedFd is never dropped here: this process execs or exits.)
+                let _ = nix::unistd::close(tasks.as_raw_fd());
             }
             join_namespaces(sys, namespaces)?;
             return match new_keyring {

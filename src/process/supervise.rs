@@ -174,7 +174,8 @@ impl Supervisor {
                 }
                 Signal::SIGCHLD => {}
                 Signal::SIGWINCH => relay.copy_window_size(),
-                other if relay.attached => {
+                // Never once it is reaped: its pid may be someone else's by then.
+                other if relay.attached && !reaped && exited.is_none() => {
                     let _ = nix::sys::signal::kill(pid, other);
                 }
                 // A detached monitor ignores signals: the container is stopped with `poc stop`/`kill`.
