@@ -160,7 +160,9 @@ impl Env {
 
     /// Waits until the container's log holds `needle` (its output so far is in the panic message).
     pub fn wait_for_log(&self, container: &str, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: the emulated v2 guest takes tens of seconds where the host takes one (a 40 MB
+        // string built by busybox's shell), more when the machine is busy.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let logs = stdout(&self.poc(&["logs", container]));
             if logs.contains(needle) {
