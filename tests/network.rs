@@ -307,7 +307,7 @@ fn fifty_concurrent_runs_get_distinct_addresses_and_leave_nothing() {
     let env = Env::with_busybox();
     let ids: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)
-            .map(|_| s.spawn(|| env.run_detached(&["busybox", "sleep", "60"])))
+            .map(|_| s.spawn(|| env.run_detached(&["busybox", "sleep", "3600"])))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
