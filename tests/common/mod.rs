@@ -178,7 +178,8 @@ impl Env {
 
     /// Waits until exactly one container is running and returns its state as JSON.
     pub fn wait_running(&self) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous, as wait_for_log: a start in the emulated guest on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             for id in self.container_ids() {
                 let path = self
