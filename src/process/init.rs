@@ -135,8 +135,9 @@ fn setup_and_exec(
 
 /// The intermediate of an exec (see process::clone_exec), in poc's own pid namespace: puts the
 /// process's stdio in place and closes what it must not inherit, joins the container's v1 cgroups
-/// (but the pids one, which poc moves the process into: a clone there fails at pids.max), then its
-/// namespaces (the mount namespace last), then, for the process it clones next, its pid namespace.
+/// (but the pids one, which the process joins itself after its clone: a clone there fails at
+/// pids.max), then its namespaces (the mount namespace last), then, for the process it clones
+/// next, its pid namespace.
 pub(super) fn enter_for_exec(
     cfg: &mut ChildConfig,
     sock: &OwnedFd,
