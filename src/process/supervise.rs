@@ -144,45 +144,41 @@ impl Supervisor {
                 }
             }
             if signals_ready {
-                // Once reaped, the process is not asked for again: a SIGCHLD that came after
-                // (the first may have been another child's, an exec's intermediate, and found the
-                // process already gone) would find it reaped (ECHILD).
-                let reaped = exit.is_some();
-                if let Some(code) = self.handle_signals(pid, &relay, reaped)? {
-                    exit = Some((code, Instant::now()));
-                }
+                self.handle_signals(pid, &relay, &mut exit)?;
             }
         }
     }
 
+    /// Handles the signals waiting; records the process's exit code and time in `exit` when it is
+    /// reaped. Once reaped, it is neither asked for again nor signalled: a SIGCHLD read after (the
+    /// first may have been another child's, an exec's intermediate, and found the process already
+    /// gone) would find it reaped (ECHILD), and its pid may be someone else's by then.
     fn handle_signals(
         &mut self,
         pid: Pid,
         relay: &Relay,
-        reaped: bool,
-    ) -> Result<Option<i32>, ProcessError> {
-        let mut exited = None;
+        exit: &mut Option<(i32, Instant)>,
+    ) -> Result<(), ProcessError> {
         while let Ok(Some(info)) = self.signals.read_signal() {
             let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
             match signal {
-                Signal::SIGCHLD if !reaped && exited.is_none() => {
+                Signal::SIGCHLD if exit.is_none() => {
                     if let Some(code) = reap(pid)? {
-                        exited = Some(code);
+                        *exit = Some((code, Instant::now()));
                     }
                 }
                 Signal::SIGCHLD => {}
                 Signal::SIGWINCH => relay.copy_window_size(),
-                // Never once it is reaped: its pid may be someone else's by then.
-                other if relay.attached && !reaped && exited.is_none() => {
+                other if relay.attached && exit.is_none() => {
                     let _ = nix::sys::signal::kill(pid, other);
                 }
                 // A detached monitor ignores signals: the container is stopped with `poc stop`/`kill`.
                 _ => {}
             }
         }
-        Ok(exited)
+        Ok(())
     }
 }
 
