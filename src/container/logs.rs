@@ -109,7 +109,7 @@ fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
 }
 
 /// A line of output with the time of the record it started in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Line {
     pub time_ns: u64,
     pub stream: Stream,
@@ -124,7 +124,7 @@ pub struct Lines {
     open: [Option<Line>; 2],
 }
 
-pub const LONGEST_LINE: usize = 16 << 10;
+const LONGEST_LINE: usize = 16 << 10;
 
 impl Lines {
     /// The lines `record` completes.
@@ -164,8 +164,8 @@ pub struct LastLines {
     seq: u64,
 }
 
-/// A kept line: its time, sequence number, text and stream.
-type Kept = (u64, u64, Vec<u8>, u8);
+/// A kept line, after its time and a sequence number.
+type Kept = (u64, u64, Line);
 
 impl LastLines {
     pub fn new(n: usize) -> Self {
@@ -178,9 +178,8 @@ impl LastLines {
 
     pub fn push(&mut self, line: Line) {
         self.seq += 1;
-        let stream = line.stream as u8;
-        let entry = std::cmp::Reverse((line.time_ns, self.seq, line.text, stream));
-        self.kept.push(entry);
+        self.kept
+            .push(std::cmp::Reverse((line.time_ns, self.seq, line)));
         if self.kept.len() > self.n {
             self.kept.pop();
         }
@@ -188,19 +187,9 @@ impl LastLines {
 
     /// The kept lines, oldest first.
     pub fn into_lines(self) -> Vec<Line> {
-        let mut kept: Vec<_> = self.kept.into_iter().map(|r| r.0).collect();
+        let mut kept: Vec<Kept> = self.kept.into_iter().map(|r| r.0).collect();
         kept.sort();
-        kept.into_iter()
-            .map(|(time_ns, _, text, stream)| Line {
-                time_ns,
-                stream: if stream == Stream::Stderr as u8 {
-                    Stream::Stderr
-                } else {
-                    Stream::Stdout
-                },
-                text,
-            })
-            .collect()
+        kept.into_iter().map(|(_, _, line)| line).collect()
     }
 }
 

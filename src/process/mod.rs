@@ -196,7 +196,7 @@ pub fn pipes(with_stdin: bool) -> Result<(ChildStdio, ParentIo), ProcessError> {
 }
 
 /// Which of a container's output streams a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stream {
     Stdout = 0,
     Stderr = 1,
