@@ -170,7 +170,11 @@ mod tests {
         std::fs::write(root.join("top"), "x").unwrap();
         std::fs::create_dir_all(root.join("wide/a/b")).unwrap();
         std::fs::create_dir(root.join("wide/c")).unwrap();
-        std::os::unix::fs::symlink("/", root.join("wide/a/to-root")).unwrap();
+        // A link out of the tree, to a directory that must keep what it holds.
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("kept"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("wide/a/out")).unwrap();
         // 3000 levels (a path longer than PATH_MAX), each made relative to the last.
         let mut dir = OwnedFd::from(std::fs::File::open(&root).unwrap());
         for _ in 0..3000 {
@@ -194,7 +198,7 @@ mod tests {
         drop(dir);
         remove_tree(&root).unwrap();
         assert!(!root.exists());
-        assert!(Path::new("/").exists());
+        assert!(outside.join("kept").exists(), "the link was followed");
         remove_tree(&root).unwrap();
     }
 
